@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install and start what the test suite needs on a fresh Debian machine (idempotent):
+# Docker engine, debootstrap (image builds without a registry), Chromium (e2e), PostgreSQL, Node.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v chromium >/dev/null || need+=(chromium)
+command -v iptables >/dev/null || need+=(iptables)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+command -v npm >/dev/null || need+=(nodejs npm)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Docker engine: no systemd here, so start dockerd ourselves with its log in a file.
+if ! docker info >/dev/null 2>&1; then
+  mkdir -p /var/log
+  (dockerd >/var/log/dockerd.log 2>&1 &)
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/dockerd.log"; tail -20 /var/log/dockerd.log; exit 1; }
+fi
+
+# PostgreSQL for the registry/hub tests against a real server.
+if command -v pg_ctlcluster >/dev/null; then
+  ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
+  pg_lsclusters -h | grep -q "^$ver main" || pg_createcluster "$ver" main >/dev/null
+  pg_ctlcluster "$ver" main start 2>/dev/null || true
+  su postgres -c "psql -tAc \"select 1 from pg_roles where rolname='tre'\"" | grep -q 1 \
+    || su postgres -c "psql -q -c \"create role tre login password 'tre' createdb\""
+fi
+echo "host ready: docker $(docker version --format '{{.Server.Version}}'), postgres, node $(node --version)"

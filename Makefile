@@ -1,0 +1,50 @@
+# The README's two commands are `make demo` and `make test`; both set up what they need themselves.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NODE_PREFIX := .node
+CHP := $(NODE_PREFIX)/node_modules/.bin/configurable-http-proxy
+PYTEST_ARGS ?=
+
+.PHONY: venv proxy test unit bench lint fmt demo docs clean
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml images/tre_notebook/pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]' -e images/tre_notebook
+	touch $@
+
+# configurable-http-proxy from the npm registry, kept inside the checkout.
+proxy: $(CHP)
+$(CHP):
+	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	npm install --silent --no-audit --no-fund --prefix $(NODE_PREFIX) configurable-http-proxy@^5
+
+test: venv proxy
+	PATH="$(CURDIR)/$(NODE_PREFIX)/node_modules/.bin:$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+bench: venv
+	@set -e; for b in tests/benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+docs: venv
+	$(BIN)/mkdocs build --strict
+
+demo: venv proxy
+	PATH="$(CURDIR)/$(NODE_PREFIX)/node_modules/.bin:$$PATH" $(BIN)/tre demo run
+
+clean:
+	rm -rf $(VENV) $(NODE_PREFIX) build dist *.egg-info

@@ -1,0 +1,1 @@
+"""TRE egress: output review service and statistical disclosure control engine."""

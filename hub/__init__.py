@@ -1,0 +1,1 @@
+"""TRE control plane: registry, provisioning, JupyterHub configuration and the `tre` CLI."""

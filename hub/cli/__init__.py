@@ -1,0 +1,45 @@
+"""The `tre` command line: one Typer app with a sub-command group per concept.
+
+Each group lives in its own module; heavy imports (duckdb, pandas, docker) stay inside the command
+functions so `tre --help` is instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from egress.cli import app as egress_app
+from hub.cli import (
+    audit,
+    catalog,
+    dataset,
+    demo,
+    grant,
+    hub_cmd,
+    images,
+    network,
+    project,
+    user,
+)
+
+app = typer.Typer(
+    name="tre",
+    help="Trusted research environment: registry, workspaces and egress review.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(user.app, name="user")
+app.add_typer(dataset.app, name="dataset")
+app.add_typer(project.app, name="project")
+app.add_typer(grant.app, name="grant")
+app.add_typer(audit.app, name="audit")
+app.add_typer(catalog.app, name="catalog")
+app.add_typer(demo.app, name="demo")
+app.add_typer(images.app, name="images")
+app.add_typer(network.app, name="network")
+app.add_typer(egress_app, name="egress")
+app.command("hub")(hub_cmd.hub)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Helpers available inside every TRE workspace."""
