@@ -1,0 +1,279 @@
+"""Egress file storage: safe picking from a workspace, and content-addressed blobs.
+
+A researcher owns everything in their workspace, so a path they give us is hostile until proven
+otherwise. Files are opened one path component at a time relative to a directory descriptor with
+O_NOFOLLOW, so no symlink anywhere on the path (a link to /data is the classic escape) and no `..`
+can lead outside the workspace, even if the researcher swaps things while we look.
+
+Blobs live at blobs/sha256/ab/cdef...; they are written to a temporary file, fsynced and renamed
+into place, so a crash never leaves a partial file under a content address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+CHUNK = 1024 * 1024
+ALLOWED_SUFFIXES = frozenset(
+    {
+        "csv", "tsv", "txt", "md", "json", "parquet", "png", "jpg", "jpeg", "svg",
+        "html", "ipynb", "py", "r", "sql", "log", "pdf",
+    }
+)  # fmt: skip
+MAX_PATH_PARTS = 32
+
+
+class Refused(Exception):
+    """A file we will not take; the message tells the researcher why and what to do."""
+
+
+def _link_refused(shown: str) -> str:
+    return f"'{shown}' is a symbolic link; links are refused, copy the file into your workspace."
+
+
+def suffix_of(name: str) -> str:
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
+def check_relpath(relpath: str) -> tuple[str, ...]:
+    """Split a workspace-relative path, refusing anything that could point outside the workspace."""
+    if not relpath or "\x00" in relpath:
+        raise Refused("Give the path of a file inside your workspace.")
+    if relpath.startswith("/") or relpath.startswith("\\"):
+        raise Refused(f"'{relpath}' is outside your workspace; give a path relative to your home folder.")
+    parts = PurePosixPath(relpath).parts
+    if ".." in relpath.replace("\\", "/").split("/"):
+        raise Refused(f"'{relpath}' contains '..'; give a path inside your workspace.")
+    parts = tuple(p for p in parts if p not in ("", "."))
+    if not parts or len(parts) > MAX_PATH_PARTS:
+        raise Refused(f"'{relpath}' is not a file path inside your workspace.")
+    return parts
+
+
+def _open_dir_nofollow(name: str, dir_fd: int | None, shown: str) -> int:
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise Refused(f"'{shown}' does not exist in your workspace.") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise Refused(_link_refused(shown))
+    if not stat.S_ISDIR(st.st_mode):
+        raise Refused(f"'{shown}' is not a folder.")
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:  # swapped for a link between stat and open
+        raise Refused(f"'{shown}' changed while being opened; try again.") from exc
+
+
+@contextlib.contextmanager
+def _walk_to_parent(home: Path, parts: tuple[str, ...]) -> Iterator[int]:
+    """A descriptor of the folder holding the last part, reached without following any link."""
+    fds = [_open_dir_nofollow(str(home), None, "your workspace")]
+    try:
+        for i, part in enumerate(parts[:-1]):
+            fds.append(_open_dir_nofollow(part, fds[-1], "/".join(parts[: i + 1])))
+        yield fds[-1]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
+class WorkspaceFile:
+    fd: int
+    relpath: str
+    size: int
+    mtime: float
+
+
+@contextlib.contextmanager
+def open_workspace_file(home: Path, relpath: str, max_bytes: int) -> Iterator[WorkspaceFile]:
+    """Open a regular file of the workspace for reading, or raise Refused saying why not."""
+    parts = check_relpath(relpath)
+    shown = "/".join(parts)
+    name = parts[-1]
+    if suffix_of(name) not in ALLOWED_SUFFIXES:
+        allowed = ", ".join(sorted(ALLOWED_SUFFIXES))
+        raise Refused(f"'{shown}' has a file type that cannot leave the TRE; allowed types: {allowed}.")
+    with _walk_to_parent(home, parts) as parent:
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            raise Refused(f"'{shown}' does not exist in your workspace.") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise Refused(
+                f"'{shown}' is a symbolic link; links are refused, copy the file into your workspace."
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(f"'{shown}' is not a regular file (device, pipe, socket or folder).")
+        try:
+            # O_NONBLOCK: a FIFO swapped in after the stat must not hang us.
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+            fd = os.open(name, flags, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise Refused(f"'{shown}' is a symbolic link; links are refused.") from None
+            raise Refused(f"'{shown}' cannot be read: {exc.strerror}.") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise Refused(f"'{shown}' is not a regular file (device, pipe, socket or folder).")
+            if st.st_nlink > 1:
+                raise Refused(f"'{shown}' is a hard link to another file; copy it into a new file first.")
+            if st.st_size > max_bytes:
+                raise Refused(f"'{shown}' is {st.st_size:,} bytes; the limit is {max_bytes:,} bytes.")
+            yield WorkspaceFile(fd, shown, st.st_size, st.st_mtime)
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    relpath: str
+    kind: str  # "dir" | "file" | "refused"
+    size: int
+    note: str = ""
+
+
+def list_workspace(home: Path, reldir: str = "") -> list[Entry]:
+    """The entries of one workspace folder for the file picker; links and special files are shown
+    as refused so the researcher sees why they cannot be picked."""
+    parts = check_relpath(reldir + "/x") if reldir else ("x",)
+    prefix = "/".join(parts[:-1])
+    out: list[Entry] = []
+    with _walk_to_parent(home, parts) as dfd:
+        for name in sorted(os.listdir(dfd)):
+            rel = f"{prefix}/{name}" if prefix else name
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                out.append(Entry(name, rel, "refused", 0, "symbolic link"))
+            elif stat.S_ISDIR(st.st_mode):
+                out.append(Entry(name, rel, "dir", 0))
+            elif not stat.S_ISREG(st.st_mode):
+                out.append(Entry(name, rel, "refused", 0, "special file"))
+            elif suffix_of(name) not in ALLOWED_SUFFIXES:
+                out.append(Entry(name, rel, "refused", st.st_size, "file type not allowed"))
+            else:
+                out.append(Entry(name, rel, "file", st.st_size))
+    return out
+
+
+def read_prefix(fd: int, limit: int) -> bytes:
+    return os.pread(fd, limit, 0)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, chunks: Iterator[bytes] | list[bytes]) -> None:
+    """Write `path` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(tmp, "xb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+class BlobStore:
+    """Content-addressed, immutable files: what checkers review is byte-for-byte what is released."""
+
+    def __init__(self, egress_dir: Path):
+        self.root = egress_dir / "blobs" / "sha256"
+        self.tmp = egress_dir / "blobs" / "tmp"
+
+    def path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError("not a sha256 hex digest")
+        return self.root / sha256[:2] / sha256[2:]
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def clean_temporary(self) -> int:
+        """Remove half-written files left by a crash; call on start-up before serving."""
+        removed = 0
+        if self.tmp.is_dir():
+            for p in self.tmp.iterdir():
+                p.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def put_fd(self, fd: int, max_bytes: int) -> tuple[str, int]:
+        """Copy from an open descriptor into the store; returns (sha256, size)."""
+
+        def chunks() -> Iterator[bytes]:
+            offset = 0
+            while chunk := os.pread(fd, CHUNK, offset):
+                offset += len(chunk)
+                yield chunk
+
+        return self._store(chunks(), max_bytes)
+
+    def put_bytes(self, data: bytes) -> str:
+        return self._store(iter([data]), len(data))[0]
+
+    def _store(self, chunks: Iterator[bytes], max_bytes: int) -> tuple[str, int]:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp / secrets.token_hex(12)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "xb") as out:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:  # the file grew after its size was checked
+                        raise Refused(f"The file is larger than the limit of {max_bytes:,} bytes.")
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            sha = digest.hexdigest()
+            final = self.path(sha)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if not final.exists():
+                os.chmod(tmp, 0o440)
+                os.replace(tmp, final)
+                fsync_dir(final.parent)
+            return sha, size
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def open(self, sha256: str) -> BinaryIO:
+        return open(self.path(sha256), "rb")
+
+    def read(self, sha256: str, limit: int | None = None) -> bytes:
+        with self.open(sha256) as fh:
+            return fh.read() if limit is None else fh.read(limit)
+
+    def verify(self, sha256: str) -> bool:
+        """Re-hash a blob: True only if it exists and its bytes still match its address."""
+        digest = hashlib.sha256()
+        try:
+            with self.open(sha256) as fh:
+                while chunk := fh.read(CHUNK):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return False
+        return digest.hexdigest() == sha256
