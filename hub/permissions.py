@@ -1,0 +1,165 @@
+"""Pure governance rules: who may do what. No I/O; `hub.registry` feeds in facts and acts on the answer.
+
+Roles come from two places: global flags on the user (admin, custodian) and per-project memberships
+(lead, researcher, checker). Nobody appoints themselves to anything, and a project that is closed,
+suspended or past its expiry date opens nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class NotAllowed(Exception):
+    """The actor may not do this; the message says why and who can."""
+
+
+class Action(StrEnum):
+    ADD_USER = "add_user"
+    DISABLE_USER = "disable_user"
+    GRANT_ROLE = "grant_role"  # set admin / custodian flags
+    REGISTER_DATASET = "register_dataset"
+    CREATE_PROJECT = "create_project"
+    CHANGE_PROJECT_STATUS = "change_project_status"  # suspend, resume, close
+    SET_LIMITS = "set_limits"
+    PROVISION = "provision"
+    ADD_RESEARCHER = "add_researcher"
+    REMOVE_RESEARCHER = "remove_researcher"
+    ASSIGN_CHECKER = "assign_checker"
+    REMOVE_CHECKER = "remove_checker"
+    REQUEST_GRANT = "request_grant"
+    APPROVE_GRANT = "approve_grant"
+    REJECT_GRANT = "reject_grant"
+    REVOKE_GRANT = "revoke_grant"
+    VIEW_AUDIT = "view_audit"
+
+
+@dataclass(frozen=True)
+class Actor:
+    username: str
+    is_admin: bool = False
+    is_custodian: bool = False
+    disabled: bool = False
+    # The actor's memberships in the project the action concerns ({"lead", "researcher", "checker"}).
+    project_roles: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class ProjectState:
+    slug: str
+    status: str
+    expires_at: datetime
+
+
+def project_is_open(status: str, expires_at: datetime, now: datetime | None = None) -> bool:
+    """Active and not yet expired: the only state in which a project gives access to anything."""
+    return status == "active" and (now or datetime.now(UTC)) < expires_at
+
+
+def grant_is_active(status: str, expires_at: datetime, now: datetime | None = None) -> bool:
+    return status == "approved" and (now or datetime.now(UTC)) < expires_at
+
+
+def project_problem(project: ProjectState, now: datetime | None = None) -> str | None:
+    """Why a project gives no access, or None when it is open."""
+    if project.status != "active":
+        return f"project {project.slug} is {project.status}"
+    if not project_is_open(project.status, project.expires_at, now):
+        return f"project {project.slug} expired on {project.expires_at:%Y-%m-%d}"
+    return None
+
+
+ADMIN_ONLY = {
+    Action.ADD_USER,
+    Action.DISABLE_USER,
+    Action.GRANT_ROLE,
+    Action.CREATE_PROJECT,
+    Action.CHANGE_PROJECT_STATUS,
+    Action.SET_LIMITS,
+}
+ADMIN_OR_CUSTODIAN = {
+    Action.REGISTER_DATASET,
+    Action.PROVISION,
+    Action.ASSIGN_CHECKER,
+    Action.REMOVE_CHECKER,
+    Action.APPROVE_GRANT,
+    Action.REJECT_GRANT,
+    Action.REVOKE_GRANT,
+    Action.VIEW_AUDIT,
+}
+LEAD_OR_ADMIN = {Action.ADD_RESEARCHER, Action.REMOVE_RESEARCHER, Action.REQUEST_GRANT}
+# Actions that appoint `target` to something: the actor may never be the target.
+APPOINTING = {
+    Action.GRANT_ROLE,
+    Action.CREATE_PROJECT,
+    Action.ADD_RESEARCHER,
+    Action.ASSIGN_CHECKER,
+}
+# Actions that only make sense on an open (active, unexpired) project.
+NEEDS_OPEN_PROJECT = {
+    Action.ADD_RESEARCHER,
+    Action.ASSIGN_CHECKER,
+    Action.REQUEST_GRANT,
+    Action.APPROVE_GRANT,
+}
+
+
+def check(
+    action: Action,
+    actor: Actor,
+    *,
+    project: ProjectState | None = None,
+    target: str | None = None,
+    requested_by: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Raise NotAllowed unless `actor` may do `action`.
+
+    `target` is the user being appointed/changed (for CREATE_PROJECT: the proposed lead);
+    `requested_by` is the requester of the grant being approved or rejected.
+    """
+    who = actor.username
+    if actor.disabled:
+        raise NotAllowed(f"user {who} is disabled; ask an administrator to re-enable the account")
+
+    if action in ADMIN_ONLY and not actor.is_admin:
+        raise NotAllowed(f"only an administrator may {action.value.replace('_', ' ')}; {who} is not one")
+    if action in ADMIN_OR_CUSTODIAN and not (actor.is_admin or actor.is_custodian):
+        hint = ""
+        if action is Action.ASSIGN_CHECKER and "lead" in actor.project_roles:
+            hint = " (project leads cannot appoint output checkers)"
+        raise NotAllowed(
+            f"only an administrator or data custodian may {action.value.replace('_', ' ')}; "
+            f"{who} is neither{hint}"
+        )
+    if action in LEAD_OR_ADMIN and not (actor.is_admin or "lead" in actor.project_roles):
+        where = f" of {project.slug}" if project else ""
+        raise NotAllowed(
+            f"only the project lead{where} or an administrator may {action.value.replace('_', ' ')}"
+        )
+
+    if action in APPOINTING and target is not None and target == who:
+        raise NotAllowed(f"{who} cannot appoint themselves; another administrator must do it")
+    if action is Action.DISABLE_USER and target == who:
+        raise NotAllowed(f"{who} cannot disable their own account; another administrator must do it")
+
+    if action is Action.APPROVE_GRANT or action is Action.REJECT_GRANT:
+        if requested_by is not None and requested_by == who:
+            raise NotAllowed(f"{who} requested this grant and cannot decide it; another custodian must")
+        if "lead" in actor.project_roles:
+            raise NotAllowed(f"{who} leads this project and cannot decide its grants; another custodian must")
+
+    if action in NEEDS_OPEN_PROJECT and project is not None:
+        problem = project_problem(project, now)
+        if problem:
+            raise NotAllowed(f"{problem}: nothing can be added to it")
+
+
+def allowed(action: Action, actor: Actor, **context: object) -> bool:
+    try:
+        check(action, actor, **context)  # type: ignore[arg-type]
+    except NotAllowed:
+        return False
+    return True
