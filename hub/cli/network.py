@@ -1,7 +1,59 @@
-"""`tre network`."""
+"""`tre network`: the workspace network and its host firewall (needs root)."""
 
 from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Networks.", no_args_is_help=True)
+from hub.cli._common import console, fail
+
+app = typer.Typer(help="The isolated workspace network and its host firewall.", no_args_is_help=True)
+
+
+@app.command()
+def setup() -> None:
+    """Create (or repair) the internal workspace network and the firewall rules; safe to re-run."""
+    from hub.network import NetworkError
+    from hub.network import setup as do_setup
+
+    try:
+        lines = do_setup()
+    except NetworkError as exc:
+        fail(str(exc))
+    for line in lines:
+        console.print(f"[green]ok[/] {line}", highlight=False, soft_wrap=True)
+    console.print("Workspaces can reach only the hub API; nothing else on the host, nothing outside.")
+
+
+@app.command()
+def status() -> None:
+    """Check the network and firewall are in place (exit 1 if not: workspaces will not start)."""
+    from hub.network import status as get_status
+
+    st = get_status()
+    p = st.plan
+    console.print(
+        f"network {p.name}, bridge {p.bridge}, subnet {p.subnet}, hub API {p.gateway}:{p.hub_port}",
+        soft_wrap=True,
+    )
+    if st.ok:
+        console.print("[green]ok[/] network and firewall in place")
+        return
+    for problem in st.problems:
+        console.print(f"[red]problem[/] {problem}", highlight=False, soft_wrap=True)
+    fail("the workspace network is not safe to use; run `tre network setup` as root")
+
+
+@app.command()
+def teardown() -> None:
+    """Remove the firewall rules and the network (stop all workspaces first)."""
+    from hub.network import NetworkError
+    from hub.network import teardown as do_teardown
+
+    try:
+        lines = do_teardown()
+    except NetworkError as exc:
+        fail(str(exc))
+    for line in lines:
+        console.print(f"[green]ok[/] {line}", highlight=False, soft_wrap=True)
+    if not lines:
+        console.print("nothing to remove")

@@ -1,0 +1,178 @@
+"""Hub login: NativeAuthenticator (bcrypt passwords, TOTP, lock-out) with the TRE's stricter rules.
+
+NativeAuthenticator 1.3 works on JupyterHub 6 (it uses the hub's deprecated shared DB session, which
+still exists there). We keep its password store, lock-out and admin pages, and tighten four things:
+
+- no self sign-up: accounts are created by administrators (`tre user add` -> `create_login`);
+- TOTP is mandatory for every account (only TRE_DEMO_NO_MFA=1 relaxes it, loudly);
+- TOTP codes are checked with pyotp (one step of clock drift) instead of the unmaintained
+  `onetimepass`, and passwords with `bcrypt.checkpw` (constant time; over-long input is a failed
+  login, not a server error);
+- lock-out counts every failed attempt, including while locked, and is audited.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timedelta
+
+import bcrypt
+import pyotp
+from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.orm import UserInfo
+from traitlets import Bool, default
+
+from hub.settings import Settings, get_settings
+
+log = logging.getLogger("tre.auth")
+
+DEMO_NO_MFA_ENV = "TRE_DEMO_NO_MFA"
+# users_info.otp_secret is VARCHAR(16) in NativeAuthenticator's schema: 16 base32 chars = 80 bits.
+TOTP_SECRET_CHARS = 16
+BCRYPT_MAX_BYTES = 72
+
+
+def demo_no_mfa() -> bool:
+    return os.environ.get(DEMO_NO_MFA_ENV, "") == "1"
+
+
+def hub_db_url(settings: Settings | None = None) -> str:
+    """JupyterHub's own database (separate from the registry: both use Alembic and a `users` table)."""
+    settings = settings or get_settings()
+    return os.environ.get("TRE_HUB_DB_URL") or f"sqlite:///{settings.state_dir / 'jupyterhub.sqlite'}"
+
+
+def totp_uri(username: str, secret: str, issuer: str = "TRE") -> str:
+    """otpauth:// URI for authenticator apps (shown once, as a QR code, by `tre user add`)."""
+    return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=issuer)
+
+
+def _hash(password: str) -> bytes:
+    raw = password.encode()
+    if len(raw) > BCRYPT_MAX_BYTES:
+        raise ValueError(f"passwords are limited to {BCRYPT_MAX_BYTES} bytes")
+    return bcrypt.hashpw(raw, bcrypt.gensalt())
+
+
+def create_login(username: str, password: str, settings: Settings | None = None) -> str:
+    """Create (or reset) `username`'s hub login; return the new TOTP secret (base32).
+
+    Writes straight into the hub database (creating its schema if the hub never ran), so accounts can
+    be made before the hub starts. Resetting gives a new password and a new TOTP secret.
+    """
+    from jupyterhub import orm
+
+    settings = settings or get_settings()
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    username = username.strip().lower()
+    if len(password) < 12:
+        raise ValueError("passwords must have at least 12 characters")
+    secret = pyotp.random_base32(length=TOTP_SECRET_CHARS)
+    session = orm.new_session_factory(hub_db_url(settings))()
+    try:
+        info = UserInfo.find(session, username)
+        if info is None:
+            info = UserInfo(username=username, password=_hash(password), otp_secret=secret)
+            session.add(info)
+        else:
+            info.password = _hash(password)
+            info.otp_secret = secret
+        info.is_authorized = True
+        info.has_2fa = True
+        session.commit()
+    finally:
+        session.close()
+        session.get_bind().dispose()
+    return secret
+
+
+def _audit(actor: str, action: str, details: dict) -> None:
+    try:
+        from hub.audit import record
+        from hub.db import session_scope
+
+        with session_scope() as session:
+            record(session, actor, action, "user", actor, details)
+    except Exception:  # an unreachable registry must not turn a failed login into a 500
+        log.exception("could not audit %s for %s", action, actor)
+
+
+class TREAuthenticator(NativeAuthenticator):
+    """NativeAuthenticator with sign-up off, TOTP mandatory and an audited lock-out."""
+
+    mfa_required = Bool(True, config=True, help="Refuse logins without a TOTP code (the TRE default).")
+
+    @default("mfa_required")
+    def _mfa_default(self) -> bool:
+        if demo_no_mfa():
+            self.log.warning(
+                "!!! %s=1: TOTP two-factor login is OFF. This is for a local demo only; "
+                "never run a TRE with real data like this. !!!",
+                DEMO_NO_MFA_ENV,
+            )
+            return False
+        return True
+
+    @default("enable_signup")
+    def _no_signup(self) -> bool:
+        return False
+
+    @default("allow_2fa")
+    def _show_2fa(self) -> bool:
+        return True
+
+    @default("allowed_failed_logins")
+    def _lockout(self) -> int:
+        return 5
+
+    @default("allow_all")
+    def _allow_all(self) -> bool:
+        # Only accounts an administrator created (and authorized) can authenticate at all.
+        return True
+
+    def is_blocked(self, username: str) -> bool:
+        attempts = self.login_attempts.get(username)
+        if not attempts or attempts["count"] < self.allowed_failed_logins:
+            return False
+        return datetime.now() - attempts["time"] < timedelta(seconds=self.seconds_before_next_try)
+
+    def _valid_totp(self, info: UserInfo, code: str | None) -> bool:
+        code = (code or "").strip().replace(" ", "")
+        if not (info.otp_secret and code.isdigit()):
+            return False
+        return pyotp.TOTP(info.otp_secret).verify(code, valid_window=1)
+
+    def _valid_password(self, info: UserInfo, password: str) -> bool:
+        raw = password.encode()
+        if len(raw) > BCRYPT_MAX_BYTES:
+            return False
+        return bcrypt.checkpw(raw, info.password)
+
+    async def authenticate(self, handler, data):
+        username = self.normalize_username(data.get("username", ""))
+        password = data.get("password", "")
+        info = self.get_user(username)
+        if info is None:
+            return None
+        if self.allowed_failed_logins and self.is_blocked(username):
+            # Failures while locked extend the lock: guessing on does not wait it out.
+            self.add_login_attempt(username)
+            _audit(username, "login.locked", {"attempts": self.login_attempts[username]["count"]})
+            return None
+        ok = info.is_authorized and self._valid_password(info, password)
+        if self.mfa_required:
+            ok = ok and info.has_2fa and self._valid_totp(info, data.get("2fa"))
+        if ok:
+            self.successful_login(username)
+            return username
+        self.add_login_attempt(username)
+        count = self.login_attempts[username]["count"]
+        _audit(username, "login.failed", {"attempts": count})
+        if self.allowed_failed_logins and count >= self.allowed_failed_logins:
+            self.log.warning("locking %s out after %d failed logins", username, count)
+        return None
+
+    def create_user(self, username, password, **kwargs):
+        # Sign-up through the hub is off; admins use `tre user add`.
+        return None
