@@ -1,0 +1,35 @@
+"""Provisioning: per-project data releases (see builder.py for the layout and the rules).
+
+`build_release(project_dir, spec)` is the pure builder; `provision_project(session, slug, ...)`
+reads a project's grants from the registry and calls it.
+"""
+
+from hub.provisioning.builder import (
+    CATALOG_STORAGE_VERSION,
+    build_release,
+    current_release,
+    read_manifest,
+    releases,
+)
+from hub.provisioning.spec import (
+    DatasetSpec,
+    Progress,
+    ProvisioningError,
+    ReleaseResult,
+    ReleaseSpec,
+    SourceTable,
+)
+
+__all__ = [
+    "CATALOG_STORAGE_VERSION",
+    "DatasetSpec",
+    "Progress",
+    "ProvisioningError",
+    "ReleaseResult",
+    "ReleaseSpec",
+    "SourceTable",
+    "build_release",
+    "current_release",
+    "read_manifest",
+    "releases",
+]
