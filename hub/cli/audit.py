@@ -1,7 +1,104 @@
-"""`tre audit`."""
+"""`tre audit`: verify the hash chain and read the log."""
 
 from __future__ import annotations
 
-import typer
+import json
+from typing import Annotated
 
-app = typer.Typer(help="Audits.", no_args_is_help=True)
+import typer
+from rich.table import Table
+
+from hub.cli._common import console, err_console, print_json
+from hub.cli._registry import JsonOption, parse_when, registry_session
+
+app = typer.Typer(help="Audit log: verify the hash chain, show events.", no_args_is_help=True)
+
+
+@app.command("verify")
+def verify(as_json: Annotated[bool, JsonOption] = False) -> None:
+    """Check that no audit event was edited, deleted or reordered (exit 1 if one was)."""
+    from hub import audit
+
+    with registry_session() as s:
+        result = audit.verify(s)
+    if as_json:
+        print_json(
+            {"ok": result.ok, "events": result.count, "head": result.head, "problems": result.problems}
+        )
+    elif result.ok:
+        console.print(f"audit log intact: {result.count} events, head {result.head}")
+    else:
+        for problem in result.problems:
+            err_console.print(f"[bold red]tampered:[/] {problem}", highlight=False, soft_wrap=True)
+    if not result.ok:
+        raise SystemExit(1)
+
+
+@app.command("show")
+def show(
+    actor: Annotated[str | None, typer.Option("--actor", help="Only events by this user.")] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="Only this action, or a prefix ending in '.' (grant.).")
+    ] = None,
+    obj: Annotated[
+        str | None, typer.Option("--object", help="TYPE or TYPE:ID, e.g. project:diab-study.")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="YYYY-MM-DD or ISO time.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="YYYY-MM-DD or ISO time (exclusive).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N events.")] = 50,
+    as_json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Show audit events, newest last."""
+    from sqlalchemy import select
+
+    from hub.models import AuditEvent
+
+    query = select(AuditEvent)
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    if action:
+        query = query.where(
+            AuditEvent.action.startswith(action, autoescape=True)
+            if action.endswith(".")
+            else AuditEvent.action == action
+        )
+    if obj:
+        object_type, _, object_id = obj.partition(":")
+        query = query.where(AuditEvent.object_type == object_type)
+        if object_id:
+            query = query.where(AuditEvent.object_id == object_id)
+    if since:
+        query = query.where(AuditEvent.time >= parse_when(since, "--since"))
+    if until:
+        query = query.where(AuditEvent.time < parse_when(until, "--until"))
+    query = query.order_by(AuditEvent.id.desc()).limit(limit)
+    with registry_session() as s:
+        events = list(reversed(s.execute(query).scalars().all()))
+        rows = [
+            {
+                "id": e.id,
+                "time": e.time.isoformat(),
+                "actor": e.actor,
+                "action": e.action,
+                "object_type": e.object_type,
+                "object_id": e.object_id,
+                "details": e.details,
+                "hash": e.hash,
+            }
+            for e in events
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    out = Table("id", "time (UTC)", "actor", "action", "object", "details")
+    for r in rows:
+        details = json.dumps(r["details"], separators=(",", ":"), ensure_ascii=False)
+        out.add_row(
+            str(r["id"]),
+            r["time"][:19],
+            r["actor"],
+            r["action"],
+            f"{r['object_type']}:{r['object_id']}",
+            details,
+        )
+    console.print(out)

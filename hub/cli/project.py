@@ -1,7 +1,326 @@
-"""`tre project`."""
+"""`tre project`: projects (the "data permit"), their members, checkers, limits and data release."""
 
 from __future__ import annotations
 
-import typer
+from typing import Annotated, Any
 
-app = typer.Typer(help="Projects.", no_args_is_help=True)
+import typer
+from rich.table import Table
+
+from hub.cli._common import acting_user, console, fail, print_json
+from hub.cli._registry import ActorOption, JsonOption, iso, parse_when, registry_session
+
+app = typer.Typer(
+    help="Projects: create, members, checkers, limits, status, provisioning.", no_args_is_help=True
+)
+member_app = typer.Typer(help="Researchers of a project (managed by its lead).", no_args_is_help=True)
+checker_app = typer.Typer(
+    help="Output checkers of a project (managed by admins/custodians).", no_args_is_help=True
+)
+app.add_typer(member_app, name="member")
+app.add_typer(checker_app, name="checker")
+
+
+def project_row(project) -> dict[str, Any]:
+    from hub.access import project_limits
+
+    members: dict[str, list[str]] = {"lead": [], "researcher": [], "checker": []}
+    for m in sorted(project.memberships, key=lambda m: m.user.username):
+        members[m.role].append(m.user.username)
+    limits = project_limits(project)
+    return {
+        "slug": project.slug,
+        "title": project.title,
+        "purpose": project.purpose,
+        "lead": project.lead.username,
+        "status": project.status,
+        "created_at": iso(project.created_at),
+        "expires_at": iso(project.expires_at),
+        "limits": {"mem": limits.mem, "cpu": limits.cpu, "pids": limits.pids},
+        "limits_override": project.limits,
+        "members": members,
+        "grants": [
+            {
+                "id": g.id,
+                "dataset": g.dataset.ref,
+                "status": g.status,
+                "expires_at": iso(g.expires_at),
+            }
+            for g in sorted(project.grants, key=lambda g: g.requested_at)
+        ],
+    }
+
+
+@app.command("create")
+def create(
+    slug: Annotated[str, typer.Argument(help="Project name (lowercase slug).")],
+    title: Annotated[str, typer.Option("--title", help="Human-readable title.")],
+    lead: Annotated[str, typer.Option("--lead", help="Registry user who leads the project.")],
+    expires: Annotated[str, typer.Option("--expires", help="YYYY-MM-DD or +Nd: when all access ends.")],
+    purpose: Annotated[str, typer.Option("--purpose", help="The approved research purpose.")] = "",
+    mem: Annotated[str | None, typer.Option("--mem", help="Workspace memory limit, e.g. 4g.")] = None,
+    cpu: Annotated[float | None, typer.Option("--cpu", help="Workspace CPU cores.")] = None,
+    pids: Annotated[int | None, typer.Option("--pids", help="Workspace process limit.")] = None,
+    actor: Annotated[str | None, ActorOption] = None,
+    as_json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Create a project (administrators only) with its lead and expiry date."""
+    from hub import registry
+
+    expires_at = parse_when(expires)
+    with registry_session() as s:
+        project = registry.create_project(
+            s,
+            acting_user(actor),
+            slug,
+            title,
+            lead,
+            expires_at,
+            purpose=purpose,
+            limits={"mem": mem, "cpu": cpu, "pids": pids},
+        )
+        s.refresh(project)
+        row = project_row(project)
+    if as_json:
+        print_json(row)
+    else:
+        console.print(f"created project [bold]{slug}[/] led by {lead}, expires {row['expires_at'][:10]}")
+
+
+@app.command("list")
+def list_projects(as_json: Annotated[bool, JsonOption] = False) -> None:
+    """List projects."""
+    from sqlalchemy import select
+
+    from hub.models import Project
+
+    with registry_session() as s:
+        rows = [project_row(p) for p in s.execute(select(Project).order_by(Project.slug)).scalars()]
+    if as_json:
+        print_json(rows)
+        return
+    out = Table("project", "title", "lead", "status", "expires", "researchers", "grants")
+    for r in rows:
+        active = sum(g["status"] == "approved" for g in r["grants"])
+        out.add_row(
+            r["slug"],
+            r["title"],
+            r["lead"],
+            r["status"],
+            r["expires_at"][:10],
+            str(len(r["members"]["researcher"])),
+            f"{active} approved / {len(r['grants'])}",
+        )
+    console.print(out)
+
+
+@app.command("show")
+def show(slug: str, as_json: Annotated[bool, JsonOption] = False) -> None:
+    """Show a project: members, checkers, grants, limits."""
+    from hub import registry
+
+    with registry_session() as s:
+        row = project_row(registry.get_project(s, slug))
+    if as_json:
+        print_json(row)
+        return
+    console.print(
+        f"[bold]{row['slug']}[/] {row['title']} ({row['status']}, expires {row['expires_at'][:10]})"
+    )
+    if row["purpose"]:
+        console.print(f"purpose: {row['purpose']}")
+    for role, users in row["members"].items():
+        console.print(f"{role}s: {', '.join(users) or '-'}")
+    lim = row["limits"]
+    console.print(f"limits: mem {lim['mem']}, cpu {lim['cpu']}, pids {lim['pids']}")
+    out = Table("grant", "dataset", "status", "expires")
+    for g in row["grants"]:
+        out.add_row(g["id"], g["dataset"], g["status"], g["expires_at"][:10])
+    console.print(out)
+
+
+def run_provisioning(slug: str, actor: str, reason: str) -> bool:
+    """Rebuild a project's release (after a revoke/close, or on demand) with a progress bar.
+
+    Returns False, after saying so, when the provisioning module is not installed.
+    """
+    try:
+        from hub.provisioning import provision_project
+    except ImportError:
+        console.print(
+            f"[yellow]provisioning is not available in this installation; run `tre project provision {slug}` "
+            "once it is, to rebuild the release[/]"
+        )
+        return False
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hub.db import session_scope
+    from hub.settings import get_settings
+
+    settings = get_settings()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task(f"provisioning {slug} ({reason})", total=None)
+
+        def progress(step: str, done: int, total: int) -> None:
+            bar.update(task, description=f"{slug}: {step}", completed=done, total=total or None)
+
+        try:
+            with session_scope(settings) as s:
+                result = provision_project(s, slug, settings, actor, progress=progress)
+        except Exception as exc:
+            from hub.provisioning.spec import ProvisioningError
+            from hub.registry import RegistryError
+
+            if isinstance(exc, ProvisioningError | RegistryError):
+                fail(f"provisioning {slug} failed: {exc}")
+            raise
+    release = getattr(result, "release", None)
+    console.print(f"provisioned {slug}" + (f": release {release} is current" if release is not None else ""))
+    return True
+
+
+@app.command("provision")
+def provision(slug: str, actor: Annotated[str | None, ActorOption] = None) -> None:
+    """Build and publish the project's data release from its approved grants."""
+    from hub import registry
+    from hub.permissions import Action
+
+    who = acting_user(actor)
+    with registry_session() as s:
+        registry.authorise(s, who, Action.PROVISION, slug)
+    if not run_provisioning(slug, who, "on request"):
+        raise SystemExit(1)
+
+
+def _status(slug: str, change: str, reason: str, actor: str | None, as_json: bool) -> None:
+    from hub import registry
+
+    who = acting_user(actor)
+    with registry_session() as s:
+        row = project_row(registry.change_project_status(s, who, slug, change, reason))
+    if as_json:
+        print_json(row)
+    else:
+        console.print(f"project [bold]{slug}[/] is now {row['status']}")
+    if change == "close":
+        # Closing ends all access; rebuilding purges the project's released data.
+        run_provisioning(slug, who, "project closed")
+
+
+ReasonOption = typer.Option("--reason", help="Why (recorded in the audit log).")
+
+
+@app.command("suspend")
+def suspend(
+    slug: str,
+    reason: Annotated[str, ReasonOption] = "",
+    actor: Annotated[str | None, ActorOption] = None,
+    as_json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Suspend a project: no workspace opens until it is resumed."""
+    _status(slug, "suspend", reason, actor, as_json)
+
+
+@app.command("resume")
+def resume(
+    slug: str,
+    reason: Annotated[str, ReasonOption] = "",
+    actor: Annotated[str | None, ActorOption] = None,
+    as_json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Resume a suspended project."""
+    _status(slug, "resume", reason, actor, as_json)
+
+
+@app.command("close")
+def close(
+    slug: str,
+    reason: Annotated[str, ReasonOption] = "",
+    actor: Annotated[str | None, ActorOption] = None,
+    as_json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Close a project for good and remove its released data."""
+    _status(slug, "close", reason, actor, as_json)
+
+
+@app.command("set-limits")
+def set_limits(
+    slug: str,
+    mem: Annotated[str | None, typer.Option("--mem", help="Memory, e.g. 4g.")] = None,
+    cpu: Annotated[float | None, typer.Option("--cpu", help="CPU cores.")] = None,
+    pids: Annotated[int | None, typer.Option("--pids", help="Process limit.")] = None,
+    actor: Annotated[str | None, ActorOption] = None,
+    as_json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Override the workspace resource limits of a project (administrators only)."""
+    from hub import registry
+
+    with registry_session() as s:
+        row = project_row(
+            registry.set_project_limits(s, acting_user(actor), slug, mem=mem, cpu=cpu, pids=pids)
+        )
+    if as_json:
+        print_json(row)
+    else:
+        lim = row["limits"]
+        console.print(f"{slug} limits: mem {lim['mem']}, cpu {lim['cpu']}, pids {lim['pids']}")
+
+
+def _membership(slug: str, username: str, role: str, add: bool, actor: str | None, as_json: bool) -> None:
+    from hub import registry
+
+    with registry_session() as s:
+        if add:
+            registry.add_member(s, acting_user(actor), slug, username, role)
+        else:
+            registry.remove_member(s, acting_user(actor), slug, username, role)
+    if as_json:
+        print_json({"project": slug, "user": username, "role": role, "member": add})
+    else:
+        console.print(f"{'added' if add else 'removed'} {role} {username} {'to' if add else 'from'} {slug}")
+
+
+@member_app.command("add")
+def member_add(
+    slug: str,
+    username: str,
+    actor: Annotated[str | None, ActorOption] = None,
+    as_json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Add a researcher (the project lead or an administrator)."""
+    _membership(slug, username, "researcher", True, actor, as_json)
+
+
+@member_app.command("remove")
+def member_remove(
+    slug: str,
+    username: str,
+    actor: Annotated[str | None, ActorOption] = None,
+    as_json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Remove a researcher."""
+    _membership(slug, username, "researcher", False, actor, as_json)
+
+
+@checker_app.command("assign")
+def checker_assign(
+    slug: str,
+    username: str,
+    actor: Annotated[str | None, ActorOption] = None,
+    as_json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Assign an output checker (administrators and custodians only)."""
+    _membership(slug, username, "checker", True, actor, as_json)
+
+
+@checker_app.command("remove")
+def checker_remove(
+    slug: str,
+    username: str,
+    actor: Annotated[str | None, ActorOption] = None,
+    as_json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Remove an output checker."""
+    _membership(slug, username, "checker", False, actor, as_json)

@@ -1,0 +1,78 @@
+"""Shared plumbing for the registry command groups: one transaction per command, errors as one line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from hub.cli._common import fail
+
+# For Annotated[...] parameters (defaults go on the parameter itself).
+ActorOption = typer.Option("--as", help="Act as this registry user (default: $TRE_ACTOR, else the OS user).")
+JsonOption = typer.Option("--json", help="Print JSON for scripts instead of a table.")
+
+RELATIVE_RE = re.compile(r"^\+(\d+)d$")
+
+
+@contextmanager
+def registry_session() -> Iterator[Session]:
+    """Upgrade the schema, then run the command in one transaction: all of it commits or none."""
+    from hub.access import AccessDenied
+    from hub.db import session_scope, upgrade
+    from hub.permissions import NotAllowed
+    from hub.registry import RegistryError
+    from hub.settings import get_settings
+
+    settings = get_settings()
+    try:
+        upgrade(settings)
+        with session_scope(settings) as session:
+            yield session
+    except (RegistryError, NotAllowed, AccessDenied) as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        first = str(exc).strip().splitlines()[0]
+        fail(f"registry database error ({first}); check TRE_ROOT / TRE_DB_URL and try again")
+
+
+def parse_when(value: str, option: str = "--expires") -> datetime:
+    """YYYY-MM-DD (start of that day, UTC), an ISO timestamp, or +Nd (N days from now)."""
+    if m := RELATIVE_RE.match(value):
+        return datetime.now(UTC) + timedelta(days=int(m.group(1)))
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r} is not a date: use YYYY-MM-DD, an ISO timestamp or +Nd")
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """["k=v", ...] -> {k: v}, refusing malformed or repeated keys."""
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, val = item.partition("=")
+        key, val = key.strip(), val.strip()
+        if not sep or not key or not val:
+            fail(f"{option} {item!r}: use KEY=VALUE")
+        if key in out:
+            fail(f"{option} {key} given twice")
+        out[key] = val
+    return out
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: iso(v) if isinstance(v, datetime) else v for k, v in row.items()}
