@@ -1,0 +1,87 @@
+"""Egress test world: a project with an author, two checkers, a lead, an outsider and a workspace.
+
+Registered in tests/conftest.py; constants are imported from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from egress.service import Egress
+from hub import registry as reg
+from hub.db import session_scope, upgrade
+from hub.models import AuditEvent
+from hub.settings import Settings, get_settings
+
+PROJECT = "diab-study"
+OTHER = "onco-study"
+AUTHOR, AUTHOR_CHECKER, CHECKER1, CHECKER2, LEAD, OUTSIDER, OTHER_RESEARCHER, ADMIN = (
+    "ann", "alf", "cat", "cid", "lee", "ozz", "bob", "admin"
+)  # fmt: skip
+CSV = b"region,count\nNorth,12\nSouth,3\n"
+
+
+def build_world(settings: Settings) -> None:
+    upgrade(settings)
+    later = datetime.now(UTC) + timedelta(days=365)
+    with session_scope(settings) as s:
+        reg.add_user(s, ADMIN, ADMIN, "Admin", is_admin=True)
+        for u in (AUTHOR, AUTHOR_CHECKER, CHECKER1, CHECKER2, LEAD, OUTSIDER, OTHER_RESEARCHER):
+            reg.add_user(s, ADMIN, u, u.title())
+        reg.create_project(s, ADMIN, PROJECT, "Diabetes study", LEAD, later)
+        reg.create_project(s, ADMIN, OTHER, "Oncology study", LEAD, later)
+        reg.add_member(s, LEAD, PROJECT, AUTHOR)
+        reg.add_member(s, LEAD, PROJECT, AUTHOR_CHECKER)
+        reg.add_member(s, ADMIN, PROJECT, AUTHOR_CHECKER, role="checker")
+        reg.add_member(s, ADMIN, PROJECT, CHECKER1, role="checker")
+        reg.add_member(s, ADMIN, PROJECT, CHECKER2, role="checker")
+        reg.add_member(s, LEAD, OTHER, OTHER_RESEARCHER)
+    for user in (AUTHOR, AUTHOR_CHECKER):
+        home = settings.home_dir(PROJECT, user)
+        (home / "out").mkdir(parents=True)
+        (home / "out" / "counts.csv").write_bytes(CSV)
+        (home / "analysis.py").write_text("print('hello')\n")
+
+
+@dataclass
+class EgressWorld:
+    settings: Settings
+    svc: Egress
+
+    def home(self, user: str = AUTHOR) -> Path:
+        return self.settings.home_dir(PROJECT, user)
+
+    def draft(self, author: str = AUTHOR, files=(("out/counts.csv", "output"),)) -> tuple[int, list[int]]:
+        rid = self.svc.create_request(author, PROJECT, "Counts by region")
+        gid = self.svc.add_group(author, rid, "tables", "Patients by region", "Cells < 10 suppressed")
+        fids = [self.svc.add_file(author, rid, gid, path, kind) for path, kind in files]
+        return rid, fids
+
+    def submitted(self, author: str = AUTHOR, **kw) -> tuple[int, list[int]]:
+        rid, fids = self.draft(author, **kw)
+        self.svc.submit(author, rid)
+        return rid, fids
+
+    def approve_all(self, fids: list[int], checkers=(CHECKER1, CHECKER2)) -> str:
+        state = ""
+        for c in checkers:
+            for f in fids:
+                state = self.svc.vote(c, f, "approve")
+        return state
+
+    def audit(self, action_prefix: str) -> list[AuditEvent]:
+        with session_scope(self.settings) as s:
+            q = select(AuditEvent).where(AuditEvent.action.startswith(action_prefix)).order_by(AuditEvent.id)
+            return list(s.execute(q).scalars())
+
+
+@pytest.fixture
+def eg(tre_root) -> EgressWorld:
+    settings = get_settings()
+    build_world(settings)
+    return EgressWorld(settings, Egress(settings))
