@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_registry", "tests.fixtures_docker", "tests.fixtures_hub", "tests.fixtures_egress"]
+pytest_plugins = [
+    "tests.fixtures_registry",
+    "tests.fixtures_docker",
+    "tests.fixtures_hub",
+    "tests.fixtures_egress",
+]
 
 
 @pytest.fixture
