@@ -1,0 +1,70 @@
+"""Jupyter server extension baked into the TRE image: refuse the routes that hand out files.
+
+/files (raw download), /view (raw file in a page), /nbconvert (exports) answer 403, and uploads
+are capped in size. These are usability guards: the contents API still returns file contents to
+the browser (JupyterLab needs it to open notebooks), and the researcher owns every process in the
+container. The controls that hold are outside it: no network route out, and the egress review.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupyter_server.utils import url_path_join
+from tornado import web
+from traitlets import Integer
+
+REFUSED_ROUTES = (r"/files/.*", r"/files", r"/view/.*", r"/nbconvert/.*", r"/api/nbconvert.*")
+REFUSAL = "Downloads are disabled in this workspace: results leave through an output release request."
+
+
+class RefusedHandler(JupyterHandler):
+    """403 for every method, before authentication so nothing is served to anyone."""
+
+    def initialize(self, **_kwargs: Any) -> None:
+        # Also used as ContentsManager.files_handler_class, which passes a `path` argument.
+        pass
+
+    def prepare(self) -> None:
+        raise web.HTTPError(403, REFUSAL)
+
+
+class TreContentsManager(AsyncLargeFileManager):
+    """The default contents manager plus an upload size cap that chunked uploads cannot dodge."""
+
+    max_upload_bytes = Integer(64 * 1024 * 1024, config=True, help="Largest file an upload may create.")
+
+    def _too_big(self, size: int) -> web.HTTPError:
+        return web.HTTPError(413, f"Upload of {size} bytes exceeds the {self.max_upload_bytes} byte limit.")
+
+    async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
+        content = model.get("content")
+        if model.get("type") == "file" and isinstance(content, str):
+            # Decoded size of base64 text, without decoding a possibly huge body.
+            size = len(content) * 3 // 4 if model.get("format") == "base64" else len(content.encode())
+            if size > self.max_upload_bytes:
+                raise self._too_big(size)
+        result = await super().save(model, path)
+        if model.get("chunk") is not None:
+            os_path = self._get_os_path(path.strip("/"))
+            size = os.path.getsize(os_path)
+            if size > self.max_upload_bytes:
+                os.remove(os_path)
+                raise self._too_big(size)
+        return result
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "tre_notebook.server_ext"}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    # add_handlers puts these ahead of the server's own routes, so they win.
+    base_url = serverapp.web_app.settings["base_url"]
+    serverapp.web_app.add_handlers(
+        ".*$", [(url_path_join(base_url, route), RefusedHandler) for route in REFUSED_ROUTES]
+    )
+    serverapp.log.info("tre_notebook: /files, /view and /nbconvert refused; uploads capped")
