@@ -33,7 +33,30 @@ class Action(StrEnum):
     APPROVE_GRANT = "approve_grant"
     REJECT_GRANT = "reject_grant"
     REVOKE_GRANT = "revoke_grant"
-    VIEW_AUDIT = "view_audit"
+
+    @property
+    def phrase(self) -> str:
+        return PHRASES[self]
+
+
+PHRASES = {
+    Action.ADD_USER: "add users",
+    Action.DISABLE_USER: "disable or enable users",
+    Action.GRANT_ROLE: "change user roles",
+    Action.REGISTER_DATASET: "register datasets",
+    Action.CREATE_PROJECT: "create projects",
+    Action.CHANGE_PROJECT_STATUS: "suspend, resume or close projects",
+    Action.SET_LIMITS: "change workspace limits",
+    Action.PROVISION: "provision project data",
+    Action.ADD_RESEARCHER: "add researchers",
+    Action.REMOVE_RESEARCHER: "remove researchers",
+    Action.ASSIGN_CHECKER: "assign output checkers",
+    Action.REMOVE_CHECKER: "remove output checkers",
+    Action.REQUEST_GRANT: "request datasets",
+    Action.APPROVE_GRANT: "approve grants",
+    Action.REJECT_GRANT: "reject grants",
+    Action.REVOKE_GRANT: "revoke grants",
+}
 
 
 @dataclass(frozen=True)
@@ -87,7 +110,6 @@ ADMIN_OR_CUSTODIAN = {
     Action.APPROVE_GRANT,
     Action.REJECT_GRANT,
     Action.REVOKE_GRANT,
-    Action.VIEW_AUDIT,
 }
 LEAD_OR_ADMIN = {Action.ADD_RESEARCHER, Action.REMOVE_RESEARCHER, Action.REQUEST_GRANT}
 # Actions that appoint `target` to something: the actor may never be the target.
@@ -125,20 +147,17 @@ def check(
         raise NotAllowed(f"user {who} is disabled; ask an administrator to re-enable the account")
 
     if action in ADMIN_ONLY and not actor.is_admin:
-        raise NotAllowed(f"only an administrator may {action.value.replace('_', ' ')}; {who} is not one")
+        raise NotAllowed(f"only an administrator may {action.phrase}; {who} is not one")
     if action in ADMIN_OR_CUSTODIAN and not (actor.is_admin or actor.is_custodian):
         hint = ""
         if action is Action.ASSIGN_CHECKER and "lead" in actor.project_roles:
             hint = " (project leads cannot appoint output checkers)"
         raise NotAllowed(
-            f"only an administrator or data custodian may {action.value.replace('_', ' ')}; "
-            f"{who} is neither{hint}"
+            f"only an administrator or data custodian may {action.phrase}; {who} is neither{hint}"
         )
     if action in LEAD_OR_ADMIN and not (actor.is_admin or "lead" in actor.project_roles):
         where = f" of {project.slug}" if project else ""
-        raise NotAllowed(
-            f"only the project lead{where} or an administrator may {action.value.replace('_', ' ')}"
-        )
+        raise NotAllowed(f"only the project lead{where} or an administrator may {action.phrase}")
 
     if action in APPOINTING and target is not None and target == who:
         raise NotAllowed(f"{who} cannot appoint themselves; another administrator must do it")

@@ -1,0 +1,166 @@
+"""Every role x every action, plus the rules that cut across roles (self-appointment, own requests,
+inactive projects)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hub.permissions import (
+    Action,
+    Actor,
+    NotAllowed,
+    ProjectState,
+    allowed,
+    check,
+    grant_is_active,
+    project_is_open,
+)
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+OPEN = ProjectState("study", "active", NOW + timedelta(days=30))
+
+ROLES = {
+    "nobody": Actor("nobody"),
+    "researcher": Actor("res", project_roles=frozenset({"researcher"})),
+    "checker": Actor("chk", project_roles=frozenset({"checker"})),
+    "lead": Actor("lead", project_roles=frozenset({"lead"})),
+    "custodian": Actor("cus", is_custodian=True),
+    "admin": Actor("adm", is_admin=True),
+    "disabled-admin": Actor("old", is_admin=True, disabled=True),
+}
+
+A = Action
+ADMIN = {"admin"}
+CUSTODIAN_OR_ADMIN = {"custodian", "admin"}
+LEAD_OR_ADMIN = {"lead", "admin"}
+EXPECTED: dict[Action, set[str]] = {
+    A.ADD_USER: ADMIN,
+    A.DISABLE_USER: ADMIN,
+    A.GRANT_ROLE: ADMIN,
+    A.REGISTER_DATASET: CUSTODIAN_OR_ADMIN,
+    A.CREATE_PROJECT: ADMIN,
+    A.CHANGE_PROJECT_STATUS: ADMIN,
+    A.SET_LIMITS: ADMIN,
+    A.PROVISION: CUSTODIAN_OR_ADMIN,
+    A.ADD_RESEARCHER: LEAD_OR_ADMIN,
+    A.REMOVE_RESEARCHER: LEAD_OR_ADMIN,
+    A.ASSIGN_CHECKER: CUSTODIAN_OR_ADMIN,
+    A.REMOVE_CHECKER: CUSTODIAN_OR_ADMIN,
+    A.REQUEST_GRANT: LEAD_OR_ADMIN,
+    A.APPROVE_GRANT: CUSTODIAN_OR_ADMIN,
+    A.REJECT_GRANT: CUSTODIAN_OR_ADMIN,
+    A.REVOKE_GRANT: CUSTODIAN_OR_ADMIN,
+}
+
+
+def test_table_covers_every_action():
+    assert set(EXPECTED) == set(Action)
+
+
+@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("role", list(ROLES))
+def test_role_action_matrix(role, action):
+    # A third party is the target and the requester, on an open project: only the role decides.
+    ok = allowed(action, ROLES[role], project=OPEN, target="someone", requested_by="someone", now=NOW)
+    assert ok == (role in EXPECTED[action]), f"{role} {action}"
+
+
+@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("role", list(ROLES))
+def test_denials_explain_themselves(role, action):
+    if role in EXPECTED[action]:
+        return
+    with pytest.raises(NotAllowed) as info:
+        check(action, ROLES[role], project=OPEN, target="someone", requested_by="someone", now=NOW)
+    message = str(info.value)
+    assert "\n" not in message and ROLES[role].username in message
+
+
+@pytest.mark.parametrize("action", [A.GRANT_ROLE, A.CREATE_PROJECT, A.ADD_RESEARCHER, A.ASSIGN_CHECKER])
+def test_nobody_appoints_themselves(action):
+    admin = ROLES["admin"]
+    assert allowed(action, admin, project=OPEN, target="someone", now=NOW)
+    with pytest.raises(NotAllowed, match="cannot appoint themselves"):
+        check(action, admin, project=OPEN, target=admin.username, now=NOW)
+
+
+def test_lead_cannot_add_themselves_as_researcher():
+    lead = ROLES["lead"]
+    assert not allowed(A.ADD_RESEARCHER, lead, project=OPEN, target=lead.username, now=NOW)
+
+
+def test_admin_cannot_disable_themselves():
+    admin = ROLES["admin"]
+    with pytest.raises(NotAllowed, match="own account"):
+        check(A.DISABLE_USER, admin, target=admin.username)
+
+
+@pytest.mark.parametrize("action", [A.APPROVE_GRANT, A.REJECT_GRANT])
+@pytest.mark.parametrize("role", ["custodian", "admin"])
+def test_nobody_decides_their_own_request(action, role):
+    actor = ROLES[role]
+    with pytest.raises(NotAllowed, match="requested this grant"):
+        check(action, actor, project=OPEN, requested_by=actor.username, now=NOW)
+
+
+@pytest.mark.parametrize("action", [A.APPROVE_GRANT, A.REJECT_GRANT])
+def test_a_custodian_who_leads_the_project_cannot_decide_its_grants(action):
+    lead_custodian = Actor("lc", is_custodian=True, project_roles=frozenset({"lead"}))
+    with pytest.raises(NotAllowed, match="leads this project"):
+        check(action, lead_custodian, project=OPEN, requested_by="someone", now=NOW)
+
+
+def test_lead_cannot_appoint_checkers_and_is_told_so():
+    with pytest.raises(NotAllowed, match="project leads cannot appoint output checkers"):
+        check(A.ASSIGN_CHECKER, ROLES["lead"], project=OPEN, target="someone", now=NOW)
+
+
+@pytest.mark.parametrize("action", [A.ADD_RESEARCHER, A.ASSIGN_CHECKER, A.REQUEST_GRANT, A.APPROVE_GRANT])
+@pytest.mark.parametrize(
+    "project",
+    [
+        ProjectState("study", "suspended", NOW + timedelta(days=30)),
+        ProjectState("study", "closed", NOW + timedelta(days=30)),
+        ProjectState("study", "active", NOW - timedelta(seconds=1)),
+    ],
+    ids=["suspended", "closed", "expired"],
+)
+def test_inactive_projects_take_nothing_new(action, project):
+    with pytest.raises(NotAllowed, match=r"suspended|closed|expired"):
+        check(action, ROLES["admin"], project=project, target="someone", requested_by="someone", now=NOW)
+
+
+@pytest.mark.parametrize("action", [A.REMOVE_RESEARCHER, A.REMOVE_CHECKER, A.REVOKE_GRANT, A.REJECT_GRANT])
+def test_taking_access_away_works_on_inactive_projects(action):
+    closed = ProjectState("study", "closed", NOW + timedelta(days=30))
+    assert allowed(action, ROLES["admin"], project=closed, target="someone", requested_by="someone", now=NOW)
+
+
+@pytest.mark.parametrize(
+    "status,delta,expected",
+    [
+        ("active", 1, True),
+        ("active", -1, False),
+        ("active", 0, False),
+        ("suspended", 1, False),
+        ("closed", 1, False),
+    ],
+)
+def test_project_is_open(status, delta, expected):
+    assert project_is_open(status, NOW + timedelta(seconds=delta), NOW) is expected
+
+
+@pytest.mark.parametrize(
+    "status,delta,expected",
+    [
+        ("approved", 1, True),
+        ("approved", -1, False),
+        ("requested", 1, False),
+        ("rejected", 1, False),
+        ("revoked", 1, False),
+    ],
+)
+def test_grant_is_active(status, delta, expected):
+    assert grant_is_active(status, NOW + timedelta(seconds=delta), NOW) is expected
