@@ -157,7 +157,9 @@ def check(
         )
     if action in LEAD_OR_ADMIN and not (actor.is_admin or "lead" in actor.project_roles):
         where = f" of {project.slug}" if project else ""
-        raise NotAllowed(f"only the project lead{where} or an administrator may {action.phrase}")
+        raise NotAllowed(
+            f"only the project lead{where} or an administrator may {action.phrase}; {who} is neither"
+        )
 
     if action in APPOINTING and target is not None and target == who:
         raise NotAllowed(f"{who} cannot appoint themselves; another administrator must do it")
