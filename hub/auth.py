@@ -28,8 +28,9 @@ from hub.settings import Settings, get_settings
 log = logging.getLogger("tre.auth")
 
 DEMO_NO_MFA_ENV = "TRE_DEMO_NO_MFA"
-# users_info.otp_secret is VARCHAR(16) in NativeAuthenticator's schema: 16 base32 chars = 80 bits.
-TOTP_SECRET_CHARS = 16
+# 32 base32 characters = 160 bits (RFC 4226's recommendation). NativeAuthenticator declares the column
+# VARCHAR(16); SQLite ignores the length, and `_widen_otp_column` fixes it on PostgreSQL.
+TOTP_SECRET_CHARS = 32
 BCRYPT_MAX_BYTES = 72
 
 
@@ -55,6 +56,13 @@ def _hash(password: str) -> bytes:
     return bcrypt.hashpw(raw, bcrypt.gensalt())
 
 
+def _widen_otp_column(session) -> None:
+    from sqlalchemy import text
+
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ALTER TABLE users_info ALTER COLUMN otp_secret TYPE VARCHAR(64)"))
+
+
 def create_login(username: str, password: str, settings: Settings | None = None) -> str:
     """Create (or reset) `username`'s hub login; return the new TOTP secret (base32).
 
@@ -71,6 +79,7 @@ def create_login(username: str, password: str, settings: Settings | None = None)
     secret = pyotp.random_base32(length=TOTP_SECRET_CHARS)
     session = orm.new_session_factory(hub_db_url(settings))()
     try:
+        _widen_otp_column(session)
         info = UserInfo.find(session, username)
         if info is None:
             info = UserInfo(username=username, password=_hash(password), otp_secret=secret)

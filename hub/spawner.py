@@ -177,7 +177,7 @@ class TRESpawner(DockerSpawner):
             {"type": "bind", "source": str(permit.release_dir), "target": "/data", "read_only": True},
             {"type": "bind", "source": str(permit.home_dir), "target": "/home/jovyan", "read_only": False},
         ]
-        self.mem_limit = permit.limits.mem
+        self.mem_limit = str(permit.limits.mem).upper()  # ByteSpecification wants "2G", not "2g"
         self.cpu_limit = float(permit.limits.cpu)
         self.extra_host_config = {
             "cap_drop": ["ALL"],
@@ -186,7 +186,7 @@ class TRESpawner(DockerSpawner):
             "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={self.tmp_size}"},  # noqa: S108 - in the container
             "pids_limit": int(permit.limits.pids or self.default_pids),
             # No swap beyond the memory limit: the limit is the limit.
-            "memswap_limit": permit.limits.mem,
+            "memswap_limit": self.mem_limit,
             "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
             "network_mode": settings.network,
             "init": True,

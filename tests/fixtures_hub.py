@@ -1,1 +1,305 @@
-"""Fixtures (see tests/conftest.py)."""
+"""A real TRE hub for the integration and security tests, one per test session.
+
+`tre_hub` starts `tre hub` (configurable-http-proxy + JupyterHub + services) on a private TRE_ROOT,
+its own workspace network (unique bridge, subnet and firewall chain, removed at the end) and free
+ports, with a registry holding:
+
+  alice    researcher on proj-a, and on proj-closed (closed) and proj-expired (grant expired)
+  bob      researcher on proj-b
+  mallory  registered, member of nothing
+
+Servers are started through the hub's REST API with the `tre-admin` service token, exactly as an
+operator would. `running` starts alice/proj-a and bob/proj-b once for all the probes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery staple"
+HUB_START_TIMEOUT = 90
+SPAWN_TIMEOUT = 120
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def free_subnet() -> str:
+    """A /24 in 172.30.0.0/16 that no Docker network uses yet."""
+    ids = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True).stdout.split()
+    fmt = "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
+    out = subprocess.run(
+        ["docker", "network", "inspect", "--format", fmt, *ids], capture_output=True, text=True
+    ).stdout.split()
+    used = [ipaddress.ip_network(s, strict=False) for s in out if ":" not in s]
+    for _ in range(100):
+        candidate = ipaddress.ip_network(f"172.30.{secrets.randbelow(256)}.0/24")
+        if not any(candidate.overlaps(u) for u in used):
+            return str(candidate)
+    raise RuntimeError("no free /24 in 172.30.0.0/16 for the test workspace network")
+
+
+@dataclass
+class Hub:
+    settings: Any
+    env: dict[str, str]
+    url: str  # public proxy URL
+    token: str  # tre-admin service token
+    totp: dict[str, str] = field(default_factory=dict)  # username -> TOTP secret
+    log: Path | None = None
+
+    @property
+    def gateway(self) -> str:
+        from hub.network import gateway_ip
+
+        return gateway_ip(self.settings)
+
+    def api(self, method: str, path: str, token: str | None = None, **kw: Any):
+        import httpx
+
+        headers = {"Authorization": f"token {token or self.token}"}
+        return httpx.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=30, **kw)
+
+    def ensure_user(self, name: str) -> None:
+        r = self.api("POST", f"/users/{name}")
+        assert r.status_code in (201, 409), r.text
+
+    def server(self, user: str, project: str) -> dict | None:
+        r = self.api("GET", f"/users/{user}")
+        r.raise_for_status()
+        return r.json().get("servers", {}).get(project)
+
+    def request_start(self, user: str, project: str):
+        """POST the start request; returns the response (201 ready, 202 pending, 4xx/5xx refused)."""
+        self.ensure_user(user)
+        return self.api("POST", f"/users/{user}/servers/{project}")
+
+    def start(self, user: str, project: str, timeout: float = SPAWN_TIMEOUT) -> dict:
+        r = self.request_start(user, project)
+        assert r.status_code in (201, 202), f"{r.status_code}: {r.text}"
+        return self.wait_ready(user, project, timeout)
+
+    def wait_ready(self, user: str, project: str, timeout: float = SPAWN_TIMEOUT) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server = self.server(user, project)
+            if server and server.get("ready"):
+                return server
+            if server is None:
+                raise AssertionError(f"{user}/{project} stopped while starting; see {self.log}")
+            time.sleep(0.1)
+        raise AssertionError(f"{user}/{project} not ready after {timeout}s; see {self.log}")
+
+    def stop(self, user: str, project: str, timeout: float = 60) -> None:
+        r = self.api("DELETE", f"/users/{user}/servers/{project}")
+        assert r.status_code in (202, 204, 404), r.text
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.server(user, project) is not None:
+            time.sleep(0.2)
+
+    def user_token(self, user: str) -> str:
+        r = self.api("POST", f"/users/{user}/tokens", json={"note": "test", "expires_in": 3600})
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
+    @staticmethod
+    def container(user: str, project: str) -> str:
+        return f"tre-{user}--{project}"
+
+    def audit_events(self, action: str, object_id: str) -> list[Any]:
+        from sqlalchemy import select
+
+        from hub.db import session_scope
+        from hub.models import AuditEvent
+
+        with session_scope(self.settings) as s:
+            rows = s.execute(
+                select(AuditEvent).where(AuditEvent.action == action, AuditEvent.object_id == object_id)
+            )
+            return [(e.actor, e.details) for e in rows.scalars()]
+
+
+def docker_exec(
+    container: str, *cmd: str, user: str = "1000:1000", timeout: float = 30, stdin: str | None = None
+):
+    """Run a command in a workspace as its unprivileged user."""
+    return subprocess.run(
+        ["docker", "exec", "-i", "-u", user, container, *cmd],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        check=False,
+    )
+
+
+def docker_inspect(container: str) -> dict:
+    import json
+
+    out = subprocess.run(["docker", "inspect", container], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)[0]
+
+
+def _build_registry(settings: Any, hub_logins: dict[str, str]) -> None:
+    from sqlalchemy import update
+
+    from hub import registry as reg
+    from hub.auth import create_login
+    from hub.db import session_scope, upgrade
+    from hub.models import Grant
+    from tests.fixtures_registry import ADMIN, CUSTODIAN, LEAD, publish_release, write_cohort
+
+    upgrade(settings)
+    files = write_cohort(settings.root / "sources", 10)
+    far = datetime.now(UTC) + timedelta(days=365)
+    projects = {"proj-a": "alice", "proj-b": "bob", "proj-closed": "alice", "proj-expired": "alice"}
+    with session_scope(settings) as s:
+        reg.add_user(s, ADMIN, ADMIN, "Admin", is_admin=True)
+        reg.add_user(s, ADMIN, CUSTODIAN, "Custodian", is_custodian=True)
+        for name in (LEAD, "alice", "bob", "mallory"):
+            reg.add_user(s, ADMIN, name, name.title())
+        reg.register_dataset(
+            s, CUSTODIAN, "diabetes", [reg.SourceTable(k, v) for k, v in files.items()], "national_id"
+        )
+        for slug, member in projects.items():
+            reg.create_project(s, ADMIN, slug, f"Project {slug}", LEAD, far)
+            reg.add_member(s, LEAD, slug, member)
+            grant = reg.request_grant(s, LEAD, slug, "diabetes", {"patients": ["*"]})
+            reg.decide_grant(s, CUSTODIAN, grant.id, approve=True)
+            if slug == "proj-expired":  # time passes: the grant ran out yesterday
+                s.execute(
+                    update(Grant)
+                    .where(Grant.id == grant.id)
+                    .values(expires_at=datetime.now(UTC) - timedelta(days=1))
+                )
+        reg.change_project_status(s, ADMIN, "proj-closed", "close", "test")
+    for slug in projects:
+        release = publish_release(settings, slug)
+        (release / "data" / "secret.csv").write_text(f"project,{slug}\n")
+        (release / "catalog.duckdb").write_bytes(b"")
+    for name in ("alice", "bob", "mallory"):
+        hub_logins[name] = create_login(name, PASSWORD, settings)
+
+
+def _remove_workspace_containers(network: str) -> None:
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"network={network}"], capture_output=True, text=True
+    ).stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+
+
+def start_hub(root: Path, image: str, extra_env: dict[str, str] | None = None) -> Iterator[Hub]:
+    """Network + registry + `tre hub`; yields a ready Hub and tears everything down afterwards."""
+    import httpx
+
+    from hub import network
+    from hub.jupyterhub_config import admin_token
+    from hub.settings import Settings
+
+    suffix = secrets.token_hex(3)
+    env = {
+        "TRE_ROOT": str(root),
+        "TRE_IMAGE": image,
+        "TRE_NETWORK": f"tre-test-{suffix}",
+        "TRE_BRIDGE": f"trt{suffix}",
+        "TRE_SUBNET": free_subnet(),
+        "TRE_PUBLIC_PORT": str(free_port()),
+        "TRE_PROXY_API_PORT": str(free_port()),
+        "TRE_EGRESS_PORT": str(free_port()),
+        "TRE_HUB_PORT": str(free_port()),
+        "TRE_LOCKOUT_AFTER": "3",
+        **(extra_env or {}),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # Settings() reads the environment; restored right after
+    try:
+        settings = Settings()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    env.pop("TRE_DB_URL", None)
+    proc = None
+    log = root / "hub.log"
+    try:
+        network.setup(settings)
+        hub = Hub(settings, env, f"http://127.0.0.1:{settings.public_port}", admin_token(settings), log=log)
+        _build_registry(settings, hub.totp)
+        node_bin = REPO / ".node/node_modules/.bin"
+        proc_env = {**os.environ, **env, "PATH": f"{node_bin}:{os.environ.get('PATH', '')}"}
+        proc_env.pop("TRE_DB_URL", None)
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "tre"), "hub"],
+                env=proc_env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + HUB_START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"tre hub exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if hub.api("GET", "/").status_code == 200 and hub.api("GET", "/users").status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"hub not up after {HUB_START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield hub
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=45)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        _remove_workspace_containers(settings.network)
+        with contextlib.suppress(Exception):
+            network.teardown(settings)
+
+
+@pytest.fixture(scope="session")
+def hub_image(request, docker_available) -> str:
+    """TRE_TEST_IMAGE when set (a quick local image for development), else the real notebook image."""
+    return os.environ.get("TRE_TEST_IMAGE") or request.getfixturevalue("notebook_image")
+
+
+@pytest.fixture(scope="session")
+def tre_hub(tmp_path_factory, hub_image) -> Iterator[Hub]:
+    if os.geteuid() != 0:
+        pytest.skip("the hub tests need root (Docker, iptables)")
+    root = tmp_path_factory.mktemp("hub") / "tre"
+    root.mkdir()
+    yield from start_hub(root, hub_image)
+
+
+@pytest.fixture(scope="session")
+def running(tre_hub) -> dict[str, str]:
+    """alice's proj-a and bob's proj-b workspaces, started once: {"alice": container, "bob": container}."""
+    tre_hub.start("alice", "proj-a")
+    tre_hub.start("bob", "proj-b")
+    return {"alice": Hub.container("alice", "proj-a"), "bob": Hub.container("bob", "proj-b")}
