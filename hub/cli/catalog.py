@@ -1,7 +1,42 @@
-"""`tre catalog`."""
+"""`tre catalog`: publish the dataset catalogue (metadata only) as HealthDCAT-AP JSON-LD."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="Catalogs.", no_args_is_help=True)
+from hub.cli._common import console, fail
+from hub.cli._registry import registry_session
+
+app = typer.Typer(help="Dataset catalogue export (HealthDCAT-AP).", no_args_is_help=True)
+
+
+@app.command("export")
+def export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
+    ] = None,
+    base_uri: Annotated[
+        str, typer.Option("--base-uri", help="Prefix of the catalogue's and datasets' identifiers.")
+    ] = "urn:tre:",
+) -> None:
+    """Export every research dataset's latest version as HealthDCAT-AP JSON-LD."""
+    from hub.dcat import catalog_jsonld
+
+    with registry_session() as s:
+        doc = catalog_jsonld(s, base_uri)
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        tmp = output.with_name(f".{output.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, output)  # readers never see half a file
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}; choose a writable --output path")
+    console.print(f"wrote {len(doc['dcat:dataset'])} dataset(s) to {output}")
