@@ -1,0 +1,472 @@
+"""Provisioning end to end: generate data, build releases, then prove what a workspace would see.
+
+The proof runs in a separate process (this file run as a script) against the release made
+read-only, the way a workspace mounts it: it opens catalog.duckdb read-only and reports the views,
+their columns and pseudonyms, and every raw identifier it finds in the bytes of every file.
+When the tests run as root, that process loses the capabilities that bypass file permissions, so
+"read-only" is enforced, not assumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+# Root bypasses file modes; without these capabilities it is bound by them like anyone else.
+DROP_PERMISSION_BYPASS = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner,-linux_immutable"]
+DIGIT_RUN = re.compile(rb"\d{10,}")
+
+
+def raw_identifier_hits(data: bytes, raw: set[bytes]) -> set[bytes]:
+    """Raw 10-digit identifiers anywhere in `data`, also inside longer digit runs."""
+    hits: set[bytes] = set()
+    for run in DIGIT_RUN.findall(data):
+        hits.update(w for i in range(len(run) - 9) if (w := run[i : i + 10]) in raw)
+    return hits
+
+
+def scan_release(release: Path, raw: set[bytes]) -> dict[str, list[str]]:
+    """Raw identifiers per file: in the file's bytes and, for Parquet, in its decoded values."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    found: dict[str, list[str]] = {}
+    for path in sorted(p for p in release.rglob("*") if p.is_file()):
+        hits = raw_identifier_hits(path.read_bytes(), raw)
+        if path.suffix == ".parquet":  # compressed pages hide bytes: look at the values too
+            for column in pq.read_table(path).columns:
+                if pa.types.is_dictionary(column.type):
+                    column = column.cast(pa.string())
+                if pa.types.is_string(column.type) or pa.types.is_integer(column.type):
+                    text = "\n".join(str(v) for v in column.to_pylist() if v is not None)
+                    hits |= raw_identifier_hits(text.encode(), raw)
+        if hits:
+            found[str(path.relative_to(release))] = sorted(h.decode() for h in hits)
+    return found
+
+
+def inspect_release(release: Path, raw_ids_file: Path) -> dict:
+    """What a workspace sees (run in the separate, read-only process)."""
+    import duckdb
+
+    raw = set(raw_ids_file.read_bytes().split())
+    report: dict = {"views": {}, "rows": {}, "pseudonyms": {}}
+    try:
+        (release / "probe").write_text("x")
+        report["write_blocked"] = False
+    except OSError:
+        report["write_blocked"] = True
+    con = duckdb.connect(str(release / "catalog.duckdb"), read_only=True)
+    con.execute("SET file_search_path = '" + str(release).replace("'", "''") + "'")
+    views = con.execute(
+        "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal ORDER BY ALL"
+    ).fetchall()
+    for schema, view in views:
+        name = f'"{schema}"."{view}"'
+        report["views"][f"{schema}.{view}"] = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()]
+        report["rows"][f"{schema}.{view}"] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        if "nhs_number" in report["views"][f"{schema}.{view}"]:
+            report["pseudonyms"][f"{schema}.{view}"] = sorted(
+                r[0] for r in con.execute(f"SELECT DISTINCT nhs_number FROM {name}").fetchall()
+            )
+    con.close()
+    report["raw_identifiers"] = scan_release(release, raw)
+    report["files"] = sorted(str(p.relative_to(release)) for p in release.rglob("*") if p.is_file())
+    return report
+
+
+if __name__ == "__main__":  # the separate process: python test_provisioning.py RELEASE RAW_IDS
+    print(json.dumps(inspect_release(Path(sys.argv[1]), Path(sys.argv[2]))))
+    sys.exit(0)
+
+
+import duckdb  # noqa: E402  (the script above needs only the standard library to start)
+
+from hub.demo_data import TABLES, generate  # noqa: E402
+from hub.provisioning import (  # noqa: E402
+    DatasetSpec,
+    ProvisioningError,
+    ReleaseSpec,
+    SourceTable,
+    build_release,
+    current_release,
+    releases,
+)
+from hub.provisioning.pseudonym import project_key, pseudonym  # noqa: E402
+
+MASTER = b"integration-test-master-key-0123456789"
+PATIENTS = 4_000
+SHIFT = 30
+REFERENCE = date(2026, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("provisioning")
+
+
+@pytest.fixture(scope="module")
+def demo(base: Path):
+    return generate(base / "source", patients=PATIENTS, seed=11)
+
+
+@pytest.fixture(scope="module")
+def raw_ids(demo, base: Path) -> tuple[Path, set[str], set[str]]:
+    """Every raw identifier in the sources (file for the checker), and the opted-out ones."""
+    ids: set[str] = set()
+    for dataset, tables in TABLES.items():
+        for table in tables:
+            path = demo.path(dataset, table)
+            ids |= {r[0] for r in duckdb.execute(f"SELECT DISTINCT nhs_number FROM '{path}'").fetchall()}
+    opted = {
+        r[0] for r in duckdb.execute(f"SELECT nhs_number FROM '{demo.path('optout', 'optout')}'").fetchall()
+    }
+    out = base / "raw_ids.txt"
+    out.write_text("\n".join(sorted(ids)) + "\n")
+    return out, ids, opted
+
+
+def approved(dataset: str, table: str) -> tuple[str, ...]:
+    """The columns these tests approve: everything except the postcode district."""
+    return tuple(c for c in TABLES[dataset][table] if c != "postcode_district")
+
+
+def dataset_spec(demo, name: str, *, age: int | None = None, shift: int | None = None, **over) -> DatasetSpec:
+    tables = tuple(
+        SourceTable(
+            name=t,
+            path=demo.path(name, t),
+            columns=approved(name, t),
+            identifier_column="nhs_number",
+            pseudonymise=tuple(c for c in ("nhs_number", "tumour_id") if c in cols),
+            unique_identifier=t == "patients",
+        )
+        for t, cols in TABLES[name].items()
+    )
+    return DatasetSpec(
+        name=name, tables=tables, age_band_years=age, date_shift_days=shift, grant={"id": f"g-{name}"}, **over
+    )
+
+
+def release_spec(demo, project: str, *datasets: DatasetSpec, **over) -> ReleaseSpec:
+    optout = SourceTable(name="optout", path=demo.path("optout", "optout"), identifier_column="nhs_number")
+    return ReleaseSpec(
+        project=project, datasets=datasets, master_key=MASTER, optout=optout, reference_date=REFERENCE, **over
+    )
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+def check_in_separate_process(release: Path, raw_ids_file: Path) -> dict:
+    """Make the release read-only (chmod -R a-w), then inspect it from another process."""
+    release = release.resolve()
+    for p in [release, *release.rglob("*")]:
+        mode = p.stat().st_mode
+        p.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    prefix = DROP_PERMISSION_BYPASS if os.geteuid() == 0 else []
+    proc = subprocess.run(
+        [*prefix, sys.executable, __file__, str(release), str(raw_ids_file)],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def alpha(demo, base: Path):
+    """Project alpha: diabetes (age bands, date shift) and oncology."""
+    spec = release_spec(
+        demo, "alpha", dataset_spec(demo, "diabetes", age=5, shift=SHIFT), dataset_spec(demo, "oncology")
+    )
+    return build_release(base / "projects" / "alpha", spec)
+
+
+@pytest.fixture(scope="module")
+def alpha_view(alpha, raw_ids):
+    return check_in_separate_process(alpha.path, raw_ids[0])
+
+
+def test_scanner_finds_planted_identifiers(demo, raw_ids):
+    """The byte scan is only proof if it would catch a leak: it must flag the raw sources."""
+    _, ids, _ = raw_ids
+    raw = {i.encode() for i in ids}
+    found = scan_release(demo.out_dir, raw)
+    assert "diabetes/patients.parquet" in found and "optout/optout.parquet" in found
+    assert raw_identifier_hits(b"xx19434765919yy", {b"9434765919"}) == {b"9434765919"}
+
+
+def test_only_approved_columns(alpha_view):
+    assert alpha_view["write_blocked"], "the release must be read-only for the workspace process"
+    expected = {}
+    for dataset in ("diabetes", "oncology"):
+        for table in TABLES[dataset]:
+            cols = list(approved(dataset, table))
+            if dataset == "diabetes" and table == "patients":
+                cols[cols.index("birth_date")] = "age_band"
+            expected[f"{dataset}.{table}"] = cols
+    assert alpha_view["views"] == expected
+    assert sorted(alpha_view["files"]) == sorted(
+        ["catalog.duckdb", "manifest.json"]
+        + [f"data/{d}/{t}.parquet" for d in ("diabetes", "oncology") for t in TABLES[d]]
+    )
+
+
+def test_no_raw_identifier_anywhere(alpha_view):
+    assert alpha_view["raw_identifiers"] == {}
+    for pseudonyms in alpha_view["pseudonyms"].values():
+        assert all(re.fullmatch(r"[0-9a-f]{16}", p) for p in pseudonyms)
+
+
+def test_no_opted_out_patient(alpha_view, raw_ids):
+    _, ids, opted = raw_ids
+    key = project_key(MASTER, "alpha")
+    opted_pseudonyms = {pseudonym(key, i) for i in opted}
+    kept_pseudonyms = {pseudonym(key, i) for i in ids - opted}
+    for view, pseudonyms in alpha_view["pseudonyms"].items():
+        assert not opted_pseudonyms & set(pseudonyms), view
+        assert set(pseudonyms) <= kept_pseudonyms, view
+    assert alpha_view["rows"]["diabetes.patients"] == PATIENTS - len(opted & set(ids_of_patients(raw_ids)))
+
+
+def ids_of_patients(raw_ids) -> list[str]:
+    path = Path(raw_ids[0]).parent / "source" / "diabetes" / "patients.parquet"
+    return [r[0] for r in duckdb.execute(f"SELECT nhs_number FROM '{path}'").fetchall()]
+
+
+def test_pseudonyms_consistent_within_project_and_differ_across(alpha, alpha_view, demo, base, raw_ids):
+    views = alpha_view["pseudonyms"]
+    patients = set(views["diabetes.patients"])
+    assert set(views["diabetes.hba1c"]) <= patients
+    assert set(views["oncology.tumours"]) & patients  # the registries link through the pseudonym
+    # A rebuild of the same project gives the same pseudonyms.
+    again = build_release(
+        base / "projects" / "alpha-again", release_spec(demo, "alpha", dataset_spec(demo, "diabetes"))
+    )
+    again_view = check_in_separate_process(again.path, raw_ids[0])
+    assert set(again_view["pseudonyms"]["diabetes.patients"]) == patients
+    # Another project: same people, unrelated pseudonyms.
+    beta = build_release(
+        base / "projects" / "beta", release_spec(demo, "beta", dataset_spec(demo, "diabetes"))
+    )
+    beta_view = check_in_separate_process(beta.path, raw_ids[0])
+    assert len(beta_view["pseudonyms"]["diabetes.patients"]) == len(patients)
+    assert not set(beta_view["pseudonyms"]["diabetes.patients"]) & patients
+
+
+def test_age_bands_and_consistent_date_shift(alpha, demo, raw_ids):
+    import pyarrow as pa
+
+    key = project_key(MASTER, "alpha")
+    ids = sorted(raw_ids[1])
+    con = duckdb.connect()
+    con.register("m", pa.table({"nhs_number": ids, "pid": [pseudonym(key, i) for i in ids]}))
+    raw, out = demo.out_dir / "diabetes", alpha.path / "data" / "diabetes"
+    people = con.execute(
+        f"""SELECT m.pid, r.birth_date, o.age_band, o.diagnosis_date - r.diagnosis_date AS shift
+            FROM '{raw / "patients.parquet"}' r JOIN m USING (nhs_number)
+            JOIN '{out / "patients.parquet"}' o ON o.nhs_number = m.pid"""
+    ).fetchall()
+    assert len(people) > PATIENTS * 0.9
+    for _, birth, band, _ in people:
+        age = REFERENCE.year - birth.year - ((REFERENCE.month, REFERENCE.day) < (birth.month, birth.day))
+        assert band == ("90+" if age >= 90 else f"{age // 5 * 5}-{age // 5 * 5 + 4}")
+    shifts = [row[3] for row in people]
+    assert min(shifts) >= -SHIFT and max(shifts) <= SHIFT and len(set(shifts)) > 2 * SHIFT * 0.8
+    con.execute(
+        "CREATE TABLE shift AS SELECT pid, shift FROM (VALUES "
+        + ",".join(f"('{pid}', {shift})" for pid, _, _, shift in people)
+        + ") v(pid, shift)"
+    )
+    # Every HbA1c date of a person moved by that person's one offset.
+    total, same = con.execute(
+        f"""WITH r AS (SELECT pid, list_sort(list(h.test_date + s.shift::INTEGER)) AS d
+                       FROM '{raw / "hba1c.parquet"}' h JOIN m USING (nhs_number) JOIN shift s USING (pid)
+                       GROUP BY pid),
+                 o AS (SELECT nhs_number AS pid, list_sort(list(test_date)) AS d
+                       FROM '{out / "hba1c.parquet"}' GROUP BY pid)
+            SELECT count(*), count(*) FILTER (WHERE r.d = o.d) FROM r JOIN o USING (pid)"""
+    ).fetchone()
+    assert total > PATIENTS * 0.8 and same == total
+
+
+def test_revoked_grant_files_are_gone(demo, base, raw_ids):
+    project = base / "projects" / "gamma"
+    both = release_spec(demo, "gamma", dataset_spec(demo, "diabetes"), dataset_spec(demo, "oncology"))
+    first = build_release(project, both)
+    build_release(project, both)
+    assert releases(project) == [first.release, first.release + 1]
+    revoked = build_release(project, release_spec(demo, "gamma", dataset_spec(demo, "diabetes"), purge=True))
+    assert set(revoked.deleted_releases) == {first.release, first.release + 1}
+    assert releases(project) == [revoked.release] and current_release(project) == revoked.release
+    assert not [p for p in project.rglob("*") if "oncology" in p.name]
+    view = check_in_separate_process(project / "current", raw_ids[0])
+    assert not [v for v in view["views"] if v.startswith("oncology.")]
+    assert not [f for f in view["files"] if "oncology" in f]
+    manifest = json.loads((project / "current" / "manifest.json").read_text())
+    assert [d["name"] for d in manifest["datasets"]] == ["diabetes"]
+    # Closing the project: an empty release, nothing older kept.
+    closed = build_release(project, release_spec(demo, "gamma", purge=True))
+    assert releases(project) == [closed.release]
+    assert sorted(p.name for p in (project / "current").iterdir()) == ["catalog.duckdb", "manifest.json"]
+
+
+def test_manifest_lists_every_file_with_hash_and_rows(alpha):
+    manifest = json.loads((alpha.path / "manifest.json").read_text())
+    assert manifest["release"] == alpha.release and manifest["built_at"].endswith("+00:00")
+    listed = {f["path"]: f for f in manifest["files"]}
+    actual = {str(p.relative_to(alpha.path)) for p in alpha.path.rglob("*") if p.is_file()} - {
+        "manifest.json"
+    }
+    assert set(listed) == actual
+    for rel, entry in listed.items():
+        assert entry["sha256"] == hashlib.sha256((alpha.path / rel).read_bytes()).hexdigest()
+    assert listed["data/diabetes/hba1c.parquet"]["rows"] > PATIENTS
+    assert manifest["grants"] == [{"id": "g-diabetes"}, {"id": "g-oncology"}]
+
+
+# --- failures leave the previous release current and no partial state ------------------------------
+
+
+@pytest.fixture
+def published(demo, tmp_path):
+    project = tmp_path / "delta"
+    result = build_release(project, release_spec(demo, "delta", dataset_spec(demo, "diabetes")))
+    return project, result.release, tree_digest(project / "releases")
+
+
+def assert_unchanged(project: Path, number: int, digest: dict[str, str]) -> None:
+    assert current_release(project) == number
+    assert tree_digest(project / "releases") == digest
+    assert [p.name for p in (project / "releases").iterdir()] == [str(number)]
+    assert sorted(p.name for p in project.iterdir()) == [".provision.lock", "current", "releases"]
+
+
+def broken_copy(demo, tmp_path: Path, how: str) -> Path:
+    """A copy of the oncology source folder with tumours.parquet broken in one way."""
+    folder = tmp_path / f"oncology-{how}"
+    shutil.copytree(demo.out_dir / "oncology", folder)
+    target = folder / "tumours.parquet"
+    if how == "missing":
+        target.unlink()
+    elif how == "malformed":
+        target.write_bytes(b"PAR1 this is not a parquet file PAR1")
+    elif how == "directory":
+        target.unlink()
+        target.mkdir()
+    elif how == "truncated":
+        data = target.read_bytes()
+        target.write_bytes(data[: len(data) // 2])
+    return folder
+
+
+def oncology_from(demo, folder: Path, **table_over) -> DatasetSpec:
+    spec = dataset_spec(demo, "oncology")
+    tables = tuple(
+        SourceTable(**{**t.__dict__, "path": folder / f"{t.name}.parquet", **table_over.get(t.name, {})})
+        for t in spec.tables
+    )
+    return DatasetSpec(name="oncology", tables=tables)
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("missing", r"oncology/tumours: source file .* not found; restore it or re-register"),
+        ("malformed", r"oncology/tumours: cannot read .* as parquet: .*; fix or replace the file"),
+        ("truncated", r"oncology/tumours: cannot read .* as parquet"),
+        ("directory", r"oncology/tumours: source file .* is not a readable file"),
+    ],
+)
+def test_bad_source_fails_cleanly(demo, tmp_path, published, how, message):
+    project, number, digest = published
+    folder = broken_copy(demo, tmp_path, how)
+    spec = release_spec(demo, "delta", dataset_spec(demo, "diabetes"), oncology_from(demo, folder))
+    with pytest.raises(ProvisioningError, match=message) as err:
+        build_release(project, spec)
+    assert "\n" not in str(err.value)
+    assert_unchanged(project, number, digest)
+
+
+def test_changed_schema_and_content_fail(demo, tmp_path, published):
+    project, number, digest = published
+    folder = tmp_path / "oncology-changed"
+    shutil.copytree(demo.out_dir / "oncology", folder)
+    registered = {"tumour_id": "VARCHAR", "nhs_number": "VARCHAR", "stage": "VARCHAR", "grade": "INTEGER"}
+    spec = release_spec(demo, "delta", oncology_from(demo, folder, tumours={"expected_schema": registered}))
+    with pytest.raises(
+        ProvisioningError, match=r"schema of .* changed since registration \(missing grade; new "
+    ):
+        build_release(project, spec)
+    assert_unchanged(project, number, digest)
+    spec = release_spec(
+        demo, "delta", oncology_from(demo, folder, tumours={"content_hash": "sha256:" + "0" * 64})
+    )
+    with pytest.raises(ProvisioningError, match="changed since it was registered"):
+        build_release(project, spec)
+    assert_unchanged(project, number, digest)
+
+
+def test_duplicate_identifiers_fail_without_leaking_them(demo, tmp_path, published):
+    project, number, digest = published
+    folder = tmp_path / "diabetes-dupes"
+    shutil.copytree(demo.out_dir / "diabetes", folder)
+    patients = folder / "patients.parquet"
+    with_dupes = f"SELECT * FROM '{patients}' UNION ALL (SELECT * FROM '{patients}' LIMIT 3)"
+    duckdb.execute(f"COPY ({with_dupes}) TO '{folder / 'p2.parquet'}'")
+    (folder / "p2.parquet").replace(patients)
+    spec = dataset_spec(demo, "diabetes")
+    tables = tuple(SourceTable(**{**t.__dict__, "path": folder / f"{t.name}.parquet"}) for t in spec.tables)
+    with pytest.raises(ProvisioningError, match=r"3 identifiers in nhs_number occur more than once") as err:
+        build_release(project, release_spec(demo, "delta", DatasetSpec(name="diabetes", tables=tables)))
+    assert not re.search(r"\d{10}", str(err.value))
+    assert_unchanged(project, number, digest)
+
+
+def test_unapproved_identifier_and_unknown_columns_fail(demo, published):
+    project, number, digest = published
+    spec = dataset_spec(demo, "oncology")
+    no_pseudonym = tuple(SourceTable(**{**t.__dict__, "pseudonymise": ()}) for t in spec.tables)
+    with pytest.raises(
+        ProvisioningError, match="identifier column nhs_number is approved but not pseudonymised"
+    ):
+        build_release(project, release_spec(demo, "delta", DatasetSpec(name="oncology", tables=no_pseudonym)))
+    unknown = tuple(SourceTable(**{**t.__dict__, "columns": (*t.columns, "ethnicity")}) for t in spec.tables)
+    with pytest.raises(ProvisioningError, match="columns ethnicity are not in"):
+        build_release(project, release_spec(demo, "delta", DatasetSpec(name="oncology", tables=unknown)))
+    assert_unchanged(project, number, digest)
+
+
+def test_failure_at_publish_leaves_previous_current(demo, published, monkeypatch):
+    """Even after the new release is complete and renamed, a failed switch rolls it back."""
+    import hub.provisioning.builder as builder
+
+    project, number, digest = published
+
+    def broken_swap(project_dir: Path, release: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(builder, "_swap_current", broken_swap)
+    spec = release_spec(demo, "delta", dataset_spec(demo, "diabetes"), dataset_spec(demo, "oncology"))
+    with pytest.raises(ProvisioningError, match="No space left on device"):
+        build_release(project, spec)
+    assert_unchanged(project, number, digest)
