@@ -43,7 +43,6 @@ import duckdb
 
 from hub.provisioning.pseudonym import create_pseudonym_table, project_key
 from hub.provisioning.spec import (
-    BIRTH_DATE_COLUMNS,
     NAME_RE,
     DatasetSpec,
     Progress,
@@ -151,7 +150,9 @@ class _Build:
             # Identifiers stay text: a number type would drop leading zeros and change pseudonyms.
             text_cols = {c for c in (table.identifier_column, *table.pseudonymise) if c}
             types = ", ".join(f"{_lit(c)}: 'VARCHAR'" for c in sorted(text_cols))
-            return f"read_csv({path}, header = true{', types = {' + types + '}' if types else ''})"
+            delim = _lit("\t" if table.path.suffix.lower() == ".tsv" else ",")
+            typed = f", types = {{{types}}}" if types else ""
+            return f"read_csv({path}, header = true, delim = {delim}, strict_mode = true{typed})"
         raise ProvisioningError(f"{where}: unsupported source format {table.format!r}; use parquet or csv")
 
     def check_source(self, dataset: str, table: SourceTable) -> None:
@@ -232,18 +233,18 @@ class _Build:
             )
 
     # --- transformation ------------------------------------------------------------------------
-    def load_optout(self) -> None:
-        optout = self.spec.optout
+    def load_optouts(self) -> None:
         self.con.execute("CREATE TEMP TABLE optout (value VARCHAR)")
-        if optout is None:
-            return
-        if not optout.identifier_column:
-            raise ProvisioningError("opt-out list: no identifier column registered; register it with one")
-        self.check_source("optout", optout)
-        self.con.execute(
-            f"INSERT INTO optout SELECT DISTINCT CAST({_q(optout.identifier_column)} AS VARCHAR) "
-            f"FROM {self._reader(optout, 'opt-out list')} WHERE {_q(optout.identifier_column)} IS NOT NULL"
-        )
+        for optout in self.spec.optouts:
+            where = f"opt-out list {optout.name}"
+            if not optout.identifier_column:
+                raise ProvisioningError(f"{where}: no identifier column registered; register it with one")
+            self.check_source("optout", optout)
+            ident = _q(optout.identifier_column)
+            self.con.execute(
+                f"INSERT INTO optout SELECT DISTINCT CAST({ident} AS VARCHAR) "
+                f"FROM {self._reader(optout, where)} WHERE {ident} IS NOT NULL"
+            )
 
     def pseudonymise(self, key: bytes) -> None:
         values = [
@@ -285,7 +286,7 @@ class _Build:
                     alias = f"p_{len(joins)}"
                     joins.append(f"LEFT JOIN pmap AS {alias} ON {alias}.value = CAST({ref} AS VARCHAR)")
                     select.append(f"{alias}.pseudonym AS {_q(col)}")
-            elif ds.age_band_years and col in BIRTH_DATE_COLUMNS and ctype in DATE_TYPES:
+            elif ds.age_band_years and col == ds.birth_date_column and ctype in DATE_TYPES:
                 select.append(f"{self._age_band(ref, ds.age_band_years)} AS age_band")
             elif shift and ctype in DATE_TYPES:
                 offset = f"(p_id.shift_seed % {2 * shift + 1})::INTEGER - {shift}"
@@ -347,6 +348,8 @@ def _validate(spec: ReleaseSpec) -> None:
         seen.add(ds.name)
         if ds.age_band_years not in (None, 5, 10):
             raise ProvisioningError(f"{ds.name}: age bands must be 5 or 10 years wide")
+        if ds.age_band_years and not ds.birth_date_column:
+            raise ProvisioningError(f"{ds.name}: age bands need the dataset's birth date column")
         if ds.date_shift_days is not None and not 0 <= ds.date_shift_days <= 3650:
             raise ProvisioningError(f"{ds.name}: date shift must be between 0 and 3650 days")
         names = [t.name for t in ds.tables]
@@ -355,6 +358,29 @@ def _validate(spec: ReleaseSpec) -> None:
                 raise ProvisioningError(f"{ds.name}: invalid table name {name!r}")
         if len(set(names)) != len(names):
             raise ProvisioningError(f"{ds.name}: a table is listed twice")
+
+
+def _released_columns(ds: DatasetSpec, table: SourceTable) -> list[str]:
+    return ["age_band" if ds.age_band_years and c == ds.birth_date_column else c for c in table.columns]
+
+
+def exposure(spec: ReleaseSpec) -> list[str]:
+    """What a release discloses, as comparable items.
+
+    A new release that lacks an item of the previous one (a revoked grant, a dropped column, dates
+    now shifted, opt-outs now removed, or a changed opt-out list) must purge the older releases.
+    """
+    items = {f"optout:{t.content_hash or t.path}" for t in spec.optouts}
+    for ds in spec.datasets:
+        if not ds.remove_opted_out:
+            items.add(f"{ds.name}:opted-out-kept")
+        if not ds.date_shift_days:
+            items.add(f"{ds.name}:dates-unshifted")
+        for t in ds.tables:
+            items.update(
+                f"{ds.name}/{t.name}/{c}" for c in _released_columns(ds, t) if c not in t.pseudonymise
+            )
+    return sorted(items)
 
 
 def _manifest(
@@ -388,10 +414,7 @@ def _manifest(
                 "tables": [
                     {
                         "name": t.name,
-                        "columns": [
-                            "age_band" if ds.age_band_years and c in BIRTH_DATE_COLUMNS else c
-                            for c in t.columns
-                        ],
+                        "columns": _released_columns(ds, t),
                         "pseudonymised": list(t.pseudonymise),
                         "rows": written[ds.name, t.name],
                     }
@@ -401,6 +424,7 @@ def _manifest(
             for ds in spec.datasets
         ],
         "grants": [ds.grant for ds in spec.datasets if ds.grant],
+        "exposure": exposure(spec),
         "files": files,
     }
 
@@ -450,7 +474,7 @@ def build_release(project_dir: Path, spec: ReleaseSpec, progress: Progress | Non
             tables = [(ds, t) for ds in spec.datasets for t in ds.tables]
             total = len(tables) + 3
             progress("checking sources", 0, total)
-            build.load_optout()
+            build.load_optouts()
             for ds, t in tables:
                 build.check_source(ds.name, t)
             for ds, t in tables:

@@ -11,8 +11,6 @@ from typing import Any
 
 # Dataset and table names become folder names and SQL schema/view names.
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-# Columns that hold a date of birth; age bands replace them with `age_band`.
-BIRTH_DATE_COLUMNS = ("birth_date", "date_of_birth", "dob")
 
 Progress = Callable[[str, int, int], None]
 
@@ -45,6 +43,7 @@ class DatasetSpec:
     version: int = 1
     remove_opted_out: bool = True
     age_band_years: int | None = None  # 5 or 10: birth date -> age band at the reference date
+    birth_date_column: str | None = None  # replaced by `age_band` in every table that has it
     date_shift_days: int | None = None  # each person's dates move by the same offset in ±N days
     grant: dict[str, Any] = field(default_factory=dict)  # recorded in the manifest as is
 
@@ -54,7 +53,7 @@ class ReleaseSpec:
     project: str
     datasets: tuple[DatasetSpec, ...]
     master_key: bytes = field(repr=False)
-    optout: SourceTable | None = None  # list of opted-out identifiers (its identifier_column)
+    optouts: tuple[SourceTable, ...] = ()  # lists of opted-out identifiers (their identifier_column)
     release: int | None = None  # None: one more than the highest existing release
     reference_date: date | None = None  # for age bands; None: the build date (UTC)
     keep: int = 2  # releases kept after publishing (the new one included)

@@ -154,14 +154,25 @@ def dataset_spec(demo, name: str, *, age: int | None = None, shift: int | None =
         for t, cols in TABLES[name].items()
     )
     return DatasetSpec(
-        name=name, tables=tables, age_band_years=age, date_shift_days=shift, grant={"id": f"g-{name}"}, **over
+        name=name,
+        tables=tables,
+        age_band_years=age,
+        birth_date_column="birth_date",
+        date_shift_days=shift,
+        grant={"id": f"g-{name}"},
+        **over,
     )
 
 
 def release_spec(demo, project: str, *datasets: DatasetSpec, **over) -> ReleaseSpec:
     optout = SourceTable(name="optout", path=demo.path("optout", "optout"), identifier_column="nhs_number")
     return ReleaseSpec(
-        project=project, datasets=datasets, master_key=MASTER, optout=optout, reference_date=REFERENCE, **over
+        project=project,
+        datasets=datasets,
+        master_key=MASTER,
+        optouts=(optout,),
+        reference_date=REFERENCE,
+        **over,
     )
 
 
