@@ -13,18 +13,20 @@ registers these files as datasets; provisioning reads them):
   diabetes/hba1c.parquet            nhs_number, test_date, hba1c_mmol_mol
   diabetes/prescriptions.parquet    nhs_number, prescribed_date, atc_code, drug_name
   diabetes/complications.parquet    nhs_number, complication, diagnosis_date
-  oncology/tumours.parquet          tumour_id, nhs_number, birth_date, sex, diagnosis_date,
-                                    topography_code, topography_site, morphology_code, stage
+  oncology/patients.parquet         nhs_number, birth_date, sex            (one row per person)
+  oncology/tumours.parquet          tumour_id, nhs_number, diagnosis_date, topography_code,
+                                    topography_site, morphology_code, stage
   oncology/treatments.parquet       tumour_id, nhs_number, treatment, start_date
   optout/optout.parquet             nhs_number, recorded_date               (national opt-out)
 ```
 
 `nhs_number` is a 10-character string of digits with a valid modulus-11 check digit, unique per
-person. The oncology registry covers some cohort patients plus people outside the cohort; the
-opt-out list draws from both. Counts are skewed (negative binomial), categories have rare levels
-(Zipf-distributed postcode districts, rare diabetes types, drugs and tumour sites) so that small
-cells appear in ordinary cross-tabulations. About 10 event rows per patient: 1,000,000 patients
-give roughly 10,000,000 rows. Everything is vectorised with numpy, so the same seed and size always
+person. Each dataset's first table has one row per person (register it as the person table). The
+oncology registry covers some cohort patients plus people outside the cohort; the opt-out list
+draws from both. Counts are skewed (negative binomial), categories have rare levels (Zipf-
+distributed postcode districts, rare diabetes types, drugs and tumour sites) so that small cells
+appear in ordinary cross-tabulations. About 10 event rows per patient: 1,000,000 patients give
+roughly 10,000,000 rows. Generation is vectorised with numpy, so the same seed and size always
 give byte-identical data.
 """
 
@@ -132,11 +134,10 @@ TABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "complications": ("nhs_number", "complication", "diagnosis_date"),
     },
     "oncology": {
+        "patients": ("nhs_number", "birth_date", "sex"),
         "tumours": (
             "tumour_id",
             "nhs_number",
-            "birth_date",
-            "sex",
             "diagnosis_date",
             "topography_code",
             "topography_site",
@@ -310,7 +311,7 @@ def _complications(rng: np.random.Generator, people: dict) -> dict[str, object]:
 
 def _oncology(
     rng: np.random.Generator, people: dict, extra_ids: np.ndarray
-) -> tuple[dict[str, object], dict[str, object]]:
+) -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
     """Tumours for ~6% of the cohort plus people outside it; treatments per tumour."""
     n = people["nhs_number"].size
     in_cohort = np.flatnonzero(rng.random(n) < 0.06)
@@ -337,8 +338,6 @@ def _oncology(
     tumours = {
         "_tumour": np.arange(t),
         "nhs_number": ids[person],
-        "birth_date": birth[person],
-        "sex": _dict(sex[person], list(SEXES)),
         "diagnosis_date": diagnosis,
         "topography_code": _dict(site, sites),
         "topography_site": _dict(site, [TOPOGRAPHY[s][0] for s in sites]),
@@ -354,7 +353,8 @@ def _oncology(
         "treatment": _categorical(rng, TREATMENTS, which.size),
         "start_date": np.minimum(start, AS_OF),
     }
-    return tumours, treatments
+    people = {"nhs_number": ids, "birth_date": birth, "sex": _dict(sex, list(SEXES))}
+    return people, tumours, treatments
 
 
 def _tumour_ids(numbers: np.ndarray) -> pa.Array:
@@ -376,7 +376,7 @@ def _chunk(
     rng: np.random.Generator, ids: np.ndarray, extra_ids: np.ndarray, districts: tuple[list[str], np.ndarray]
 ) -> dict[str, dict[str, dict[str, object]]]:
     people = _people(rng, ids, districts)
-    tumours, treatments = _oncology(rng, people, extra_ids)
+    oncology_people, tumours, treatments = _oncology(rng, people, extra_ids)
     return {
         "diabetes": {
             "patients": people,
@@ -384,7 +384,7 @@ def _chunk(
             "prescriptions": _prescriptions(rng, people),
             "complications": _complications(rng, people),
         },
-        "oncology": {"tumours": tumours, "treatments": treatments},
+        "oncology": {"patients": oncology_people, "tumours": tumours, "treatments": treatments},
     }
 
 

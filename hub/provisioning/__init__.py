@@ -11,6 +11,7 @@ from hub.provisioning.builder import (
     read_manifest,
     releases,
 )
+from hub.provisioning.project import provision_project
 from hub.provisioning.spec import (
     DatasetSpec,
     Progress,
@@ -30,6 +31,7 @@ __all__ = [
     "SourceTable",
     "build_release",
     "current_release",
+    "provision_project",
     "read_manifest",
     "releases",
 ]

@@ -1,0 +1,174 @@
+"""Registry glue: turn a project's approved, unexpired grants into a ReleaseSpec and publish it.
+
+A closed, suspended or expired project, or one without valid grants, gets an empty release. When
+the new release discloses less than the current one (a revoked or expired grant, fewer columns, a
+new opt-out list, ...), every older release is deleted and the deletion is audited in the same
+transaction as the provisioning event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hub import audit
+from hub.access import active_grants
+from hub.models import Dataset, Grant, Project
+from hub.permissions import Action, project_is_open
+from hub.provisioning.builder import build_release, exposure, read_manifest
+from hub.provisioning.spec import (
+    DatasetSpec,
+    Progress,
+    ProvisioningError,
+    ReleaseResult,
+    ReleaseSpec,
+    SourceTable,
+)
+from hub.secrets import read_or_create_secret
+from hub.settings import Settings
+
+AGE_BAND_YEARS = 5
+MASTER_KEY_FILE = "pseudonym.key"
+
+
+def _source(table: dict[str, Any], approved: list[str], pseudonymise: list[str], unique: bool) -> SourceTable:
+    return SourceTable(
+        name=table["name"],
+        path=Path(table["source"]),
+        format=table["format"],
+        columns=tuple(approved),
+        identifier_column=table.get("identifier_column"),
+        pseudonymise=tuple(pseudonymise),
+        unique_identifier=unique,
+        expected_schema={c["name"]: c["type"] for c in table["columns"]},
+        content_hash=table.get("content_hash"),
+    )
+
+
+def grant_spec(grant: Grant) -> DatasetSpec:
+    dataset: Dataset = grant.dataset
+    tables = []
+    for name, approved in grant.columns.items():
+        table = dataset.table(name)
+        if table is None:
+            raise ProvisioningError(f"grant {grant.id}: {dataset.ref} has no table {name}; revoke the grant")
+        tables.append(
+            _source(table, approved, grant.pseudonymise.get(name, []), name == dataset.person_table)
+        )
+    return DatasetSpec(
+        name=dataset.name,
+        version=dataset.version,
+        tables=tuple(tables),
+        remove_opted_out=grant.remove_opted_out,
+        age_band_years=AGE_BAND_YEARS if grant.age_bands else None,
+        birth_date_column=dataset.profile.get("birth_date_column"),
+        date_shift_days=grant.date_shift_days,
+        grant={
+            "id": grant.id,
+            "dataset": dataset.ref,
+            "columns": grant.columns,
+            "pseudonymise": grant.pseudonymise,
+            "remove_opted_out": grant.remove_opted_out,
+            "age_bands": grant.age_bands,
+            "date_shift_days": grant.date_shift_days,
+            "expires_at": grant.expires_at.isoformat(),
+            "approved_by": grant.approved_by.username if grant.approved_by else None,
+            "approved_at": grant.approved_at.isoformat() if grant.approved_at else None,
+        },
+    )
+
+
+def optout_sources(session: Session) -> tuple[SourceTable, ...]:
+    """Every table of the latest version of every registered opt-out list."""
+    latest = (
+        select(Dataset.name, func.max(Dataset.version).label("version"))
+        .where(Dataset.kind == "optout")
+        .group_by(Dataset.name)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Dataset).join(latest, (Dataset.name == latest.c.name) & (Dataset.version == latest.c.version))
+    ).scalars()
+    return tuple(
+        _source(table, [], [], False)
+        for dataset in sorted(rows, key=lambda d: d.name)
+        for table in dataset.tables
+        if table.get("identifier_column")
+    )
+
+
+def provision_project(
+    session: Session,
+    slug: str,
+    settings: Settings,
+    actor: str,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> ReleaseResult:
+    """Build and publish `slug`'s release from its grants; audit it in the caller's transaction."""
+    from hub import registry
+
+    registry.authorise(session, actor, Action.PROVISION, slug)
+    now = now or datetime.now(UTC)
+    project: Project = registry.get_project(session, slug)
+    is_open = project_is_open(project.status, project.expires_at, now)
+    grants = sorted(active_grants(session, project, now), key=lambda g: g.dataset.name) if is_open else []
+    datasets = tuple(grant_spec(g) for g in grants)
+    optouts = optout_sources(session)
+    if not optouts and any(ds.remove_opted_out for ds in datasets):
+        raise ProvisioningError(
+            "no opt-out list is registered, so opted-out patients cannot be removed; register one with "
+            "`tre dataset add NAME --kind optout ...`"
+        )
+    project_dir = settings.project_dir(slug)
+    draft = ReleaseSpec(
+        project=slug,
+        datasets=datasets,
+        master_key=read_or_create_secret(settings.keys_dir / MASTER_KEY_FILE),
+        optouts=optouts,
+        keep=settings.releases_to_keep,
+    )
+    previous = read_manifest(project_dir)
+    withdrawn = sorted(set(previous.get("exposure", [])) - set(exposure(draft))) if previous else []
+    purge = not is_open or bool(withdrawn)
+    spec = dataclasses.replace(draft, purge=purge)
+    result = build_release(project_dir, spec, progress)
+    audit.record(
+        session,
+        actor,
+        "project.provision",
+        "project",
+        slug,
+        {
+            "release": result.release,
+            "grants": [g.id for g in grants],
+            "datasets": [f"{ds.name}:{ds.version}" for ds in datasets],
+            "rows": result.rows_out,
+            "project_open": is_open,
+        },
+    )
+    if result.deleted_releases:
+        audit.record(
+            session,
+            actor,
+            "release.delete",
+            "project",
+            slug,
+            {
+                "releases": list(result.deleted_releases),
+                "reason": (
+                    "project not open"
+                    if not is_open
+                    else "data withdrawn"
+                    if withdrawn
+                    else f"keeping the newest {spec.keep}"
+                ),
+                "withdrawn": withdrawn,
+            },
+        )
+    return result
