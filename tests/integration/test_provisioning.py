@@ -481,3 +481,149 @@ def test_failure_at_publish_leaves_previous_current(demo, published, monkeypatch
     with pytest.raises(ProvisioningError, match="No space left on device"):
         build_release(project, spec)
     assert_unchanged(project, number, digest)
+
+
+# --- through the registry: grants in, audited releases out ------------------------------------------
+
+
+@pytest.fixture
+def world(registry, make_users, demo):
+    """The demo datasets registered, project `onco-diab` with approved diabetes + oncology grants."""
+    from hub import registry as reg
+    from hub.db import session_scope
+    from tests.fixtures_registry import ADMIN, CUSTODIAN, LEAD, future
+
+    make_users()
+    with session_scope(registry) as s:
+        for name in ("diabetes", "oncology", "optout"):
+            reg.register_dataset(
+                s,
+                CUSTODIAN,
+                name,
+                [reg.SourceTable(t, demo.path(name, t)) for t in TABLES[name]],
+                "nhs_number",
+                kind="optout" if name == "optout" else "cohort",
+            )
+        reg.create_project(s, ADMIN, "onco-diab", "Cancer in diabetes", LEAD, future())
+        grants = {}
+        for name in ("diabetes", "oncology"):
+            columns = {t: list(approved(name, t)) for t in TABLES[name]}
+            grant = reg.request_grant(
+                s,
+                LEAD,
+                "onco-diab",
+                name,
+                columns,
+                pseudonymise=["tumour_id"] if name == "oncology" else [],
+                age_bands=name == "diabetes",
+                date_shift_days=SHIFT,
+            )
+            reg.decide_grant(s, CUSTODIAN, grant.id, approve=True)
+            grants[name] = grant.id
+    return registry, grants
+
+
+def provision(settings, actor: str = "custodian"):
+    from hub.db import session_scope
+    from hub.provisioning import provision_project
+
+    steps: list[str] = []
+    with session_scope(settings) as s:
+        result = provision_project(
+            s, "onco-diab", settings, actor, progress=lambda step, d, t: steps.append(step)
+        )
+    assert steps[0] == "checking sources" and steps[-1] == "publishing"
+    return result
+
+
+def audit_events(settings, action: str) -> list:
+    from sqlalchemy import select
+
+    from hub.db import session_scope
+    from hub.models import AuditEvent
+
+    with session_scope(settings) as s:
+        rows = s.execute(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id))
+        return [(e.object_id, e.details) for e in rows.scalars()]
+
+
+def test_registry_provision_revoke_close(world, raw_ids):
+    from hub import audit
+    from hub import registry as reg
+    from hub.db import session_scope
+    from tests.fixtures_registry import ADMIN, CUSTODIAN
+
+    settings, grants = world
+    project_dir = settings.project_dir("onco-diab")
+    first = provision(settings)
+    view = check_in_separate_process(settings.current_release("onco-diab"), raw_ids[0])
+    assert view["raw_identifiers"] == {}
+    assert "age_band" in view["views"]["diabetes.patients"]
+    assert "birth_date" in view["views"]["oncology.patients"]  # no age bands in that grant
+    assert {v.split(".")[0] for v in view["views"]} == {"diabetes", "oncology"}
+    assert (settings.keys_dir / "pseudonym.key").stat().st_mode & 0o077 == 0
+    second = provision(settings)
+    assert releases(project_dir) == [first.release, second.release]
+    # Same key, same project: the same pseudonyms in the new release.
+    again = check_in_separate_process(settings.current_release("onco-diab"), raw_ids[0])
+    assert again["pseudonyms"] == view["pseudonyms"]
+
+    with session_scope(settings) as s:
+        reg.revoke_grant(s, CUSTODIAN, grants["oncology"], reason="study protocol changed")
+    revoked = provision(settings)
+    assert set(revoked.deleted_releases) == {first.release, second.release}
+    assert releases(project_dir) == [revoked.release]
+    assert not [p for p in project_dir.rglob("*") if "oncology" in p.name]
+    view = check_in_separate_process(settings.current_release("onco-diab"), raw_ids[0])
+    assert {v.split(".")[0] for v in view["views"]} == {"diabetes"}
+    deleted = audit_events(settings, "release.delete")
+    assert deleted[-1][0] == "onco-diab" and deleted[-1][1]["reason"] == "data withdrawn"
+    assert sorted(deleted[-1][1]["releases"]) == [first.release, second.release]
+    assert any(w.startswith("oncology/") for w in deleted[-1][1]["withdrawn"])
+
+    with session_scope(settings) as s:
+        reg.change_project_status(s, ADMIN, "onco-diab", "close", "finished")
+    closed = provision(settings)
+    assert releases(project_dir) == [closed.release]
+    assert sorted(p.name for p in settings.current_release("onco-diab").iterdir()) == [
+        "catalog.duckdb",
+        "manifest.json",
+    ]
+    assert audit_events(settings, "release.delete")[-1][1]["reason"] == "project not open"
+    assert [e[1]["release"] for e in audit_events(settings, "project.provision")] == [
+        first.release,
+        second.release,
+        revoked.release,
+        closed.release,
+    ]
+    with session_scope(settings) as s:
+        assert audit.verify(s).ok
+
+
+def test_registry_changed_source_fails_without_partial_state(world, demo, tmp_path):
+    """A source edited after registration is refused; the published release stays current."""
+    settings, _ = world
+    project_dir = settings.project_dir("onco-diab")
+    first = provision(settings)
+    digest = tree_digest(project_dir / "releases")
+    target = demo.path("oncology", "treatments")
+    saved = tmp_path / "treatments.parquet"
+    shutil.copy2(target, saved)
+    try:
+        duckdb.execute(f"COPY (SELECT * FROM '{saved}' LIMIT 10) TO '{target}' (FORMAT parquet)")
+        with pytest.raises(ProvisioningError, match="changed since it was registered"):
+            provision(settings)
+    finally:
+        shutil.copy2(saved, target)
+    assert current_release(project_dir) == first.release
+    assert tree_digest(project_dir / "releases") == digest
+    assert [e[1]["release"] for e in audit_events(settings, "project.provision")] == [first.release]
+
+
+def test_registry_provision_needs_a_custodian(world):
+    from hub.permissions import NotAllowed
+
+    settings, _ = world
+    with pytest.raises(NotAllowed):
+        provision(settings, actor="researcher")
+    assert not settings.project_dir("onco-diab").exists()
