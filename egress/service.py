@@ -145,11 +145,12 @@ class Egress:
         try:
             return fn()
         except (Denied, Conflict, BadInput, Refused, InvalidRecord) as exc:
-            with self.writing() as s:
-                audit.record(
-                    s, who, f"egress.refused.{action}", object_type, str(object_id), {"reason": str(exc)}
-                )
+            self.refusal(who, action, object_type, object_id, str(exc))
             raise
+
+    def refusal(self, who: str, action: str, object_type: str, object_id: object, reason: str) -> None:
+        with self.writing() as s:
+            audit.record(s, who, f"egress.refused.{action}", object_type, str(object_id), {"reason": reason})
 
     # -- facts -------------------------------------------------------------------------------
 

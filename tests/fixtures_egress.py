@@ -10,8 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from egress.app import create_app
+from egress.auth import Identity, current_identity
 from egress.service import Egress
 from hub import registry as reg
 from hub.db import session_scope, upgrade
@@ -85,3 +89,25 @@ def eg(tre_root) -> EgressWorld:
     settings = get_settings()
     build_world(settings)
     return EgressWorld(settings, Egress(settings))
+
+
+def injected_identity(request: Request) -> Identity:
+    """Test-only stand-in for the hub: the user named by the X-Test-User header, or the author.
+
+    Installed as a FastAPI dependency override inside the test process only."""
+    user = request.headers.get("x-test-user", AUTHOR)
+    return Identity(user, f"csrf-{user}", request.headers.get("x-test-via", "cookie"))
+
+
+def make_client(app: FastAPI, user: str = AUTHOR, **kw) -> TestClient:
+    app.dependency_overrides[current_identity] = injected_identity
+    client = TestClient(app, base_url="http://testserver", **kw)
+    client.headers.update({"X-Test-User": user, "Origin": "http://testserver"})
+    return client
+
+
+@pytest.fixture
+def web(eg):
+    """(world, app, client factory) with identities injected by dependency override."""
+    app = create_app(eg.settings, prefix="/services/egress/", sso=False)
+    return eg, app, lambda user=AUTHOR, **kw: make_client(app, user, **kw)

@@ -1,0 +1,87 @@
+"""The web layer: pages render, forms need CSRF, the API follows the same rules, headers are strict."""
+
+from __future__ import annotations
+
+from tests.fixtures_egress import AUTHOR, CHECKER1, CHECKER2, LEAD, PROJECT
+
+P = "/services/egress"
+
+
+def form(client, path, data, user=AUTHOR):
+    return client.post(P + path, data={"_csrf": f"csrf-{user}", **data}, follow_redirects=False)
+
+
+def test_researcher_flow_through_pages(web):
+    eg, _, client = web
+    c = client(AUTHOR)
+    r = c.get(P + "/requests")
+    assert r.status_code == 200 and "New request" in r.text
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    r = form(c, "/requests", {"project": PROJECT, "title": "Table 1"})
+    assert r.status_code == 303
+    rid = int(r.headers["location"].rsplit("/", 1)[1])
+    assert (
+        form(
+            c, f"/requests/{rid}/groups", {"name": "tables", "context": "ctx", "controls": "ctl"}
+        ).status_code
+        == 303
+    )
+    pick = c.get(P + f"/requests/{rid}/pick?dir=out")
+    assert pick.status_code == 200 and "counts.csv" in pick.text
+    assert "North" in c.get(P + f"/requests/{rid}/preview", params={"path": "out/counts.csv"}).text
+    gid = eg.svc.request_view(AUTHOR, rid)["groups"][0]["id"]
+    r = form(c, f"/requests/{rid}/files", {"group_id": gid, "path": "out/counts.csv", "kind": "output"})
+    assert r.status_code == 303, r.text
+    assert "Run automated checks" in form(c, f"/requests/{rid}/precheck", {}).text
+    assert form(c, f"/requests/{rid}/submit", {}).status_code == 303
+    page = c.get(P + f"/requests/{rid}")
+    assert "submitted" in page.text
+
+    fid = eg.svc.request_view(AUTHOR, rid)["files"][0]["id"]
+    k = client(CHECKER1)
+    assert f"/requests/{rid}" in k.get(P + "/queue").text
+    fp = k.get(P + f"/files/{fid}")
+    assert fp.status_code == 200 and '<table class="data">' in fp.text and "Record vote" in fp.text
+    assert form(k, f"/files/{fid}/vote", {"rid": rid, "decision": "approve"}, CHECKER1).status_code == 303
+    k2 = client(CHECKER2)
+    assert form(k2, f"/files/{fid}/vote", {"rid": rid, "decision": "approve"}, CHECKER2).status_code == 303
+    assert eg.svc.request_view(AUTHOR, rid)["state"] == "released"
+    d = c.get(P + f"/requests/{rid}/download")
+    assert d.status_code == 200 and d.headers["content-type"] == "application/zip"
+    assert client(LEAD).get(P + f"/requests/{rid}/download").status_code == 200
+    assert "Reviewed" in k.get(P + "/history").text
+
+
+def test_api_and_openapi(web):
+    _, _, client = web
+    c = client(AUTHOR)
+    c.headers["X-Test-Via"] = "token"
+    spec = c.get(P + "/api/openapi.json").json()
+    assert f"{P}/api/requests" in spec["paths"]
+    rid = c.post(P + "/api/requests", json={"project": PROJECT, "title": "API"}).json()["id"]
+    gid = c.post(
+        P + f"/api/requests/{rid}/groups", json={"name": "g", "context": "c", "controls": "k"}
+    ).json()["id"]
+    r = c.post(
+        P + f"/api/requests/{rid}/files", json={"group_id": gid, "path": "out/counts.csv", "kind": "output"}
+    )
+    assert r.status_code == 201
+    assert c.post(P + f"/api/requests/{rid}/actions/submit").json()["state"] == "submitted"
+    assert c.get(P + "/api/requests").json()[0]["id"] == rid
+    r = c.post(P + f"/api/requests/{rid}/files", json={"group_id": gid, "path": "../x.csv", "kind": "output"})
+    assert r.status_code == 403  # submitted: no more edits
+
+
+def test_sandboxed_html_and_markdown(web):
+    eg, _, client = web
+    (eg.home() / "report.html").write_text("<script>alert(1)</script><p>hi</p>")
+    (eg.home() / "notes.md").write_text("# Title\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1))")
+    _, fids = eg.draft(files=(("report.html", "output"), ("notes.md", "supporting")))
+    c = client(AUTHOR)
+    page = c.get(P + f"/files/{fids[0]}")
+    assert "<iframe sandbox" in page.text and "<script>alert" not in page.text
+    raw = c.get(P + f"/files/{fids[0]}/raw")
+    assert raw.headers["content-security-policy"].startswith("sandbox; default-src 'none'")
+    md = c.get(P + f"/files/{fids[1]}")
+    assert "<h1>Title</h1>" in md.text
+    assert "<script>alert" not in md.text and 'href="javascript:' not in md.text
