@@ -93,3 +93,44 @@ def check(
 
 
 # --- end of tre egress check -------------------------------------------------------------------
+
+
+# --- tre egress verify / serve (review service) ------------------------------------------------
+@app.command()
+def verify(
+    bundle: Path = typer.Argument(..., help="A release bundle (.zip) downloaded from the egress service."),
+    keyset: Path | None = typer.Option(
+        None, "--keyset", help="Public keyset (JWKS) to trust; default: this TRE's keys/egress/keyset.json."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the verified decision record as JSON."),
+) -> None:
+    """Check a release bundle offline: the record's signature and every file's SHA-256."""
+    from egress.bundle import verify_bundle
+    from egress.signing import InvalidRecord, Signer, load_keyset
+    from hub.cli._common import console, fail, print_json
+    from hub.settings import get_settings
+
+    keyset_path = keyset or Signer(get_settings().keys_dir).keyset_path
+    if not keyset_path.is_file():
+        fail(f"no keyset at {keyset_path}; pass --keyset with the egress service's public keyset.json")
+    try:
+        claims = verify_bundle(bundle, load_keyset(keyset_path))
+    except (InvalidRecord, ValueError, OSError) as exc:
+        fail(f"NOT VERIFIED: {exc}")
+    if json_out:
+        print_json(claims)
+        return
+    console.print(
+        f"[green]verified[/] request {claims['request']['id']} of project {claims['project']} "
+        f"by {claims['author']}: {len(claims['files'])} file(s), reviewers {', '.join(claims['reviewers'])}"
+    )
+    for f in claims["files"]:
+        console.print(f"  {f['sha256']}  {f['path']}")
+
+
+@app.command()
+def serve() -> None:
+    """Run the egress review service (normally started by JupyterHub as the `egress` service)."""
+    from egress.__main__ import main
+
+    main()
