@@ -7,6 +7,7 @@ RegistryError or NotAllowed leaves the transaction to be rolled back, so nothing
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -247,6 +248,21 @@ def _relation_sql(path: Path) -> tuple[str, str]:
     raise RegistryError(f"{path}: unsupported format {suffix or '(none)'}; use .csv, .tsv or .parquet")
 
 
+def _check_csv_header(path: Path) -> None:
+    # DuckDB quietly renames repeated or blank header names; a registry must not guess which is which.
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh, delimiter=CSV_SUFFIXES[path.suffix.lower()]), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise RegistryError(f"cannot read the header of {path}: {exc}; save it as UTF-8 CSV") from None
+    names = [h.strip() for h in header]
+    if any(not n for n in names):
+        raise RegistryError(f"{path} has a blank column name in its header; name every column")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RegistryError(f"{path} has duplicate column names ({', '.join(dupes)}); make each name unique")
+
+
 def _coding_system(column: str) -> str | None:
     lowered = column.lower()
     return next((system for pattern, system in CODING_HINTS if pattern.search(lowered)), None)
@@ -282,6 +298,8 @@ def scan_table(
     if path.stat().st_size == 0:
         raise RegistryError(f"source file {path} for table {name!r} is empty")
     fmt, relation = _relation_sql(path)
+    if fmt == "csv":
+        _check_csv_header(path)
     view = f"src_{name}"
     try:
         con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM {relation}')
