@@ -97,20 +97,42 @@ def markdown_html(text: str) -> str:
     return nh3.clean(_md.render(text))
 
 
-def flagged_cells(checks: dict[str, Any] | None) -> dict[tuple[int, int], list[str]]:
-    """{(row, col): [messages]} from the findings' `cells` (data rows, 0-based, header excluded)."""
+def flagged_cells(checks: dict[str, Any] | None, offset: int = 0) -> dict[tuple[int, int], list[str]]:
+    """{(row, col): [messages]} from the findings' `cells`; the SDC engine counts body rows after the
+    header and columns after the label columns, so `offset` shifts columns to file positions."""
     out: dict[tuple[int, int], list[str]] = {}
     for finding in (checks or {}).get("findings", []):
         for cell in finding.get("cells") or []:
             if isinstance(cell, list | tuple) and len(cell) == 2:
-                out.setdefault((int(cell[0]), int(cell[1])), []).append(finding.get("message", ""))
+                out.setdefault((int(cell[0]), int(cell[1]) + offset), []).append(finding.get("message", ""))
     return out
+
+
+def _numeric(value: str) -> bool:
+    try:
+        float(value.replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def label_columns(rows: list[list[str]]) -> int:
+    """Leading columns holding labels rather than numbers (how the SDC engine reads a table)."""
+    body = rows[1:]
+    width = max((len(r) for r in body), default=0)
+    n = 0
+    while n < width - 1:
+        values = [r[n] for r in body if n < len(r) and r[n].strip()]
+        if values and all(_numeric(v) for v in values):
+            break
+        n += 1
+    return n
 
 
 def render_table(data: bytes, delimiter: str, checks: dict[str, Any] | None) -> dict[str, Any]:
     text = data[:MAX_RENDER].decode("utf-8", "replace")
     rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-    flags = flagged_cells(checks)
+    flags = flagged_cells(checks, label_columns(rows))
     header = rows[0][:MAX_COLS] if rows else []
     body = []
     for r, row in enumerate(rows[1 : MAX_ROWS + 1]):

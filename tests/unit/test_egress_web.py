@@ -85,3 +85,20 @@ def test_sandboxed_html_and_markdown(web):
     md = c.get(P + f"/files/{fids[1]}")
     assert "<h1>Title</h1>" in md.text
     assert "<script>alert" not in md.text and 'href="javascript:' not in md.text
+
+
+def test_flagged_cells_are_highlighted_where_the_engine_points(web):
+    eg, _, client = web
+    _, [fid] = eg.submitted()
+    page = client(CHECKER1).get(P + f"/files/{fid}").text
+    # South,3 is below the threshold: the engine flags body row 1, value column 0 (file column 1)
+    assert '<td class="flag" title=' in page
+    flagged_row = page.split('<td class="flag"')[0].rsplit("<tr>", 1)[1]
+    assert "South" in flagged_row
+
+
+def test_label_columns():
+    from egress.app import label_columns
+
+    assert label_columns([["a", "b", "n"], ["x", "y", "1"], ["x", "z", "2"]]) == 2
+    assert label_columns([["n", "m"], ["1", "2"]]) == 0
