@@ -135,7 +135,7 @@ def norm_label(value: object) -> str:
 def _detect_rounding(values: np.ndarray, counts_mask: np.ndarray, config: RuleConfig) -> int | None:
     seen = values[counts_mask & ~np.isnan(values)]
     nonzero = seen[seen != 0]
-    if nonzero.size < 4:  # a few round numbers by chance are common; four or more is a pattern
+    if np.unique(nonzero).size < 4:  # a few round numbers by chance are common; four or more is a pattern
         return None
     for base in config.rounding_bases:
         if np.all(np.mod(nonzero, base) == 0):
