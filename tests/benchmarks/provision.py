@@ -1,0 +1,196 @@
+"""Benchmark: provisioning throughput, and catalogue views against direct Parquet reads.
+
+    python tests/benchmarks/provision.py [--patients 1000000] [--runs 7] [--workdir DIR]
+
+Generates the demo datasets (not timed as provisioning), builds one release end to end the way the
+registry does (source hashes and schemas checked, opt-outs removed, identifiers pseudonymised,
+per-person date shift, catalogue, manifest, atomic publish) and reports source rows per second.
+Then it times three typical queries (group-by count, filter + average, join) through the release's
+catalogue views and straight on its Parquet files, interleaved, and reports the medians.
+Targets on the 2-core reference machine: >= 3,000,000 rows/s; views within 1.05x of direct Parquet.
+Human-readable lines first; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from hub.demo_data import TABLES, generate
+from hub.provisioning import DatasetSpec, ReleaseSpec, SourceTable, build_release
+
+TARGET_ROWS_PER_S = 3_000_000
+TARGET_VIEW_RATIO = 1.05
+
+QUERIES = {
+    "group_by_count": "SELECT diabetes_type, sex, count(*) AS n FROM {patients} GROUP BY ALL",
+    "filter_avg": (
+        "SELECT avg(hba1c_mmol_mol) FROM {hba1c} WHERE test_date >= DATE '2020-01-01' AND hba1c_mmol_mol > 48"
+    ),
+    "join": (
+        "SELECT p.diabetes_type, count(*) AS n, avg(h.hba1c_mmol_mol) AS mean_hba1c "
+        "FROM {patients} p JOIN {hba1c} h USING (nhs_number) GROUP BY ALL"
+    ),
+}
+
+
+def source(demo_dir: Path, dataset: str, table: str, con: duckdb.DuckDBPyConnection) -> SourceTable:
+    path = demo_dir / dataset / f"{table}.parquet"
+    columns = TABLES[dataset][table]
+    schema = {r[0]: str(r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()}
+    with open(path, "rb") as fh:
+        digest = "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
+    return SourceTable(
+        name=table,
+        path=path,
+        columns=columns,
+        identifier_column="nhs_number",
+        pseudonymise=tuple(c for c in ("nhs_number", "tumour_id") if c in columns),
+        unique_identifier=table == "patients",
+        expected_schema=schema,
+        content_hash=digest,
+    )
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    """Result rows in a stable order, floats rounded (parallel sums differ in the last bits)."""
+    result = con.execute(sql).fetchall()
+    return sorted(tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in result)
+
+
+def time_query(con: duckdb.DuckDBPyConnection, sql: str) -> float:
+    start = time.perf_counter()
+    con.execute(sql).fetchall()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--patients", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=15, help="timed runs per query and path")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=None, help="kept if given; else a temporary folder")
+    args = parser.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="tre-bench-provision-"))
+    try:
+        demo_dir = work / "source"
+        start = time.perf_counter()
+        if (
+            not (demo_dir / "demo_data.json").is_file()
+            or json.loads((demo_dir / "demo_data.json").read_text())["patients"] != args.patients
+        ):
+            shutil.rmtree(demo_dir, ignore_errors=True)
+            generate(demo_dir, patients=args.patients, seed=args.seed)
+        generate_s = time.perf_counter() - start
+        print(f"demo data: {args.patients:,} patients generated in {generate_s:.1f} s")
+
+        con = duckdb.connect()
+        datasets = tuple(
+            DatasetSpec(
+                name=name,
+                tables=tuple(source(demo_dir, name, t, con) for t in TABLES[name]),
+                date_shift_days=180 if name == "diabetes" else None,
+            )
+            for name in ("diabetes", "oncology")
+        )
+        optout = source(demo_dir, "optout", "optout", con)
+        con.close()
+        spec = ReleaseSpec(
+            project="bench",
+            datasets=datasets,
+            master_key=os.urandom(32),
+            optouts=(optout,),
+        )
+        project_dir = work / "projects" / "bench"
+        shutil.rmtree(project_dir, ignore_errors=True)
+        result = build_release(project_dir, spec)
+        rows_per_s = result.rows_in / result.seconds
+        print(
+            f"provisioning: {result.rows_in:,} source rows -> {result.rows_out:,} released rows in "
+            f"{result.seconds:.2f} s = {rows_per_s:,.0f} rows/s (target {TARGET_ROWS_PER_S:,})"
+        )
+
+        release = project_dir / "current"
+        con = duckdb.connect()
+        con.execute(f"SET file_search_path = '{release.resolve()}'")  # as tre_notebook.connect() does
+        con.execute(f"ATTACH '{release / 'catalog.duckdb'}' AS catalog (READ_ONLY)")
+        paths = {
+            "views": {"patients": "catalog.diabetes.patients", "hba1c": "catalog.diabetes.hba1c"},
+            "parquet": {
+                t: f"read_parquet('{(release / 'data' / 'diabetes' / f'{t}.parquet').resolve()}')"
+                for t in ("patients", "hba1c")
+            },
+        }
+        timings: dict[str, dict[str, list[float]]] = {q: {"views": [], "parquet": []} for q in QUERIES}
+        for query, sql in QUERIES.items():
+            for how in ("views", "parquet"):  # warm-up: file cache, metadata
+                time_query(con, sql.format(**paths[how]))
+            if rows(con, sql.format(**paths["views"])) != rows(con, sql.format(**paths["parquet"])):
+                raise SystemExit(f"{query}: views and Parquet disagree")
+        for run in range(args.runs):
+            for query, sql in QUERIES.items():
+                order = ("views", "parquet") if run % 2 == 0 else ("parquet", "views")
+                for how in order:
+                    timings[query][how].append(time_query(con, sql.format(**paths[how])))
+        con.close()
+        queries = {}
+        for query, t in timings.items():
+            view_ms = statistics.median(t["views"]) * 1000
+            parquet_ms = statistics.median(t["parquet"]) * 1000
+            queries[query] = {
+                "views_ms": round(view_ms, 2),
+                "parquet_ms": round(parquet_ms, 2),
+                "ratio": round(view_ms / parquet_ms, 3),
+            }
+            print(
+                f"query {query:<15} views {view_ms:8.1f} ms   parquet {parquet_ms:8.1f} ms   "
+                f"ratio {view_ms / parquet_ms:.3f} (median of {args.runs})"
+            )
+        worst = max(q["ratio"] for q in queries.values())
+        print(
+            f"targets: throughput {'met' if rows_per_s >= TARGET_ROWS_PER_S else 'NOT met'}, "
+            f"views {'met' if worst <= TARGET_VIEW_RATIO else 'NOT met'} (worst ratio {worst:.3f})"
+        )
+        print(
+            json.dumps(
+                {
+                    "benchmark": "provision",
+                    "patients": args.patients,
+                    "cpus": os.cpu_count(),
+                    "duckdb": duckdb.__version__,
+                    "generate_s": round(generate_s, 2),
+                    "rows_in": result.rows_in,
+                    "rows_out": result.rows_out,
+                    "provision_s": round(result.seconds, 3),
+                    "rows_per_s": round(rows_per_s),
+                    "target_rows_per_s": TARGET_ROWS_PER_S,
+                    "throughput_ok": rows_per_s >= TARGET_ROWS_PER_S,
+                    "queries": queries,
+                    "worst_view_ratio": worst,
+                    "target_view_ratio": TARGET_VIEW_RATIO,
+                    "views_ok": worst <= TARGET_VIEW_RATIO,
+                }
+            )
+        )
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
