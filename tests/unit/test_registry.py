@@ -1,0 +1,194 @@
+"""Registry operations and the database layer on SQLite (PostgreSQL: tests/integration)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+
+from hub import audit
+from hub import registry as reg
+from hub.db import alembic_config, engine_for, session_scope, upgrade
+from hub.models import AuditEvent, Dataset, Membership, Project
+from hub.permissions import NotAllowed
+from tests.fixtures_registry import ADMIN, CUSTODIAN, LEAD, RESEARCHER, future, write_cohort
+
+
+def test_upgrade_is_idempotent_and_matches_models(registry):
+    from alembic import command
+
+    upgrade(registry)
+    command.check(alembic_config(registry.db_url))  # raises if the models drifted from the migrations
+
+
+def test_sqlite_connections_use_wal_and_foreign_keys(registry):
+    with engine_for(registry).connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 1000
+
+
+def test_naive_datetimes_are_refused(registry, make_users):
+    make_users()
+    with pytest.raises(reg.RegistryError, match="timezone-aware"), session_scope(registry) as s:
+        reg.create_project(s, ADMIN, "naive-time", "t", LEAD, datetime(2999, 1, 1))
+
+
+def test_every_change_writes_one_audit_event(make_world):
+    world = make_world()
+    with session_scope(world.settings) as s:
+        actions = s.execute(select(AuditEvent.action).order_by(AuditEvent.id)).scalars().all()
+    assert actions == [
+        "user.add",
+        "user.add",
+        "user.add",
+        "user.add",
+        "user.add",
+        "dataset.register",
+        "project.create",
+        "member.add",
+        "checker.assign",
+        "grant.request",
+        "grant.approve",
+    ]
+
+
+def test_refused_change_writes_nothing(make_world):
+    world = make_world()
+    with session_scope(world.settings) as s:
+        before = s.execute(select(func.count(AuditEvent.id))).scalar_one()
+    with pytest.raises(NotAllowed), session_scope(world.settings) as s:
+        reg.add_member(s, LEAD, world.project, "custodian")  # allowed part
+        reg.add_member(s, LEAD, world.project, "admin", role="checker")  # refused: rolls back both
+    with session_scope(world.settings) as s:
+        assert s.execute(select(func.count(AuditEvent.id))).scalar_one() == before
+        assert s.execute(select(func.count(Membership.id))).scalar_one() == 3
+
+
+def test_dataset_facts(make_world):
+    world = make_world()
+    with session_scope(world.settings) as s:
+        ds = reg.get_dataset(s, "diabetes")
+        assert (ds.version, ds.person_table, ds.unique_individuals, ds.row_count) == (1, "patients", 20, 80)
+        assert ds.created_at.tzinfo is not None
+        assert ds.profile["birth_date_column"] == "birth_date"
+        assert 0 < ds.profile["min_typical_age"] <= ds.profile["max_typical_age"] < 120
+        patients = ds.table("patients")
+        assert patients["identifier_column"] == "national_id" and patients["format"] == "csv"
+        sens = {c["name"]: c["sensitivity"] for c in patients["columns"]}
+        assert sens == {
+            "national_id": "identifier",
+            "birth_date": "quasi-identifier",
+            "sex": "quasi-identifier",
+            "postcode": "quasi-identifier",
+        }
+        assert ds.content_hash.startswith("sha256:") and len(ds.content_hash) == 71
+        reg.verify_dataset_sources(ds)
+
+
+def test_sensitivity_and_coding_overrides(registry, make_users, tmp_path):
+    make_users()
+    files = write_cohort(tmp_path / "src")
+    with session_scope(registry) as s:
+        ds, created = reg.register_dataset(
+            s,
+            CUSTODIAN,
+            "people",
+            [reg.SourceTable("patients", files["patients"])],
+            "national_id",
+            sensitivity={"patients.sex": "sensitive"},
+            coding={"postcode": "NUTS"},
+        )
+        assert created
+        columns = {c["name"]: c for c in ds.tables[0]["columns"]}
+    assert columns["sex"]["sensitivity"] == "sensitive"
+    assert columns["postcode"]["coding_system"] == "NUTS"
+    for bad in (
+        {"sensitivity": {"sex": "secret"}},
+        {"sensitivity": {"shoe": "other"}},
+        {"coding": {"shoe": "X"}},
+    ):
+        with pytest.raises(reg.RegistryError), session_scope(registry) as s:
+            reg.register_dataset(
+                s, CUSTODIAN, "people", [reg.SourceTable("patients", files["patients"])], "national_id", **bad
+            )
+
+
+def test_person_table_must_be_unique_per_individual(registry, make_users, tmp_path):
+    make_users()
+    files = write_cohort(tmp_path / "src")
+    with pytest.raises(reg.RegistryError, match="duplicate national_id"), session_scope(registry) as s:
+        reg.register_dataset(
+            s, CUSTODIAN, "labs-only", [reg.SourceTable("labs", files["labs"])], "national_id"
+        )
+    with session_scope(registry) as s:
+        assert s.execute(select(func.count(Dataset.id))).scalar_one() == 0
+
+
+def test_grant_always_pseudonymises_the_identifier(make_world):
+    world = make_world(grant=None)
+    with session_scope(world.settings) as s:
+        g = reg.request_grant(
+            s,
+            LEAD,
+            world.project,
+            "diabetes:1",
+            {"patients": ["national_id", "birth_date"], "labs": ["hba1c"]},
+            pseudonymise=["patients.birth_date"],
+            age_bands=True,
+            date_shift_days=30,
+            expires_at=future(30),
+        )
+        assert g.pseudonymise == {"patients": ["national_id", "birth_date"]}
+        assert g.age_bands and g.date_shift_days == 30 and g.remove_opted_out
+
+
+def test_expired_grant_or_project_cannot_be_approved(make_world):
+    world = make_world(grant=None)
+    with session_scope(world.settings) as s:
+        grant_id = reg.request_grant(
+            s, LEAD, world.project, "diabetes", {"labs": ["hba1c"]}, expires_at=future(30)
+        ).id
+    in_60_days = datetime.now(UTC) + timedelta(days=60)
+    with pytest.raises(reg.RegistryError, match="expired"), session_scope(world.settings) as s:
+        reg.decide_grant(s, CUSTODIAN, grant_id, approve=True, now=in_60_days)
+    in_400_days = datetime.now(UTC) + timedelta(days=400)  # after the project's expiry too
+    with pytest.raises(NotAllowed, match="expired"), session_scope(world.settings) as s:
+        reg.decide_grant(s, CUSTODIAN, grant_id, approve=True, now=in_400_days)
+
+
+def test_status_transitions(make_world):
+    world = make_world()
+    with session_scope(world.settings) as s:
+        assert reg.change_project_status(s, ADMIN, world.project, "suspend").status == "suspended"
+        with pytest.raises(reg.RegistryError, match="cannot be suspended"):
+            reg.change_project_status(s, ADMIN, world.project, "suspend")
+        assert reg.change_project_status(s, ADMIN, world.project, "close").status == "closed"
+        with pytest.raises(reg.RegistryError, match="closed and cannot be resumed"):
+            reg.change_project_status(s, ADMIN, world.project, "resume")
+        with pytest.raises(NotAllowed):
+            reg.change_project_status(s, LEAD, world.project, "close")
+
+
+def test_admins_cannot_change_their_own_roles(registry, make_users):
+    make_users()
+    with session_scope(registry) as s:
+        reg.set_user_role(s, ADMIN, CUSTODIAN, "admin")
+        with pytest.raises(NotAllowed, match="themselves"):
+            reg.set_user_role(s, CUSTODIAN, CUSTODIAN, "admin", on=False)
+        reg.set_user_role(s, CUSTODIAN, ADMIN, "admin", on=False)
+        assert not reg.get_user(s, ADMIN).is_admin
+
+
+def test_lead_membership_created_with_project(make_world):
+    world = make_world(grant=None)
+    with session_scope(world.settings) as s:
+        project = reg.get_project(s, world.project)
+        assert isinstance(project, Project) and project.lead.username == LEAD
+        assert {(m.user.username, m.role) for m in project.memberships} == {
+            (LEAD, "lead"),
+            (RESEARCHER, "researcher"),
+            ("checker", "checker"),
+        }
+        assert audit.verify(s).ok
