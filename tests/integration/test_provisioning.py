@@ -25,6 +25,7 @@ import pytest
 # Root bypasses file modes; without these capabilities it is bound by them like anyone else.
 DROP_PERMISSION_BYPASS = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner,-linux_immutable"]
 DIGIT_RUN = re.compile(rb"\d{10,}")
+IDENTIFIER_COLUMNS = ("nhs_number", "national_id")  # demo data, registry fixtures
 
 
 def raw_identifier_hits(data: bytes, raw: set[bytes]) -> set[bytes]:
@@ -68,6 +69,9 @@ def inspect_release(release: Path, raw_ids_file: Path) -> dict:
         report["write_blocked"] = True
     con = duckdb.connect(str(release / "catalog.duckdb"), read_only=True)
     con.execute("SET file_search_path = '" + str(release).replace("'", "''") + "'")
+    report["storage_version"] = con.execute(
+        "SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = 'catalog'"
+    ).fetchone()[0]
     views = con.execute(
         "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal ORDER BY ALL"
     ).fetchall()
@@ -75,9 +79,9 @@ def inspect_release(release: Path, raw_ids_file: Path) -> dict:
         name = f'"{schema}"."{view}"'
         report["views"][f"{schema}.{view}"] = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()]
         report["rows"][f"{schema}.{view}"] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-        if "nhs_number" in report["views"][f"{schema}.{view}"]:
+        for ident in set(IDENTIFIER_COLUMNS) & set(report["views"][f"{schema}.{view}"]):
             report["pseudonyms"][f"{schema}.{view}"] = sorted(
-                r[0] for r in con.execute(f"SELECT DISTINCT nhs_number FROM {name}").fetchall()
+                r[0] for r in con.execute(f"SELECT DISTINCT {ident} FROM {name}").fetchall()
             )
     con.close()
     report["raw_identifiers"] = scan_release(release, raw)
@@ -240,6 +244,19 @@ def test_only_approved_columns(alpha_view):
         ["catalog.duckdb", "manifest.json"]
         + [f"data/{d}/{t}.parquet" for d in ("diabetes", "oncology") for t in TABLES[d]]
     )
+
+
+def test_catalogue_storage_version_is_pinned(alpha_view):
+    from hub.provisioning import CATALOG_STORAGE_VERSION
+
+    assert alpha_view["storage_version"] == CATALOG_STORAGE_VERSION + "+"
+
+
+def test_old_releases_are_pruned(demo, tmp_path):
+    project = tmp_path / "pruned"
+    spec = release_spec(demo, "pruned", dataset_spec(demo, "oncology"), keep=2)
+    numbers = [build_release(project, spec).release for _ in range(3)]
+    assert releases(project) == numbers[1:] and current_release(project) == numbers[2]
 
 
 def test_no_raw_identifier_anywhere(alpha_view):
@@ -627,3 +644,34 @@ def test_registry_provision_needs_a_custodian(world):
     with pytest.raises(NotAllowed):
         provision(settings, actor="researcher")
     assert not settings.project_dir("onco-diab").exists()
+
+
+def test_registry_csv_sources(registry, make_world, tmp_path, raw_ids):
+    """CSV sources as the registry scans them: identifiers stay text, opt-outs from a CSV list."""
+    from hub import registry as reg
+    from hub.db import session_scope
+    from tests.fixtures_registry import CUSTODIAN, write_optout
+
+    world = make_world(n=50)
+    optout = write_optout(tmp_path / "optout", ["9000000003", "9000000007"])
+    with session_scope(registry) as s:
+        reg.register_dataset(
+            s, CUSTODIAN, "national-optout", [reg.SourceTable("optout", optout)], "national_id", kind="optout"
+        )
+        result = provision_project_for(s, registry, world.project)
+    release = registry.current_release(world.project)
+    raw_file = tmp_path / "raw.txt"
+    raw_file.write_text("\n".join(f"{9000000000 + i:010d}" for i in range(50)) + "\n")
+    view = check_in_separate_process(release, raw_file)
+    assert view["raw_identifiers"] == {}
+    assert view["rows"]["diabetes.patients"] == 48 == result.manifest["datasets"][0]["tables"][0]["rows"]
+    key = project_key((registry.keys_dir / "pseudonym.key").read_bytes(), world.project)
+    assert pseudonym(key, "9000000003") not in view["pseudonyms"]["diabetes.patients"]
+    assert pseudonym(key, "9000000004") in view["pseudonyms"]["diabetes.patients"]
+    assert view["views"]["diabetes.labs"] == ["national_id", "hba1c"]
+
+
+def provision_project_for(session, settings, slug: str):
+    from hub.provisioning import provision_project
+
+    return provision_project(session, slug, settings, "custodian")
