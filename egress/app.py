@@ -45,6 +45,8 @@ INLINE_IMAGES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
 SANDBOXED = {"html": "text/html", "svg": "image/svg+xml"}
 MAX_RENDER = 2 * 1024 * 1024
 MAX_ROWS, MAX_COLS = 500, 60
+MAX_ID = 2**53  # ids beyond this cannot exist (and would overflow SQLite's INTEGER)
+Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
 # -- JSON bodies (they make the OpenAPI description precise) -------------------------------------
@@ -67,7 +69,7 @@ class GroupText(BaseModel):
 
 
 class NewFile(BaseModel):
-    group_id: int
+    group_id: int = Field(ge=1, le=MAX_ID)
     path: str = Field(max_length=1000)
     kind: str = Field(pattern="^(output|supporting)$")
 
@@ -81,7 +83,7 @@ class NewVote(BaseModel):
 class NewComment(BaseModel):
     body: str = Field(max_length=10_000)
     visibility: str = Field(default="author", pattern="^(checkers|author)$")
-    file_id: int | None = None
+    file_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 class Note(BaseModel):
@@ -215,7 +217,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
     base = prefix.rstrip("/")
     upgrade(settings)
     svc = Egress(settings)
-    svc.store.clean_temporary()
+    svc.recover()
     svc.signer.ensure_key()
 
     app = FastAPI(
@@ -389,12 +391,12 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
         )
 
     @pages.get("/requests/{rid}")
-    def request_page(request: Request, me: Me, rid: int) -> HTMLResponse:
+    def request_page(request: Request, me: Me, rid: Id) -> HTMLResponse:
         view = svc.request_view(me.username, rid)
         return page(request, me, "request.html", r=view, title=view["title"], precheck=None)
 
     @pages.post("/requests/{rid}/precheck")
-    def precheck_form(request: Request, me: FormMe, rid: int) -> HTMLResponse:
+    def precheck_form(request: Request, me: FormMe, rid: Id) -> HTMLResponse:
         results = svc.precheck(me.username, rid)
         view = svc.request_view(me.username, rid)
         return page(request, me, "request.html", r=view, title=view["title"], precheck=results)
@@ -402,7 +404,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
     @pages.post("/requests/{rid}/groups")
     def add_group_form(
         me: FormMe,
-        rid: int,
+        rid: Id,
         name: Annotated[str, Form()],
         context: Annotated[str, Form()] = "",
         controls: Annotated[str, Form()] = "",
@@ -413,7 +415,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
     @pages.post("/groups/{gid}")
     def update_group_form(
         me: FormMe,
-        gid: int,
+        gid: Id,
         rid: Annotated[int, Form()],
         context: Annotated[str, Form()] = "",
         controls: Annotated[str, Form()] = "",
@@ -422,7 +424,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
         return back(f"/requests/{rid}")
 
     @pages.get("/requests/{rid}/pick")
-    def pick(request: Request, me: Me, rid: int, dir: str = "") -> HTMLResponse:
+    def pick(request: Request, me: Me, rid: Id, dir: str = "") -> HTMLResponse:
         view = svc.request_view(me.username, rid)
         entries = svc.workspace(me.username, view["project"], dir)
         parent = dir.rsplit("/", 1)[0] if "/" in dir else ""
@@ -431,7 +433,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
         )
 
     @pages.get("/requests/{rid}/preview")
-    def preview(request: Request, me: Me, rid: int, path: str) -> HTMLResponse:
+    def preview(request: Request, me: Me, rid: Id, path: str) -> HTMLResponse:
         view = svc.request_view(me.username, rid)
         data = svc.workspace_preview(me.username, view["project"], path)
         return page(
@@ -448,7 +450,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
     @pages.post("/requests/{rid}/files")
     def add_file_form(
         me: FormMe,
-        rid: int,
+        rid: Id,
         group_id: Annotated[int, Form()],
         path: Annotated[str, Form()],
         kind: Annotated[str, Form()],
@@ -457,17 +459,17 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
         return back(f"/requests/{rid}")
 
     @pages.post("/files/{fid}/update")
-    def update_file_form(me: FormMe, fid: int, rid: Annotated[int, Form()]) -> Response:
+    def update_file_form(me: FormMe, fid: Id, rid: Annotated[int, Form()]) -> Response:
         svc.update_file(me.username, fid)
         return back(f"/requests/{rid}")
 
     @pages.post("/files/{fid}/remove")
-    def remove_file_form(me: FormMe, fid: int, rid: Annotated[int, Form()]) -> Response:
+    def remove_file_form(me: FormMe, fid: Id, rid: Annotated[int, Form()]) -> Response:
         svc.remove_file(me.username, fid)
         return back(f"/requests/{rid}")
 
     @pages.get("/files/{fid}")
-    def file_page(request: Request, me: Me, fid: int) -> HTMLResponse:
+    def file_page(request: Request, me: Me, fid: Id) -> HTMLResponse:
         meta, data = svc.file_content(me.username, fid, MAX_RENDER * 4)
         view = svc.request_view(me.username, meta["request_id"])
         f = next(f for f in view["files"] if f["id"] == fid)
@@ -484,7 +486,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
         )
 
     @pages.get("/files/{fid}/raw")
-    def file_raw(me: Me, fid: int) -> Response:
+    def file_raw(me: Me, fid: Id) -> Response:
         meta, data = svc.file_content(me.username, fid)
         ext = suffix_of(meta["name"])
         headers = {"X-Content-Type-Options": "nosniff"}
@@ -501,7 +503,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
     @pages.post("/files/{fid}/vote")
     def vote_form(
         me: FormMe,
-        fid: int,
+        fid: Id,
         rid: Annotated[int, Form()],
         decision: Annotated[str, Form()],
         comment: Annotated[str, Form()] = "",
@@ -513,7 +515,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
     @pages.post("/requests/{rid}/comments")
     def comment_form(
         me: FormMe,
-        rid: int,
+        rid: Id,
         body: Annotated[str, Form()],
         visibility: Annotated[str, Form()] = "author",
     ) -> Response:
@@ -522,13 +524,13 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
 
     @pages.post("/requests/{rid}/{action}")
     def request_action_form(
-        me: FormMe, rid: int, action: str, comment: Annotated[str, Form()] = ""
+        me: FormMe, rid: Id, action: str, comment: Annotated[str, Form()] = ""
     ) -> Response:
         do_action(me.username, rid, action, comment)
         return back(f"/requests/{rid}")
 
     @pages.get("/requests/{rid}/download")
-    def download_page(me: Me, rid: int) -> Response:
+    def download_page(me: Me, rid: Id) -> Response:
         path, name = svc.download(me.username, rid)
         return FileResponse(path, filename=name, media_type="application/zip")
 
@@ -542,7 +544,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
             request, me, "audit.html", events=events, filters=filters, offset=offset, title="Audit log"
         )
 
-    def do_action(who: str, rid: int, action: str, comment: str) -> None:
+    def do_action(who: str, rid: Id, action: str, comment: str) -> None:
         actions: dict[str, Callable[[], None]] = {
             "submit": lambda: svc.submit(who, rid),
             "withdraw": lambda: svc.withdraw(who, rid),
@@ -583,44 +585,44 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
         return {"id": svc.create_request(me.username, body.project, body.title)}
 
     @api.get("/requests/{rid}", responses=errors)
-    def api_request(me: ApiMe, rid: int) -> dict[str, Any]:
+    def api_request(me: ApiMe, rid: Id) -> dict[str, Any]:
         return svc.request_view(me.username, rid)
 
     @api.post("/requests/{rid}/groups", status_code=201, responses=errors)
-    def api_add_group(me: ApiMe, rid: int, body: NewGroup) -> dict[str, Any]:
+    def api_add_group(me: ApiMe, rid: Id, body: NewGroup) -> dict[str, Any]:
         return {"id": svc.add_group(me.username, rid, body.name, body.context, body.controls)}
 
     @api.put("/groups/{gid}", responses=errors)
-    def api_update_group(me: ApiMe, gid: int, body: GroupText) -> dict[str, Any]:
+    def api_update_group(me: ApiMe, gid: Id, body: GroupText) -> dict[str, Any]:
         svc.update_group(me.username, gid, body.context, body.controls)
         return {"ok": True}
 
     @api.post("/requests/{rid}/files", status_code=201, responses=errors)
-    def api_add_file(me: ApiMe, rid: int, body: NewFile) -> dict[str, Any]:
+    def api_add_file(me: ApiMe, rid: Id, body: NewFile) -> dict[str, Any]:
         return {"id": svc.add_file(me.username, rid, body.group_id, body.path, body.kind)}
 
     @api.post("/files/{fid}/update", responses=errors)
-    def api_update_file(me: ApiMe, fid: int) -> dict[str, Any]:
+    def api_update_file(me: ApiMe, fid: Id) -> dict[str, Any]:
         return {"version": svc.update_file(me.username, fid)}
 
     @api.delete("/files/{fid}", responses=errors)
-    def api_remove_file(me: ApiMe, fid: int) -> dict[str, Any]:
+    def api_remove_file(me: ApiMe, fid: Id) -> dict[str, Any]:
         svc.remove_file(me.username, fid)
         return {"ok": True}
 
     @api.get("/files/{fid}", responses=errors)
-    def api_file(me: ApiMe, fid: int) -> dict[str, Any]:
+    def api_file(me: ApiMe, fid: Id) -> dict[str, Any]:
         meta, _ = svc.file_content(me.username, fid, 0)
         return meta
 
     @api.post("/requests/{rid}/precheck", responses=errors)
-    def api_precheck(me: ApiMe, rid: int) -> dict[str, Any]:
+    def api_precheck(me: ApiMe, rid: Id) -> dict[str, Any]:
         return {str(k): v for k, v in svc.precheck(me.username, rid).items()}
 
     @api.post("/requests/{rid}/actions/{action}", responses=errors)
     def api_action(
         me: ApiMe,
-        rid: int,
+        rid: Id,
         action: Annotated[str, PathParam(pattern="^(submit|withdraw|return|reject|release|revoke)$")],
         body: Note | None = None,
     ) -> dict[str, Any]:
@@ -628,15 +630,15 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
         return {"state": svc.request_view(me.username, rid)["state"]}
 
     @api.post("/files/{fid}/votes", responses=errors)
-    def api_vote(me: ApiMe, fid: int, body: NewVote) -> dict[str, Any]:
+    def api_vote(me: ApiMe, fid: Id, body: NewVote) -> dict[str, Any]:
         return {"state": svc.vote(me.username, fid, body.decision, body.comment, body.visibility)}
 
     @api.post("/requests/{rid}/comments", status_code=201, responses=errors)
-    def api_comment(me: ApiMe, rid: int, body: NewComment) -> dict[str, Any]:
+    def api_comment(me: ApiMe, rid: Id, body: NewComment) -> dict[str, Any]:
         return {"id": svc.comment(me.username, rid, body.body, body.visibility, body.file_id)}
 
     @api.get("/requests/{rid}/download", responses=errors, response_class=FileResponse)
-    def api_download(me: ApiMe, rid: int) -> FileResponse:
+    def api_download(me: ApiMe, rid: Id) -> FileResponse:
         path, name = svc.download(me.username, rid)
         return FileResponse(path, filename=name, media_type="application/zip")
 

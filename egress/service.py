@@ -65,6 +65,11 @@ class Conflict(EgressError):
     status = 409
 
 
+def _valid_id(value: int) -> bool:
+    """Row ids are positive 63-bit integers; anything else cannot name a row (or reach SQLite)."""
+    return 0 < value < 2**63
+
+
 def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt else None
 
@@ -122,6 +127,14 @@ class Egress:
         self._reader = _read_engine(self.settings)
         self._reader_factory = sessionmaker(bind=self._reader) if self._reader else None
 
+    def recover(self) -> None:
+        """Remove what a crash can leave half-written (blob and bundle temporaries); call on start."""
+        self.store.clean_temporary()
+        releases = self.settings.egress_dir / "releases"
+        if releases.is_dir():
+            for tmp in releases.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
     # -- sessions and refusals ---------------------------------------------------------------
 
     @contextmanager
@@ -160,13 +173,13 @@ class Egress:
         return wf.Actor(who, frozenset(project_roles(s, who, project)), is_admin)
 
     def _request(self, s: Session, rid: int) -> EgressRequest:
-        req = s.get(EgressRequest, rid)
+        req = s.get(EgressRequest, rid) if _valid_id(rid) else None
         if req is None:
             raise NotFound(f"There is no egress request {rid}.")
         return req
 
     def _file(self, s: Session, file_id: int) -> EgressFile:
-        f = s.get(EgressFile, file_id)
+        f = s.get(EgressFile, file_id) if _valid_id(file_id) else None
         if f is None or f.removed_at is not None:
             raise NotFound(f"There is no file {file_id} in any request.")
         return f
@@ -263,7 +276,7 @@ class Egress:
     def update_group(self, who: str, group_id: int, context: str, controls: str) -> None:
         def op() -> None:
             with self.writing() as s:
-                g = s.get(EgressGroup, group_id)
+                g = s.get(EgressGroup, group_id) if _valid_id(group_id) else None
                 if g is None:
                     raise NotFound(f"There is no group {group_id}.")
                 self._check(s, who, wf.Action.EDIT, g.request)
@@ -298,7 +311,7 @@ class Egress:
             with self.writing() as s:  # write phase: re-check, then record
                 req = self._request(s, rid)
                 self._check(s, who, wf.Action.EDIT, req)
-                group = s.get(EgressGroup, group_id)
+                group = s.get(EgressGroup, group_id) if _valid_id(group_id) else None
                 if group is None or group.request_id != rid:
                     raise NotFound(f"Request {rid} has no group {group_id}.")
                 if any(f.relpath == clean for f in self._active_files(req)):
