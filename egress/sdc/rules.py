@@ -291,7 +291,7 @@ _SAMPLE = 20_000  # shape tests on big columns look at a sample; exact matching 
 
 
 def _sample(column: pd.Series) -> pd.Series:
-    return column if len(column) <= _SAMPLE else column.sample(_SAMPLE, random_state=0)
+    return column if len(column) <= _SAMPLE else column.iloc[:: len(column) // _SAMPLE]  # evenly spread
 
 
 def microdata(table: Table, config: RuleConfig, context: CheckContext) -> list[Finding]:

@@ -55,6 +55,7 @@ _STAT_WORDS = {
     "rate": "percent",
     "%": "percent",
 }
+_PROBE = 2000  # rows looked at before parsing a whole text column as numbers
 _TOKEN = re.compile(r"\d+(?:\.\d+)?%|[a-z0-9]+|%")
 _QUANTILE = re.compile(r"^(\d{1,2}(\.\d+)?%|[pq]\d{1,2}|q[1-3])$")
 
@@ -78,12 +79,20 @@ def numeric_body(column: pd.Series) -> tuple[np.ndarray, np.ndarray, bool]:
         values = column.to_numpy(dtype=float, na_value=np.nan)
         return values, np.isnan(values), True
     text = column.astype("string")
+    head = text.iloc[:_PROBE].dropna()
+    if len(head) and not _numeric_or_marker(head).all():
+        return np.full(len(column), np.nan), np.ones(len(column), bool), False  # text: skip the full parse
     values = pd.to_numeric(text.str.replace(",", "", regex=False).str.strip(), errors="coerce")
     values = values.to_numpy(dtype=float, na_value=np.nan)
     missing = np.isnan(values)
     markers = text[missing].fillna("").str.match(_MARKER).to_numpy(dtype=bool, na_value=True)
     numeric = bool(markers.all()) and not bool(missing.all())
     return values, missing, numeric
+
+
+def _numeric_or_marker(text: pd.Series) -> pd.Series:
+    cleaned = text.str.replace(",", "", regex=False).str.strip()
+    return pd.to_numeric(cleaned, errors="coerce").notna() | cleaned.str.match(_MARKER).fillna(True)
 
 
 def _is_integer_like(values: np.ndarray) -> bool:
@@ -117,11 +126,20 @@ def _label_count(frame: pd.DataFrame, numeric: list[bool], integer: list[bool]) 
 def _labels(frame: pd.DataFrame) -> list[str]:
     if frame.shape[1] == 0:
         return [str(i) for i in range(len(frame))]
-    parts = [frame.iloc[:, i].astype("string").fillna("").str.strip() for i in range(frame.shape[1])]
+    parts = [_label_text(frame.iloc[:, i]) for i in range(frame.shape[1])]
     joined = parts[0]
     for part in parts[1:]:
         joined = joined + " / " + part
-    return [norm_label(v) for v in joined.tolist()]
+    return joined.tolist()
+
+
+def _label_text(column: pd.Series) -> pd.Series:
+    """Label column as text, whole floats without ``.0`` (as ``norm_label``), vectorised."""
+    if pd.api.types.is_float_dtype(column):
+        values = column.to_numpy(dtype=float, na_value=np.nan)
+        if np.all(np.isnan(values) | (values == np.round(values))):
+            column = column.astype("Int64")
+    return column.astype("string").fillna("").str.strip()
 
 
 def norm_label(value: object) -> str:
@@ -135,10 +153,9 @@ def norm_label(value: object) -> str:
 def _detect_rounding(values: np.ndarray, counts_mask: np.ndarray, config: RuleConfig) -> int | None:
     seen = values[counts_mask & ~np.isnan(values)]
     nonzero = seen[seen != 0]
-    if np.unique(nonzero).size < 4:  # a few round numbers by chance are common; four or more is a pattern
-        return None
     for base in config.rounding_bases:
-        if np.all(np.mod(nonzero, base) == 0):
+        # a few round numbers by chance are common; four or more different ones are a pattern
+        if np.all(np.mod(nonzero, base) == 0) and np.unique(nonzero).size >= 4:
             return base
     return None
 
@@ -160,7 +177,10 @@ def interpret(frame: pd.DataFrame, name: str, config: RuleConfig, *, label_count
 
     col_stats: list[str | None] = [stat_of(c) for c in col_labels]
     row_stats: list[str | None] | None = None
-    first_labels = frame.iloc[:, 0].astype("string").fillna("").tolist() if n_labels else []
+    # statistics as rows (describe) only in short tables; never map a million labels one by one
+    first_labels = (
+        frame.iloc[:40, 0].astype("string").fillna("").tolist() if n_labels and n_rows <= 40 else []
+    )
     mapped = [stat_of(v) if str(v).strip().lower() not in MARGIN_LABELS else None for v in first_labels]
     if "count" in mapped and sum(m is not None for m in mapped) >= 2:  # describe(): statistics as rows
         row_stats, col_stats = mapped, [None] * len(col_labels)
