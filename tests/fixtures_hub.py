@@ -4,7 +4,7 @@
 its own workspace network (unique bridge, subnet and firewall chain, removed at the end) and free
 ports, with a registry holding:
 
-  alice    researcher on proj-a, and on proj-closed (closed) and proj-expired (grant expired)
+  alice    researcher on proj-a and proj-c, and on proj-closed (closed) and proj-expired (grant expired)
   bob      researcher on proj-b
   mallory  registered, member of nothing
 
@@ -171,7 +171,13 @@ def _build_registry(settings: Any, hub_logins: dict[str, str]) -> None:
     upgrade(settings)
     files = write_cohort(settings.root / "sources", 10)
     far = datetime.now(UTC) + timedelta(days=365)
-    projects = {"proj-a": "alice", "proj-b": "bob", "proj-closed": "alice", "proj-expired": "alice"}
+    projects = {
+        "proj-a": "alice",
+        "proj-b": "bob",
+        "proj-c": "alice",  # for tests that abuse their own workspace (fork bomb)
+        "proj-closed": "alice",
+        "proj-expired": "alice",
+    }
     with session_scope(settings) as s:
         reg.add_user(s, ADMIN, ADMIN, "Admin", is_admin=True)
         reg.add_user(s, ADMIN, CUSTODIAN, "Custodian", is_custodian=True)
@@ -303,3 +309,36 @@ def running(tre_hub) -> dict[str, str]:
     tre_hub.start("alice", "proj-a")
     tre_hub.start("bob", "proj-b")
     return {"alice": Hub.container("alice", "proj-a"), "bob": Hub.container("bob", "proj-b")}
+
+
+PROBE = """
+import errno, json, socket, sys
+def tcp(host, port, timeout=2.0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect((host, port))
+        return "open"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, "timeout" if isinstance(e, TimeoutError) else str(e))
+    finally:
+        s.close()
+print(json.dumps([tcp(h, p) for h, p in json.loads(sys.argv[1])]))
+"""
+
+
+def probe_tcp(container: str, targets: list[tuple[str, int]]) -> list[str]:
+    """From inside the workspace (as uid 1000): "open" or the errno name for each (host, port)."""
+    import json
+
+    r = docker_exec(container, "python3", "-c", PROBE, json.dumps(targets), timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def host_tcp(host: str, port: int, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

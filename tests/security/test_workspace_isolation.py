@@ -1,0 +1,317 @@
+"""Attacks from inside a real spawned workspace, run as its own user (uid 1000).
+
+Each probe is paired with a positive control (the same probe against something that must work), so
+a test cannot pass because the probe itself is broken. Network probes only ever target this host's
+bridge addresses, the other workspace, loopback, or a TEST-NET-2 address served by a network
+namespace on this host: nothing leaves the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.fixtures_hub import docker_exec, docker_inspect, host_tcp, probe_tcp
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+# RFC 5737 TEST-NET-2: documentation only. (TEST-NET-1 is not used: some sandboxes number their real
+# gateway from it.) The fixture checks the address is not in use here before borrowing it.
+TEST_NET = "198.51.100.7"
+
+
+def _ip(container: str, network: str) -> str:
+    return docker_inspect(container)["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
+@pytest.fixture
+def host_listener(tre_hub):
+    """A TCP service on every host address (like an unprotected admin service would be)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", 0))  # noqa: S104 - the point: a service on every host address
+    srv.listen(16)
+    srv.settimeout(0.5)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                conn.close()
+            except OSError:
+                continue
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    t.join(timeout=2)
+    srv.close()
+
+
+ACCEPT_LOOP = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(16)
+while True:
+    s.accept()[0].close()
+"""
+
+
+@pytest.fixture
+def fake_internet():
+    """A TEST-NET-2 address served from a network namespace behind a veth pair on this host.
+
+    The host routes that address there, so from the host it is "the internet" with a TCP service on :80;
+    a workspace reaches it only if the host forwards the workspace's traffic. No packet leaves the host.
+    """
+    tag = secrets.token_hex(2)
+    ns, host_if, ns_if = f"tre-inet-{tag}", f"tre-i{tag}a", f"tre-i{tag}b"
+    link = f"198.18.{int(tag, 16) % 250}."
+
+    def sh(*cmd: str) -> None:
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    in_use = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    in_use += subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+    in_use += subprocess.run(["ip", "-4", "neigh"], capture_output=True, text=True).stdout
+    assert "198.51.100." not in in_use, "TEST-NET-2 is used on this host; pick another fake address"
+    server = None
+    try:
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        sh("ip", "link", "set", ns_if, "netns", ns)
+        sh("ip", "addr", "add", f"{link}1/30", "dev", host_if)
+        sh("ip", "link", "set", host_if, "up")
+        for cmd in (
+            ["ip", "addr", "add", f"{link}2/30", "dev", ns_if],
+            ["ip", "link", "set", ns_if, "up"],
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "addr", "add", f"{TEST_NET}/32", "dev", "lo"],
+            ["ip", "route", "add", "default", "via", f"{link}1"],
+        ):
+            sh("ip", "netns", "exec", ns, *cmd)
+        sh("ip", "route", "add", f"{TEST_NET}/32", "via", f"{link}2")
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", ACCEPT_LOOP, TEST_NET, "80"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not host_tcp(TEST_NET, 80, timeout=0.5):
+            assert time.monotonic() < deadline, "fake internet did not come up"
+            time.sleep(0.1)
+        yield TEST_NET
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait(timeout=5)
+        subprocess.run(["ip", "route", "del", f"{TEST_NET}/32"], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def test_internet_unreachable(tre_hub, running, fake_internet):
+    assert host_tcp(fake_internet, 80)  # control: from the host, "the internet" answers
+    hub_api, internet = probe_tcp(
+        running["alice"], [(tre_hub.gateway, tre_hub.settings.hub_port), (fake_internet, 80)]
+    )
+    assert hub_api == "open"  # control: the probe connects where it is allowed to
+    assert internet != "open", "a workspace reached an address outside the host"
+
+
+def test_public_names_do_not_resolve(tre_hub, running):
+    script = """
+import socket, sys
+def resolve(name):
+    try:
+        return sorted({a[4][0] for a in socket.getaddrinfo(name, 443, proto=socket.IPPROTO_TCP)})
+    except OSError as e:
+        return "fail: %s" % e
+print(resolve(sys.argv[1])); print(resolve(sys.argv[2]))
+"""
+    r = docker_exec(running["alice"], "python3", "-c", script, "pypi.org", running["bob"])
+    public, neighbour = r.stdout.splitlines()
+    # Control: the container's resolver answers (Docker's embedded DNS knows the network's names)...
+    assert neighbour.startswith("['172."), neighbour
+    # ...but it does not forward anything outside, whether or not this host can resolve the name.
+    assert public.startswith("fail"), public
+    # Control: this host can resolve the same name, so the failure inside is the network's doing.
+    # (A lookup through this host's configured resolver; no traffic goes to the named host.)
+    with contextlib.suppress(OSError):
+        assert socket.getaddrinfo("pypi.org", 443)
+        return
+    pytest.fail("this host cannot resolve pypi.org either, so the probe proves nothing here")
+
+
+def test_other_workspaces_unreachable(tre_hub, running):
+    network = tre_hub.settings.network
+    alice_ip, bob_ip = _ip(running["alice"], network), _ip(running["bob"], network)
+    assert host_tcp(bob_ip, 8888)  # control: bob's server is up and reachable from the hub's host
+    own, other = probe_tcp(running["alice"], [(alice_ip, 8888), (bob_ip, 8888)])
+    assert own == "open"  # control: the probe reaches a server on the same bridge (its own)
+    assert other != "open", "alice's workspace reached bob's server"
+
+
+def test_only_the_hub_api_on_the_host(tre_hub, running, host_listener):
+    s = tre_hub.settings
+    host_addrs = {tre_hub.gateway, "172.17.0.1"}
+    host_addrs |= {
+        a[4][0]
+        for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+        if a[4][0] != "127.0.1.1"
+    }
+    assert host_tcp(tre_hub.gateway, host_listener)  # control: the service answers on the gateway
+    targets = [(tre_hub.gateway, s.hub_port)]
+    targets += [(addr, host_listener) for addr in sorted(host_addrs)]
+    targets += [(tre_hub.gateway, port) for port in (s.egress_port, s.public_port, 22, 53, 2375, 2376)]
+    results = dict(zip([f"{h}:{p}" for h, p in targets], probe_tcp(running["alice"], targets), strict=True))
+    assert results.pop(f"{tre_hub.gateway}:{s.hub_port}") == "open", "hub API must stay reachable"
+    assert all(v != "open" for v in results.values()), results
+
+
+def test_cannot_write_data_or_root(running):
+    script = """
+import os
+for path in ("/data/x", "/data/data/x", "/x", "/usr/x", "/etc/x", os.path.expanduser("~/ok"), "/tmp/ok"):
+    try:
+        open(path, "w").close(); print(path, "written")
+    except OSError as e:
+        print(path, e.errno)
+"""
+    out = dict(
+        line.split(" ", 1)
+        for line in docker_exec(running["alice"], "python3", "-c", script).stdout.splitlines()
+    )
+    assert out.pop("/home/jovyan/ok") == "written" and out.pop("/tmp/ok") == "written"  # controls
+    assert all(v != "written" for v in out.values()), out
+    # /tmp is noexec: a dropped binary cannot be run from there.
+    r = docker_exec(running["alice"], "sh", "-c", "cp /bin/true /tmp/t && /tmp/t")
+    assert r.returncode != 0
+
+
+def test_no_capabilities_no_root(running):
+    alice = running["alice"]
+    status = dict(
+        line.split(":\t", 1) for line in docker_exec(alice, "cat", "/proc/self/status").stdout.splitlines()
+    )
+    for cap in ("CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[cap], 16) == 0, (cap, status[cap])
+    assert status["NoNewPrivs"].strip() == "1"
+    # A setuid-root binary is present (control) but gives nothing: no-new-privileges ignores the bit.
+    su = docker_exec(alice, "sh", "-c", "stat -c '%u %a' $(command -v su)")
+    assert su.stdout.split() and su.stdout.split()[0] == "0" and int(su.stdout.split()[1], 8) & 0o4000
+    r = docker_exec(alice, "su", "-c", "id -u", "root", stdin="\n")
+    assert r.returncode != 0 and r.stdout.strip() != "0"
+    r = docker_exec(alice, "python3", "-c", "import os; os.setuid(0)")
+    assert r.returncode != 0 and "PermissionError" in r.stderr
+    # Root inside via `docker exec -u 0` is an operator action; even it has no capabilities.
+    r = docker_exec(
+        alice, "python3", "-c", "import os; os.mknod('/tmp/n', 0o600 | 0o020000, os.makedev(1, 3))"
+    )
+    assert r.returncode != 0
+
+
+def test_no_docker_socket(tre_hub, running):
+    assert os.path.exists("/var/run/docker.sock")  # control: the host has one to leak
+    mounts = docker_inspect(running["alice"])["Mounts"]
+    assert not [m for m in mounts if "docker" in m["Source"]]
+    script = """
+import os
+found = []
+for top in ("/run", "/var/run", "/var", "/tmp", "/home", "/data"):
+    for dirpath, dirs, files in os.walk(top):
+        found += [os.path.join(dirpath, f) for f in files if "docker" in f]
+print(found)
+"""
+    assert docker_exec(running["alice"], "python3", "-c", script).stdout.strip() == "[]"
+
+
+def test_only_own_project_data_and_home(tre_hub, running):
+    alice, bob = running["alice"], running["bob"]
+    assert docker_exec(bob, "cat", "/data/data/secret.csv").stdout == "project,proj-b\n"  # control
+    r = docker_exec(
+        alice,
+        "sh",
+        "-c",
+        "cat /data/data/secret.csv; grep -rl proj-b / --include=*.csv 2>/dev/null; ls /home",
+    )
+    assert r.stdout.splitlines() == ["project,proj-a", "jovyan"], r.stdout
+    mounts = [line.split()[1] for line in docker_exec(alice, "cat", "/proc/mounts").stdout.splitlines()]
+    host_paths = [m for m in mounts if str(tre_hub.settings.root) in m or "homes" in m or "projects" in m]
+    assert not host_paths
+    # Bob's home on the host is not visible anywhere in alice's workspace.
+    (tre_hub.settings.home_dir("proj-b", "bob") / "bob-notes.txt").write_text("bob only")
+    r = docker_exec(
+        alice, "sh", "-c", "find / -xdev -name bob-notes.txt 2>/dev/null; find /home /data /tmp -name 'bob*'"
+    )
+    assert r.stdout.strip() == ""
+    assert docker_exec(bob, "cat", "/home/jovyan/bob-notes.txt").stdout == "bob only"  # control
+
+
+def test_ipv6_is_off(running):
+    assert (
+        docker_exec(running["alice"], "cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6").stdout.strip() == "1"
+    )
+
+
+BOMB = """
+import os, sys, time
+end = time.time() + float(sys.argv[1])
+forked = refused = 0
+while time.time() < end:
+    try:
+        if os.fork() == 0:
+            forked = refused = 0
+            continue
+        forked += 1
+    except OSError:
+        refused += 1
+        time.sleep(0.01)
+if forked or refused:
+    print(forked, refused, flush=True)
+"""
+
+
+def test_fork_bomb_is_contained(tre_hub):
+    tre_hub.start("alice", "proj-c")
+    name = tre_hub.container("alice", "proj-c")
+    try:
+        limit = docker_inspect(name)["HostConfig"]["PidsLimit"]
+        bomb = subprocess.Popen(
+            ["docker", "exec", "-u", "1000:1000", name, "python3", "-c", BOMB, "6"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2)
+        # The host and the hub keep answering while the bomb runs.
+        t0 = time.monotonic()
+        subprocess.run(["true"], check=True, timeout=5)
+        assert tre_hub.api("GET", "/").status_code == 200
+        assert time.monotonic() - t0 < 3
+        pids = int(
+            subprocess.run(
+                ["docker", "stats", "--no-stream", "--format", "{{.PIDs}}", name],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
+        assert pids <= limit
+        out, _ = bomb.communicate(timeout=60)
+        # Control: the bomb really ran into the limit (some fork calls were refused).
+        assert any(int(line.split()[1]) > 0 for line in out.splitlines()), out
+        # The workspace itself survives once the bomb is over.
+        assert tre_hub.wait_ready("alice", "proj-c", timeout=30)
+    finally:
+        tre_hub.stop("alice", "proj-c")
