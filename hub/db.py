@@ -89,9 +89,11 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock up front: a transaction that reads the audit chain head and
-        # then appends can never interleave with another writer (WAL readers are not blocked).
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # IMMEDIATE takes the write lock up front: a transaction that reads (e.g. the audit chain head)
+        # and then writes can never interleave with another writer. Read-only sessions begin DEFERRED
+        # so they never wait for, or hold up, writers (WAL).
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 
@@ -118,10 +120,16 @@ def dispose_engines() -> None:
 
 
 @contextmanager
-def session_scope(settings: Settings | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back (leaving nothing behind) on any error."""
-    factory = sessionmaker(bind=engine_for(settings), expire_on_commit=False)
-    session = factory()
+def session_scope(settings: Settings | None = None, *, readonly: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back (leaving nothing behind) on any error.
+
+    `readonly=True` is for pure look-ups (spawn checks, listings): on SQLite it takes no write lock,
+    so a long writer elsewhere cannot delay it. Writing in such a session is a bug (not enforced).
+    """
+    engine = engine_for(settings)
+    if readonly:
+        engine = engine.execution_options(sqlite_begin="DEFERRED")
+    session = sessionmaker(bind=engine, expire_on_commit=False)()
     try:
         yield session
         session.commit()

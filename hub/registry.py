@@ -230,8 +230,11 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _relation_sql(path: Path) -> tuple[str, str]:
-    """(format, DuckDB table function call) for a source file, refusing unknown formats."""
+def source_relation(path: Path) -> tuple[str, str]:
+    """(format, DuckDB table function call) for a source file, refusing unknown formats.
+
+    Provisioning reads sources through this too, so it sees exactly the schema registered here.
+    """
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
         # Explicit dialect + strict mode: a ragged or badly quoted file fails instead of being
@@ -295,7 +298,7 @@ def scan_table(
         raise RegistryError(f"source {path} for table {name!r} is not a regular file")
     if path.stat().st_size == 0:
         raise RegistryError(f"source file {path} for table {name!r} is empty")
-    fmt, relation = _relation_sql(path)
+    fmt, relation = source_relation(path)
     if fmt == "csv":
         _check_csv_header(path)
     view = f"src_{name}"

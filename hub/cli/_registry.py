@@ -22,7 +22,7 @@ RELATIVE_RE = re.compile(r"^\+(\d+)d$")
 
 
 @contextmanager
-def registry_session() -> Iterator[Session]:
+def registry_session(readonly: bool = False) -> Iterator[Session]:
     """Upgrade the schema, then run the command in one transaction: all of it commits or none."""
     from hub.access import AccessDenied
     from hub.db import session_scope, upgrade
@@ -33,7 +33,7 @@ def registry_session() -> Iterator[Session]:
     settings = get_settings()
     try:
         upgrade(settings)
-        with session_scope(settings) as session:
+        with session_scope(settings, readonly=readonly) as session:
             yield session
     except (RegistryError, NotAllowed, AccessDenied) as exc:
         fail(str(exc))

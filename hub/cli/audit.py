@@ -19,7 +19,7 @@ def verify(as_json: Annotated[bool, JsonOption] = False) -> None:
     """Check that no audit event was edited, deleted or reordered (exit 1 if one was)."""
     from hub import audit
 
-    with registry_session() as s:
+    with registry_session(readonly=True) as s:
         result = audit.verify(s)
     if as_json:
         print_json(
@@ -72,7 +72,7 @@ def show(
     if until:
         query = query.where(AuditEvent.time < parse_when(until, "--until"))
     query = query.order_by(AuditEvent.id.desc()).limit(limit)
-    with registry_session() as s:
+    with registry_session(readonly=True) as s:
         events = list(reversed(s.execute(query).scalars().all()))
         rows = [
             {

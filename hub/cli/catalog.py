@@ -27,7 +27,7 @@ def export(
     """Export every research dataset's latest version as HealthDCAT-AP JSON-LD."""
     from hub.dcat import catalog_jsonld
 
-    with registry_session() as s:
+    with registry_session(readonly=True) as s:
         doc = catalog_jsonld(s, base_uri)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if output is None:

@@ -107,7 +107,7 @@ def list_datasets(
 
     from hub.models import Dataset
 
-    with registry_session() as s:
+    with registry_session(readonly=True) as s:
         rows = [
             dataset_row(d)
             for d in s.execute(select(Dataset).order_by(Dataset.name, Dataset.version)).scalars()
@@ -140,7 +140,7 @@ def show(
     """Show a dataset version: tables, columns, types, sensitivity labels."""
     from hub import registry
 
-    with registry_session() as s:
+    with registry_session(readonly=True) as s:
         row = dataset_row(registry.get_dataset(s, ref))
     if as_json:
         print_json(row)
@@ -170,7 +170,7 @@ def verify(ref: Annotated[str, typer.Argument(help="NAME or NAME:VERSION.")]) ->
     """Check that a dataset's source files are still exactly what was registered."""
     from hub import registry
 
-    with registry_session() as s:
+    with registry_session(readonly=True) as s:
         ds = registry.get_dataset(s, ref)
         registry.verify_dataset_sources(ds)
         ref = ds.ref

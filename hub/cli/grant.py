@@ -165,7 +165,7 @@ def list_grants(
     from hub import registry
     from hub.models import Grant
 
-    with registry_session() as s:
+    with registry_session(readonly=True) as s:
         query = select(Grant).order_by(Grant.requested_at)
         if project:
             query = query.where(Grant.project_id == registry.get_project(s, project).id)

@@ -94,7 +94,7 @@ def list_projects(as_json: Annotated[bool, JsonOption] = False) -> None:
 
     from hub.models import Project
 
-    with registry_session() as s:
+    with registry_session(readonly=True) as s:
         rows = [project_row(p) for p in s.execute(select(Project).order_by(Project.slug)).scalars()]
     if as_json:
         print_json(rows)
@@ -119,7 +119,7 @@ def show(slug: str, as_json: Annotated[bool, JsonOption] = False) -> None:
     """Show a project: members, checkers, grants, limits."""
     from hub import registry
 
-    with registry_session() as s:
+    with registry_session(readonly=True) as s:
         row = project_row(registry.get_project(s, slug))
     if as_json:
         print_json(row)
@@ -188,7 +188,7 @@ def provision(slug: str, actor: Annotated[str | None, ActorOption] = None) -> No
     from hub.permissions import Action
 
     who = acting_user(actor)
-    with registry_session() as s:
+    with registry_session(readonly=True) as s:
         registry.authorise(s, who, Action.PROVISION, slug)
     if not run_provisioning(slug, who, "on request"):
         raise SystemExit(1)

@@ -58,7 +58,7 @@ def list_users(as_json: Annotated[bool, JsonOption] = False) -> None:
 
     from hub.models import User
 
-    with registry_session() as s:
+    with registry_session(readonly=True) as s:
         rows = [_row(u) for u in s.execute(select(User).order_by(User.username)).scalars()]
     if as_json:
         print_json(rows)
