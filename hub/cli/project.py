@@ -170,11 +170,12 @@ def run_provisioning(slug: str, actor: str, reason: str) -> bool:
             with session_scope(settings) as s:
                 result = provision_project(s, slug, settings, actor, progress=progress)
         except Exception as exc:
+            from hub.permissions import NotAllowed
             from hub.provisioning.spec import ProvisioningError
             from hub.registry import RegistryError
 
-            if isinstance(exc, ProvisioningError | RegistryError):
-                fail(f"provisioning {slug} failed: {exc}")
+            if isinstance(exc, ProvisioningError | RegistryError | NotAllowed):
+                fail(f"provisioning {slug} ({reason}) failed, the previous release stays current: {exc}")
             raise
     release = getattr(result, "release", None)
     console.print(f"provisioned {slug}" + (f": release {release} is current" if release is not None else ""))

@@ -192,3 +192,16 @@ def test_lead_membership_created_with_project(make_world):
             ("checker", "checker"),
         }
         assert audit.verify(s).ok
+
+
+def test_readonly_session_is_not_blocked_by_a_writer(registry):
+    import time
+
+    with session_scope(registry) as writer:
+        audit.record(writer, "alice", "test.event", "thing", "1")  # holds the SQLite write lock
+        started = time.monotonic()
+        with session_scope(registry, readonly=True) as reader:
+            assert reader.execute(select(func.count(AuditEvent.id))).scalar_one() == 0
+        assert time.monotonic() - started < 5
+    with session_scope(registry, readonly=True) as reader:
+        assert reader.execute(select(func.count(AuditEvent.id))).scalar_one() == 1

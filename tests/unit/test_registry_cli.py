@@ -252,6 +252,22 @@ def test_close_and_revoke_rebuild_through_provisioning(cli_world, monkeypatch):
     )
 
 
+def test_provisioning_failure_is_one_line_and_keeps_the_revocation(cli_world, monkeypatch):
+    import hub.provisioning
+    from hub.provisioning.spec import ProvisioningError
+
+    def failing(session, slug, settings, actor, progress=None):
+        raise ProvisioningError("source labs.csv changed since registration")
+
+    monkeypatch.setattr(hub.provisioning, "provision_project", failing, raising=False)
+    grant_id = _grant_id()
+    ok("grant", "approve", grant_id, actor="cus")
+    result = tre("grant", "revoke", grant_id, actor="cus")
+    assert result.exit_code == 1
+    assert result.stderr.strip().count("\n") == 0 and "previous release stays current" in result.stderr
+    assert ok_json("grant", "list")[0]["status"] == "revoked"  # access ends even if the rebuild failed
+
+
 def test_user_disable_enable_and_roles(cli_world):
     assert ok_json("user", "disable", "res")["disabled"] is True
     refused("project", "member", "add", "diab-study", "res", actor="lead", match="disabled")
