@@ -1,0 +1,142 @@
+"""Through the hub: who may spawn what, what a workspace's own token can do, what the proxy serves.
+
+Every refusal is checked together with an allowed case of the same request, so a broken request
+cannot pass as a refusal.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import httpx
+import pytest
+
+from tests.fixtures_hub import docker_exec, docker_inspect
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def _container_exists(name: str) -> bool:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"name=^{name}$"], capture_output=True, text=True
+    )
+    return bool(out.stdout.strip())
+
+
+@pytest.mark.parametrize(
+    ("user", "project", "reason"),
+    [
+        ("mallory", "proj-a", "not a researcher on project proj-a"),
+        ("alice", "proj-closed", "proj-closed is closed"),
+        ("alice", "proj-expired", "no approved, unexpired dataset grant"),
+        ("alice", "proj-b", "not a researcher on project proj-b"),
+    ],
+)
+def test_spawn_refused_with_403_and_audited(tre_hub, running, user, project, reason):
+    assert tre_hub.server("alice", "proj-a")["ready"]  # control: the same request works for a member
+    assert tre_hub.audit_events("workspace.start", "proj-a")
+    before = len(tre_hub.audit_events("workspace.refused", project))
+    r = tre_hub.request_start(user, project)
+    assert r.status_code == 403, r.text
+    assert reason in r.json()["message"]
+    events = tre_hub.audit_events("workspace.refused", project)
+    assert len(events) == before + 1
+    assert events[-1][0] == user and reason in events[-1][1]["reason"]
+    assert not _container_exists(tre_hub.container(user, project))
+    assert tre_hub.server(user, project) is None
+
+
+def test_membership_rechecked_on_every_spawn(tre_hub):
+    """A restart replays the stored request; losing membership in between must stop it."""
+    from hub import registry as reg
+    from hub.db import session_scope
+
+    tre_hub.start("alice", "proj-c")
+    tre_hub.stop("alice", "proj-c")
+    with session_scope(tre_hub.settings) as s:
+        reg.remove_member(s, "lead", "proj-c", "alice")
+    try:
+        r = tre_hub.request_start("alice", "proj-c")
+        assert r.status_code == 403 and "not a researcher" in r.json()["message"]
+    finally:
+        with session_scope(tre_hub.settings) as s:
+            reg.add_member(s, "lead", "proj-c", "alice")
+
+
+def test_user_options_cannot_choose_image_or_mounts(tre_hub):
+    tre_hub.ensure_user("alice")
+    r = tre_hub.api(
+        "POST",
+        "/users/alice/servers/proj-c",
+        json={"image": "busybox:latest", "mounts": [{"source": "/", "target": "/host"}], "cmd": ["sh"]},
+    )
+    assert r.status_code in (201, 202), r.text
+    try:
+        tre_hub.wait_ready("alice", "proj-c")
+        info = docker_inspect(tre_hub.container("alice", "proj-c"))
+        assert info["Config"]["Image"] == tre_hub.settings.image
+        assert info["Config"]["Cmd"][0] == "jupyterhub-singleuser"
+        assert {m["Destination"] for m in info["Mounts"]} == {"/data", "/home/jovyan"}
+    finally:
+        tre_hub.stop("alice", "proj-c")
+
+
+def _container_token(container: str) -> str:
+    r = docker_exec(container, "sh", "-c", "echo $JUPYTERHUB_API_TOKEN")
+    token = r.stdout.strip()
+    assert token
+    return token
+
+
+def test_workspace_token_cannot_list_users_or_reach_other_servers(tre_hub, running):
+    token = _container_token(running["alice"])
+    # From inside the workspace, against the hub API it can reach:
+    script = """
+import os, sys, urllib.request, urllib.error
+base = os.environ["JUPYTERHUB_API_URL"]
+auth = {"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]}
+for path in ("/user", "/users", "/users/bob", "/users/bob/servers/proj-b", "/services"):
+    req = urllib.request.Request(base + path, headers=auth)
+    try:
+        print(path, urllib.request.urlopen(req, timeout=5).status)
+    except urllib.error.HTTPError as e:
+        print(path, e.code)
+"""
+    r = docker_exec(running["alice"], "python3", "-c", script)
+    codes = dict(line.split() for line in r.stdout.splitlines())
+    assert codes.pop("/user") == "200", r.stdout + r.stderr  # control: the token works for itself
+    assert codes.pop("/services") in ("200", "403")  # public service list; harmless either way
+    assert all(code in ("403", "404") for code in codes.values()), codes
+    # Through the proxy (from the host; the workspace cannot even reach the proxy):
+    headers = {"Authorization": f"token {token}"}
+    own = httpx.get(f"{tre_hub.url}/user/alice/proj-a/api/status", headers=headers, timeout=30)
+    other = httpx.get(f"{tre_hub.url}/user/bob/proj-b/api/status", headers=headers, timeout=30)
+    assert own.status_code == 200  # control
+    assert other.status_code in (403, 404) or (
+        other.status_code == 302 and "/bob/" not in other.headers["location"]
+    )
+
+
+def test_downloads_through_the_proxy_refused(tre_hub, running):
+    home = tre_hub.settings.home_dir("proj-a", "alice")
+    (home / "results.csv").write_text("a,b\n1,2\n")
+    (home / "results.csv").chmod(0o644)
+    nb = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    (home / "nb.ipynb").write_text(nb)
+    headers = {"Authorization": f"token {tre_hub.user_token('alice')}"}
+    base = f"{tre_hub.url}/user/alice/proj-a"
+
+    def get(path: str) -> httpx.Response:
+        return httpx.get(base + path, headers=headers, timeout=30, follow_redirects=False)
+
+    assert get("/api/contents/results.csv").status_code == 200  # control: token and path are right
+    for path in (
+        "/files/results.csv",
+        "/files/results.csv?download=1",
+        "/nbconvert/html/nb.ipynb?download=true",
+        "/nbconvert/script/nb.ipynb?download=true",
+    ):
+        r = get(path)
+        assert r.status_code in (403, 404), (path, r.status_code)
+    r = httpx.post(f"{base}/api/terminals", headers=headers, timeout=30)
+    assert r.status_code in (403, 404), r.status_code
