@@ -129,14 +129,13 @@ def _sha256(path: Path) -> str:
 class _Build:
     """One build of one release, in its own in-memory DuckDB."""
 
-    def __init__(self, spec: ReleaseSpec, build_dir: Path, progress: Progress) -> None:
+    def __init__(self, spec: ReleaseSpec, build_dir: Path) -> None:
         self.spec = spec
         self.dir = build_dir
-        self.progress = progress
         self.con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
-        spill = build_dir.parent / f"{build_dir.name}.spill"
-        self.spill = spill
-        self.con.execute(f"SET temp_directory = {_lit(str(spill))}")
+        # DuckDB spills beside the build (same disk), never into the release itself.
+        self.spill = build_dir.parent / f"{build_dir.name}.spill"
+        self.con.execute(f"SET temp_directory = {_lit(str(self.spill))}")
         self.con.execute("SET preserve_insertion_order = false")  # lets joins and writes run in parallel
         self.schemas: dict[tuple[str, str], dict[str, str]] = {}
         self.rows_in = 0
@@ -471,7 +470,7 @@ def build_release(project_dir: Path, spec: ReleaseSpec, progress: Progress | Non
         build: _Build | None = None
         published = False
         try:
-            build = _Build(spec, build_dir, progress)
+            build = _Build(spec, build_dir)
             tables = [(ds, t) for ds in spec.datasets for t in ds.tables]
             total = len(tables) + 3
             progress("checking sources", 0, total)

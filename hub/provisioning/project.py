@@ -153,22 +153,18 @@ def provision_project(
         },
     )
     if result.deleted_releases:
+        if not is_open:
+            reason = "project not open"
+        elif withdrawn:
+            reason = "data withdrawn"
+        else:
+            reason = f"keeping the newest {spec.keep}"
         audit.record(
             session,
             actor,
             "release.delete",
             "project",
             slug,
-            {
-                "releases": list(result.deleted_releases),
-                "reason": (
-                    "project not open"
-                    if not is_open
-                    else "data withdrawn"
-                    if withdrawn
-                    else f"keeping the newest {spec.keep}"
-                ),
-                "withdrawn": withdrawn,
-            },
+            {"releases": list(result.deleted_releases), "reason": reason, "withdrawn": withdrawn},
         )
     return result
