@@ -252,6 +252,33 @@ def test_close_and_revoke_rebuild_through_provisioning(cli_world, monkeypatch):
     )
 
 
+def test_provision_for_real_then_open_the_workspace(cli_world, tmp_path):
+    pytest.importorskip("hub.provisioning.project")
+    from hub.access import workspace_permit
+
+    optout = tmp_path / "optout.csv"
+    optout.write_text("national_id\n9000000003\n")
+    ok(
+        "dataset",
+        "add",
+        "optout",
+        "-t",
+        f"optout={optout}",
+        "-i",
+        "national_id",
+        "--kind",
+        "optout",
+        actor="cus",
+    )
+    ok("grant", "approve", _grant_id(), actor="cus")
+    result = ok("project", "provision", "diab-study", actor="cus")
+    assert "release 1 is current" in result.stdout
+    with session_scope(get_settings(), readonly=True) as s:
+        permit = workspace_permit(s, "res", "diab-study")
+    assert permit.release_number == 1 and (permit.release_dir / "manifest.json").is_file()
+    assert ok_json("audit", "show", "--action", "project.provision")[0]["actor"] == "cus"
+
+
 def test_provisioning_failure_is_one_line_and_keeps_the_revocation(cli_world, monkeypatch):
     import hub.provisioning
     from hub.provisioning.spec import ProvisioningError
