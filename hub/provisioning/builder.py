@@ -151,7 +151,12 @@ class _Build:
             types = ", ".join(f"{_lit(c)}: 'VARCHAR'" for c in sorted(text_cols))
             delim = _lit("\t" if table.path.suffix.lower() == ".tsv" else ",")
             typed = f", types = {{{types}}}" if types else ""
-            return f"read_csv({path}, header = true, delim = {delim}, strict_mode = true{typed})"
+            # The registry's dialect (hub.registry.source_relation), so the schema checked is the one
+            # registered.
+            return (
+                f"read_csv({path}, header = true, delim = {delim}, quote = '\"', strict_mode = true, "
+                f"null_padding = false{typed})"
+            )
         raise ProvisioningError(f"{where}: unsupported source format {table.format!r}; use parquet or csv")
 
     def check_source(self, dataset: str, table: SourceTable) -> None:
