@@ -49,7 +49,8 @@ def project_limits(project: Project) -> Limits:
     return Limits(mem=str(merged["mem"]), cpu=float(merged["cpu"]), pids=int(merged["pids"]))
 
 
-def _roles(session: Session, user: User, project: Project) -> set[str]:
+def roles_in(session: Session, user: User, project: Project) -> set[str]:
+    """The user's memberships in the project, whatever the project's or user's state."""
     rows = session.execute(
         select(Membership.role).where(Membership.user_id == user.id, Membership.project_id == project.id)
     )
@@ -66,7 +67,7 @@ def project_roles(
         return set()
     if not project_is_open(project.status, project.expires_at, now):
         return set()
-    return _roles(session, user, project)
+    return roles_in(session, user, project)
 
 
 def active_grants(session: Session, project: Project, now: datetime | None = None) -> list[Grant]:
@@ -118,7 +119,7 @@ def workspace_permit(
         raise AccessDenied(
             f"there is no project called {project_slug}; check the name with your project lead"
         )
-    roles = _roles(session, user, project)
+    roles = roles_in(session, user, project)
     if not roles & WORKSPACE_ROLES:
         raise AccessDenied(
             f"{username} is not a researcher on project {project_slug}; ask the project lead to add you"

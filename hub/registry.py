@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub import audit
-from hub.access import DEFAULT_LIMITS
+from hub.access import DEFAULT_LIMITS, roles_in
 from hub.models import (
     DATASET_KINDS,
     SENSITIVITIES,
@@ -115,20 +115,13 @@ def get_grant(session: Session, grant_id: str) -> Grant:
     return grant
 
 
-def roles_in(session: Session, user: User, project: Project) -> frozenset[str]:
-    rows = session.execute(
-        select(Membership.role).where(Membership.user_id == user.id, Membership.project_id == project.id)
-    )
-    return frozenset(rows.scalars())
-
-
 def _actor(session: Session, username: str, project: Project | None = None) -> tuple[User, Actor]:
     user = find_user(session, username)
     if user is None:
         raise NotAllowed(
             f"{username!r} is not a registered user; run as one with --as NAME or TRE_ACTOR=NAME"
         )
-    roles = roles_in(session, user, project) if project is not None else frozenset()
+    roles = frozenset(roles_in(session, user, project)) if project is not None else frozenset()
     return user, Actor(user.username, user.is_admin, user.is_custodian, user.disabled, roles)
 
 
@@ -364,11 +357,13 @@ def _person_facts(con: Any, table: dict[str, Any], identifier: str) -> tuple[int
     if birth and total:
         # "Typical" = 5th to 95th percentile of age today, whole years.
         col = '"' + birth.replace('"', '""') + '"'
-        low, high = con.execute(
+        quantiles = con.execute(
             f"SELECT quantile_cont(date_diff('day', {col}::DATE, current_date) / 365.25, [0.05, 0.95]) "
             f"FROM {view}"
         ).fetchone()[0]
-        profile = {"birth_date_column": birth, "min_typical_age": int(low), "max_typical_age": int(high)}
+        profile = {"birth_date_column": birth}
+        if quantiles is not None and None not in quantiles:  # all birth dates missing: no age range
+            profile |= {"min_typical_age": int(quantiles[0]), "max_typical_age": int(quantiles[1])}
     return int(distinct), profile
 
 
