@@ -17,6 +17,7 @@ the existing image's label is skipped. Packages the host has are pinned to the h
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -467,6 +468,19 @@ def _timed(reporter: Reporter, title: str) -> Iterator[None]:
     reporter.note(f"{title}: {time.monotonic() - start:.1f}s")
 
 
+@contextlib.contextmanager
+def _build_lock(reporter: Reporter) -> Iterator[None]:
+    """One build at a time per checkout (a CLI build and a test session may race otherwise)."""
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    with open(BUILD_DIR / "build.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            reporter.note("another image build is running: waiting for it to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def build_image(
     settings: Settings | None = None,
     *,
@@ -489,8 +503,20 @@ def build_image(
         raise ImageBuildError(
             "the Docker engine is not reachable: start it (e.g. .ci/setup-host.sh), then retry"
         )
-    recipe = BaseRecipe()
+    with _build_lock(reporter):
+        return _build(settings, force, base, reporter, mirror, pull_timeout, start)
 
+
+def _build(
+    settings: Settings,
+    force: bool,
+    base: str,
+    reporter: Reporter,
+    mirror: str,
+    pull_timeout: float,
+    start: float,
+) -> BuildResult:
+    recipe = BaseRecipe()
     reporter.step("Checking the recipe")
     if base == "debootstrap":
         base_ref, identity = recipe.tag, f"debootstrap:{recipe.digest()}"

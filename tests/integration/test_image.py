@@ -132,13 +132,12 @@ def test_server_config_turns_terminals_off_and_loads_the_guard(notebook_image):
 import json
 from jupyter_server.serverapp import ServerApp
 app = ServerApp()
-app.load_config_file()
-c = app.config
+app.load_config_file()  # applies the config files to the app's traits
+cm = app.contents_manager_class
 print(json.dumps({
-    "terminals": c.ServerApp.terminals_enabled,
-    "extensions": dict(c.ServerApp.jpserver_extensions),
-    "contents": c.ServerApp.contents_manager_class,
-    "files_handler": c.ContentsManager.files_handler_class,
+    "terminals": app.terminals_enabled,
+    "contents": f"{cm.__module__}.{cm.__name__}",
+    "files_handler": app.config.ContentsManager.files_handler_class,
     "config_paths": app.config_file_paths,
 }))
 """
@@ -146,11 +145,15 @@ print(json.dumps({
     assert result.returncode == 0, result.stderr
     config = json.loads(result.stdout)
     assert config["terminals"] is False
-    assert config["extensions"].get("tre_notebook.server_ext") is True
-    assert config["extensions"].get("jupyterlab") is True
     assert config["contents"] == "tre_notebook.server_ext.TreContentsManager"
     assert config["files_handler"] == "tre_notebook.server_ext.RefusedHandler"
     assert not any(p.startswith("/home") for p in config["config_paths"]), config["config_paths"]
+    listing = run_in(notebook_image, "jupyter", "server", "extension", "list")
+    assert listing.returncode == 0, listing.stderr
+    text = listing.stdout + listing.stderr
+    assert "tre_notebook.server_ext enabled" in text, text
+    assert "jupyterlab enabled" in text, text
+    assert "tre_notebook.server_ext  OK" in text or "tre_notebook.server_ext OK" in text, text
     # the single-user server (what the hub spawns) starts and knows its options
     result = run_in(notebook_image, "jupyterhub-singleuser", "--help")
     assert result.returncode == 0, result.stderr
