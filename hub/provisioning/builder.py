@@ -181,7 +181,10 @@ class _Build:
                     "register it as a new dataset version and have the grant re-approved"
                 )
         try:
-            described = self.con.execute(f"DESCRIBE SELECT * FROM {self._reader(table, where)}").fetchall()
+            reader = self._reader(table, where)
+            described = self.con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+            # Parquet: from the footer. CSV: a full parse, so a bad row far down is blamed on its file.
+            self.rows_in += self.con.execute(f"SELECT count(*) FROM {reader}").fetchone()[0]
         except duckdb.Error as exc:
             raise ProvisioningError(
                 f"{where}: cannot read {path} as {table.format}: {_first_line(exc)}; fix or replace the file"
@@ -304,7 +307,6 @@ class _Build:
         written = self.con.execute(
             f"COPY ({query}) TO {_lit(str(out))} (FORMAT parquet, COMPRESSION zstd)"
         ).fetchone()[0]
-        self.rows_in += self.con.execute(f"SELECT count(*) FROM {self._reader(table, '')}").fetchone()[0]
         return int(written)
 
     def _age_band(self, ref: str, years: int) -> str:
@@ -490,7 +492,13 @@ def build_release(project_dir: Path, spec: ReleaseSpec, progress: Progress | Non
             for i, (ds, t) in enumerate(tables):
                 progress(f"writing {ds.name}/{t.name}", 2 + i, total)
                 out = build_dir / "data" / ds.name / f"{t.name}.parquet"
-                written[ds.name, t.name] = build.write_table(ds, t, out)
+                try:
+                    written[ds.name, t.name] = build.write_table(ds, t, out)
+                except duckdb.Error as exc:  # e.g. a bad row deep in a CSV, past the sniffed sample
+                    raise ProvisioningError(
+                        f"{ds.name}/{t.name}: reading {t.path} failed: {_first_line(exc)}; "
+                        "fix the source file"
+                    ) from exc
             progress("writing catalogue", 2 + len(tables), total)
             build.write_catalog([(ds.name, t.name) for ds, t in tables])
             built_at = datetime.now(UTC).isoformat(timespec="seconds")

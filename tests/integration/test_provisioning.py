@@ -435,6 +435,30 @@ def test_bad_source_fails_cleanly(demo, tmp_path, published, how, message):
     assert_unchanged(project, number, digest)
 
 
+def test_malformed_csv_row_fails_cleanly(demo, tmp_path, published):
+    """A ragged row far past the CSV sniffer's sample is blamed on its file; nothing is published."""
+    project, number, digest = published
+    csv = tmp_path / "labs.csv"
+    lines = ["nhs_number,test_date,value"] + [f"{9000000000 + i},2020-01-01,{i % 90}" for i in range(40_000)]
+    lines.insert(30_000, "9000000001,2020-01-01,55,extra")
+    csv.write_text("\n".join(lines) + "\n")
+    table = SourceTable(
+        name="labs",
+        path=csv,
+        format="csv",
+        columns=("nhs_number", "value"),
+        identifier_column="nhs_number",
+        pseudonymise=("nhs_number",),
+    )
+    spec = release_spec(demo, "delta", DatasetSpec(name="labs", tables=(table,)))
+    with pytest.raises(
+        ProvisioningError,
+        match=r"^labs/labs: cannot read .*labs.csv as csv: .*Line: 30001.*; fix or replace the file$",
+    ):
+        build_release(project, spec)
+    assert_unchanged(project, number, digest)
+
+
 def test_changed_schema_and_content_fail(demo, tmp_path, published):
     project, number, digest = published
     folder = tmp_path / "oncology-changed"
