@@ -6,13 +6,14 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from hub.cli._common import fail
+
+if TYPE_CHECKING:  # sqlalchemy is imported only when a command runs, so `tre --help` stays instant
+    from sqlalchemy.orm import Session
 
 # For Annotated[...] parameters (defaults go on the parameter itself).
 ActorOption = typer.Option("--as", help="Act as this registry user (default: $TRE_ACTOR, else the OS user).")
@@ -24,6 +25,8 @@ RELATIVE_RE = re.compile(r"^\+(\d+)d$")
 @contextmanager
 def registry_session(readonly: bool = False) -> Iterator[Session]:
     """Upgrade the schema, then run the command in one transaction: all of it commits or none."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from hub.access import AccessDenied
     from hub.db import session_scope, upgrade
     from hub.permissions import NotAllowed
