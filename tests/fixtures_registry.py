@@ -1,8 +1,7 @@
 """Registry fixtures (registered in tests/conftest.py) and quick builders for users, projects, grants.
 
-    def test_x(registry, make_world):
-        world = make_world()            # admin, custodian, lead, researcher, checker, project, grant
-        with session_scope(registry) as s: ...
+`registry` gives an upgraded, empty registry (its Settings); `make_world()` adds the standard cast
+(admin, custodian, lead, researcher, checker), the tiny "diabetes" cohort, a project and a grant.
 """
 
 from __future__ import annotations
