@@ -294,7 +294,12 @@ class _Build:
                     alias = f"p_{len(joins)}"
                     joins.append(f"LEFT JOIN pmap AS {alias} ON {alias}.value = CAST({ref} AS VARCHAR)")
                     select.append(f"{alias}.pseudonym AS {_q(col)}")
-            elif ds.age_band_years and col == ds.birth_date_column and ctype in DATE_TYPES:
+            elif ds.age_band_years and col == ds.birth_date_column:
+                if ctype not in DATE_TYPES:  # never fall through to releasing it as it is
+                    raise ProvisioningError(
+                        f"{ds.name}/{table.name}: birth date column {col} is {ctype}, not a date, so it "
+                        "cannot be banded; register the source with a date column"
+                    )
                 select.append(f"{self._age_band(ref, ds.age_band_years)} AS age_band")
             elif shift and ctype in DATE_TYPES:
                 offset = f"(p_id.shift_seed % {2 * shift + 1})::INTEGER - {shift}"

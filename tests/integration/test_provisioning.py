@@ -459,6 +459,24 @@ def test_malformed_csv_row_fails_cleanly(demo, tmp_path, published):
     assert_unchanged(project, number, digest)
 
 
+def test_age_bands_refuse_a_birth_date_that_is_not_a_date(demo, tmp_path, published):
+    project, number, digest = published
+    csv = tmp_path / "people.csv"
+    csv.write_text("nhs_number,birth_date\n9000000001,1950-01-01\n9000000002,unknown\n")
+    table = SourceTable(
+        name="people",
+        path=csv,
+        format="csv",
+        columns=("nhs_number", "birth_date"),
+        identifier_column="nhs_number",
+        pseudonymise=("nhs_number",),
+    )
+    ds = DatasetSpec(name="people", tables=(table,), age_band_years=10, birth_date_column="birth_date")
+    with pytest.raises(ProvisioningError, match="birth date column birth_date is VARCHAR, not a date"):
+        build_release(project, release_spec(demo, "delta", ds))
+    assert_unchanged(project, number, digest)
+
+
 def test_changed_schema_and_content_fail(demo, tmp_path, published):
     project, number, digest = published
     folder = tmp_path / "oncology-changed"
