@@ -12,7 +12,7 @@ import hmac
 import io
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlparse
@@ -234,18 +234,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
     templates.env.globals["prefix"] = base
     app.mount(f"{base}/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("Cache-Control", "no-store")
-        if "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]:
-            response.headers.setdefault("X-Frame-Options", "DENY")
-        return response
+    app.add_middleware(SecurityHeaders)
 
     def is_api(request: Request) -> bool:
         return request.url.path.startswith(f"{base}/api/")
@@ -568,11 +557,11 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
     errors: dict[int | str, dict[str, Any]] = {401: err, 403: err, 404: err, 409: err, 422: err}
 
     @api.get("/me", responses=errors)
-    def api_me(me: ApiMe) -> dict[str, Any]:
+    async def api_me(me: ApiMe) -> dict[str, Any]:
         return svc.whoami(me.username)
 
     @api.get("/requests", responses=errors)
-    def api_list(
+    async def api_list(
         me: ApiMe,
         scope: Annotated[str, Query(pattern="^(mine|queue|history|project)$")] = "mine",
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -585,7 +574,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
         return {"id": svc.create_request(me.username, body.project, body.title)}
 
     @api.get("/requests/{rid}", responses=errors)
-    def api_request(me: ApiMe, rid: Id) -> dict[str, Any]:
+    async def api_request(me: ApiMe, rid: Id) -> dict[str, Any]:
         return svc.request_view(me.username, rid)
 
     @api.post("/requests/{rid}/groups", status_code=201, responses=errors)
@@ -611,7 +600,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
         return {"ok": True}
 
     @api.get("/files/{fid}", responses=errors)
-    def api_file(me: ApiMe, fid: Id) -> dict[str, Any]:
+    async def api_file(me: ApiMe, fid: Id) -> dict[str, Any]:
         meta, _ = svc.file_content(me.username, fid, 0)
         return meta
 
@@ -662,6 +651,38 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
     app.include_router(pages)
     app.include_router(api)
     return app
+
+
+class SecurityHeaders:
+    """Strict default headers on every response (a plain ASGI middleware: cheap on hot paths).
+
+    Responses that set their own CSP (sandboxed researcher files) keep it."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                defaults = [
+                    (b"content-security-policy", PAGE_CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"cache-control", b"no-store"),
+                ]
+                if b"content-security-policy" not in present:
+                    defaults.append((b"x-frame-options", b"DENY"))
+                headers += [(k, v) for k, v in defaults if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class ErrorBody(BaseModel):

@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from egress import workflow as wf
 from egress.bundle import BundleFile, build_bundle, file_sha256, safe_member_name, verify_bundle
@@ -42,6 +44,8 @@ from hub.settings import Settings, get_settings
 P = ParamSpec("P")
 T = TypeVar("T")
 PREVIEW_BYTES = 64 * 1024
+VIEW_CACHE_SECONDS = 5.0
+VIEW_CACHE_SIZE = 4096
 LIST_LIMIT = 200
 
 
@@ -126,6 +130,7 @@ class Egress:
         self.signer = Signer(self.settings.keys_dir)
         self._reader = _read_engine(self.settings)
         self._reader_factory = sessionmaker(bind=self._reader) if self._reader else None
+        self._views: OrderedDict[tuple, tuple[int, float, Any]] = OrderedDict()
 
     def recover(self) -> None:
         """Remove what a crash can leave half-written (blob and bundle temporaries); call on start."""
@@ -134,6 +139,26 @@ class Egress:
         if releases.is_dir():
             for tmp in releases.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)
+
+    def _cached(self, key: tuple, compute: Callable[[Session], T]) -> T:
+        """A read, answered from memory while nothing has changed since it was computed.
+
+        Every committed change, here or in the registry, appends to the audit chain, so the chain's
+        newest event id is a version number of everything a view depends on; reading it is one
+        primary-key lookup. A short TTL bounds what changes with the clock alone (project expiry).
+        Callers must treat the returned value as read-only."""
+        with self.reading() as s:
+            head = s.execute(select(func.max(AuditEvent.id))).scalar() or 0
+            now = time.monotonic()
+            hit = self._views.get(key)
+            if hit is not None and hit[0] == head and now - hit[1] < VIEW_CACHE_SECONDS:
+                self._views.move_to_end(key)
+                return hit[2]
+            value = compute(s)
+        self._views[key] = (head, now, value)
+        if len(self._views) > VIEW_CACHE_SIZE:
+            self._views.popitem(last=False)
+        return value
 
     # -- sessions and refusals ---------------------------------------------------------------
 
@@ -173,7 +198,13 @@ class Egress:
         return wf.Actor(who, frozenset(project_roles(s, who, project)), is_admin)
 
     def _request(self, s: Session, rid: int) -> EgressRequest:
-        req = s.get(EgressRequest, rid) if _valid_id(rid) else None
+        # One round trip for the request and everything the rules look at.
+        options = [
+            selectinload(EgressRequest.files),
+            selectinload(EgressRequest.groups),
+            selectinload(EgressRequest.release).selectinload(EgressRelease.downloads),
+        ]
+        req = s.get(EgressRequest, rid, options=options) if _valid_id(rid) else None
         if req is None:
             raise NotFound(f"There is no egress request {rid}.")
         return req
@@ -208,12 +239,18 @@ class Egress:
         return wf.RequestFacts(wf.State(req.state), req.author, outputs, votes, downloaded)
 
     def _check(self, s: Session, who: str, action: wf.Action, req: EgressRequest) -> wf.Actor:
+        return self._checked(s, who, action, req)[0]
+
+    def _checked(
+        self, s: Session, who: str, action: wf.Action, req: EgressRequest
+    ) -> tuple[wf.Actor, wf.RequestFacts]:
         actor = self._actor(s, who, req.project_slug)
+        facts = self._facts(s, req)
         try:
-            wf.check(action, actor, self._facts(s, req))
+            wf.check(action, actor, facts)
         except wf.Forbidden as exc:
             raise Denied(str(exc)) from None
-        return actor
+        return actor, facts
 
     def _move(self, s: Session, who: str, req: EgressRequest, action: wf.Action, details: dict | None = None):
         new = wf.next_state(wf.State(req.state), action)
@@ -762,27 +799,29 @@ class Egress:
         history: requests I reviewed; project: all non-draft requests of projects I lead."""
         limit = max(1, min(limit, LIST_LIMIT))
         offset = max(0, offset)
-        with self.reading() as s:
-            q = select(EgressRequest)
-            if scope == "mine":
-                q = q.where(EgressRequest.author == who).order_by(EgressRequest.updated_at.desc())
-            elif scope in ("queue", "history", "project"):
-                role = "lead" if scope == "project" else "checker"
-                projects = [p for p, r in self._memberships(s, who).items() if role in r]
-                q = q.where(EgressRequest.project_slug.in_(projects), EgressRequest.author != who)
-                if scope == "queue":
-                    q = q.where(
-                        EgressRequest.state.in_([wf.State.SUBMITTED.value, wf.State.UNDER_REVIEW.value])
-                    )
-                    q = q.order_by(EgressRequest.submitted_at.asc(), EgressRequest.id)
-                elif scope == "history":
-                    mine = select(EgressReview.request_id).where(EgressReview.checker == who)
-                    q = q.where(EgressRequest.id.in_(mine)).order_by(EgressRequest.updated_at.desc())
-                else:
-                    q = q.where(EgressRequest.state != wf.State.DRAFT.value).order_by(EgressRequest.id.desc())
+        if scope not in ("mine", "queue", "history", "project"):
+            raise BadInput("scope is one of mine, queue, history, project.")
+        return self._cached(
+            ("list", who, scope, limit, offset), lambda s: self._list(s, who, scope, limit, offset)
+        )
+
+    def _list(self, s: Session, who: str, scope: str, limit: int, offset: int) -> list[dict]:
+        q = select(EgressRequest)
+        if scope == "mine":
+            q = q.where(EgressRequest.author == who).order_by(EgressRequest.updated_at.desc())
+        elif scope in ("queue", "history", "project"):
+            role = "lead" if scope == "project" else "checker"
+            projects = [p for p, r in self._memberships(s, who).items() if role in r]
+            q = q.where(EgressRequest.project_slug.in_(projects), EgressRequest.author != who)
+            if scope == "queue":
+                q = q.where(EgressRequest.state.in_([wf.State.SUBMITTED.value, wf.State.UNDER_REVIEW.value]))
+                q = q.order_by(EgressRequest.submitted_at.asc(), EgressRequest.id)
+            elif scope == "history":
+                mine = select(EgressReview.request_id).where(EgressReview.checker == who)
+                q = q.where(EgressRequest.id.in_(mine)).order_by(EgressRequest.updated_at.desc())
             else:
-                raise BadInput("scope is one of mine, queue, history, project.")
-            return [self._summary(r) for r in s.execute(q.limit(limit).offset(offset)).scalars()]
+                q = q.where(EgressRequest.state != wf.State.DRAFT.value).order_by(EgressRequest.id.desc())
+        return [self._summary(r) for r in s.execute(q.limit(limit).offset(offset)).scalars()]
 
     def _view_file(self, f: EgressFile, votes: list[wf.Vote], facts: wf.RequestFacts) -> dict[str, Any]:
         file_votes = [v for v in facts.votes if v.file_id == f.id]
@@ -807,53 +846,53 @@ class Egress:
         """Everything a viewer may see of a request, with the independent phase applied."""
 
         def op() -> dict[str, Any]:
-            with self.reading() as s:
-                req = self._request(s, rid)
-                actor = self._check(s, who, wf.Action.VIEW, req)
-                facts = self._facts(s, req)
-                votes = wf.visible_votes(actor, facts)
-                comments = s.execute(
-                    select(EgressComment).where(EgressComment.request_id == rid).order_by(EgressComment.id)
-                ).scalars()
-                shown_comments = [
-                    {
-                        "id": c.id,
-                        "author": c.author,
-                        "body": c.body,
-                        "visibility": c.visibility,
-                        "file_id": c.file_id,
-                        "created_at": _iso(c.created_at),
-                    }
-                    for c in comments
-                    if wf.comment_visible(actor, facts, c.author, wf.Visibility(c.visibility))
-                ]
-                rel = req.release
-                return {
-                    **self._summary(req),
-                    "decided_at": _iso(req.decided_at),
-                    "groups": [
-                        {"id": g.id, "name": g.name, "context": g.context, "controls": g.controls}
-                        for g in req.groups
-                    ],
-                    "files": [self._view_file(f, votes, facts) for f in self._active_files(req)],
-                    "comments": shown_comments,
-                    "independent_phase": wf.independent_phase(facts),
-                    "problems": self.submission_problems(s, req) if req.state in wf.EDITABLE else [],
-                    "release": None
-                    if rel is None
-                    else {
-                        "bundle_sha256": rel.bundle_sha256,
-                        "released_at": _iso(rel.released_at),
-                        "released_by": rel.released_by,
-                        "kid": rel.kid,
-                        "revoked_at": _iso(rel.revoked_at),
-                        "downloads": len(rel.downloads),
-                    },
-                    "can": sorted(a.value for a in wf.Action if wf.may(a, actor, facts)),
-                    "roles": sorted(actor.roles),
-                }
+            return self._cached(("view", who, rid), lambda s: self._view(s, who, rid))
 
         return self.audited(who, "view", "egress_request", rid, op)
+
+    def _view(self, s: Session, who: str, rid: int) -> dict[str, Any]:
+        req = self._request(s, rid)
+        actor, facts = self._checked(s, who, wf.Action.VIEW, req)
+        votes = wf.visible_votes(actor, facts)
+        comments = s.execute(
+            select(EgressComment).where(EgressComment.request_id == rid).order_by(EgressComment.id)
+        ).scalars()
+        shown_comments = [
+            {
+                "id": c.id,
+                "author": c.author,
+                "body": c.body,
+                "visibility": c.visibility,
+                "file_id": c.file_id,
+                "created_at": _iso(c.created_at),
+            }
+            for c in comments
+            if wf.comment_visible(actor, facts, c.author, wf.Visibility(c.visibility))
+        ]
+        rel = req.release
+        return {
+            **self._summary(req),
+            "decided_at": _iso(req.decided_at),
+            "groups": [
+                {"id": g.id, "name": g.name, "context": g.context, "controls": g.controls} for g in req.groups
+            ],
+            "files": [self._view_file(f, votes, facts) for f in self._active_files(req)],
+            "comments": shown_comments,
+            "independent_phase": wf.independent_phase(facts),
+            "problems": self.submission_problems(s, req) if req.state in wf.EDITABLE else [],
+            "release": None
+            if rel is None
+            else {
+                "bundle_sha256": rel.bundle_sha256,
+                "released_at": _iso(rel.released_at),
+                "released_by": rel.released_by,
+                "kid": rel.kid,
+                "revoked_at": _iso(rel.revoked_at),
+                "downloads": len(rel.downloads),
+            },
+            "can": sorted(a.value for a in wf.Action if wf.may(a, actor, facts)),
+            "roles": sorted(actor.roles),
+        }
 
     def file_content(self, who: str, file_id: int, limit: int | None = None) -> tuple[dict[str, Any], bytes]:
         def op() -> tuple[dict[str, Any], bytes]:

@@ -91,7 +91,7 @@ def eg(tre_root) -> EgressWorld:
     return EgressWorld(settings, Egress(settings))
 
 
-def injected_identity(request: Request) -> Identity:
+async def injected_identity(request: Request) -> Identity:
     """Test-only stand-in for the hub: the user named by the X-Test-User header, or the author.
 
     Installed as a FastAPI dependency override inside the test process only."""
