@@ -2,9 +2,10 @@
 
     python tests/benchmarks/provision.py [--patients 1000000] [--runs 7] [--workdir DIR]
 
-Generates the demo datasets (not timed as provisioning), builds one release end to end the way the
+Generates the demo datasets (not timed as provisioning), builds releases end to end the way the
 registry does (source hashes and schemas checked, opt-outs removed, identifiers pseudonymised,
-per-person date shift, catalogue, manifest, atomic publish) and reports source rows per second.
+per-person date shift, catalogue, manifest, atomic publish) --repeat times and reports source rows
+per second (median and best build, plus CPU seconds: the machine is shared, so wall time is noisy).
 Then it times three typical queries (group-by count, filter + average, join) through the release's
 catalogue views and straight on its Parquet files, interleaved, and reports the medians.
 Targets on the 2-core reference machine: >= 3,000,000 rows/s; views within 1.05x of direct Parquet.
@@ -17,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -70,6 +72,12 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
     return sorted(tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in result)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its DuckDB threads: less distorted by other load than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def time_query(con: duckdb.DuckDBPyConnection, sql: str) -> float:
     start = time.perf_counter()
     con.execute(sql).fetchall()
@@ -81,7 +89,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--patients", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=15, help="timed runs per query and path")
+    parser.add_argument("--runs", type=int, default=31, help="timed runs per query and path")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="provisioning builds (median and best reported)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="kept if given; else a temporary folder")
     args = parser.parse_args()
@@ -118,11 +129,23 @@ def main() -> None:
         )
         project_dir = work / "projects" / "bench"
         shutil.rmtree(project_dir, ignore_errors=True)
-        result = build_release(project_dir, spec)
-        rows_per_s = result.rows_in / result.seconds
+        load_before = os.getloadavg()[0]
+        builds = []  # (wall seconds, CPU seconds) per build; each build publishes a new release
+        for _ in range(args.repeat):
+            cpu_before = cpu_seconds()
+            result = build_release(project_dir, spec)
+            builds.append((result.seconds, cpu_seconds() - cpu_before))
+        walls = sorted(b[0] for b in builds)
+        median_rate = result.rows_in / statistics.median(walls)
+        best_rate = result.rows_in / walls[0]
+        cpu_s = statistics.median(b[1] for b in builds)
         print(
-            f"provisioning: {result.rows_in:,} source rows -> {result.rows_out:,} released rows in "
-            f"{result.seconds:.2f} s = {rows_per_s:,.0f} rows/s (target {TARGET_ROWS_PER_S:,})"
+            f"provisioning: {result.rows_in:,} source rows -> {result.rows_out:,} released rows; "
+            f"{args.repeat} builds, wall {', '.join(f'{w:.2f}' for w in walls)} s, median CPU {cpu_s:.2f} s"
+        )
+        print(
+            f"throughput: median {median_rate:,.0f} rows/s, best {best_rate:,.0f} rows/s "
+            f"(target {TARGET_ROWS_PER_S:,}; load average {load_before:.1f} on {os.cpu_count()} CPUs)"
         )
 
         release = project_dir / "current"
@@ -162,9 +185,11 @@ def main() -> None:
                 f"ratio {view_ms / parquet_ms:.3f} (median of {args.runs})"
             )
         worst = max(q["ratio"] for q in queries.values())
+        load_after = os.getloadavg()[0]
         print(
-            f"targets: throughput {'met' if rows_per_s >= TARGET_ROWS_PER_S else 'NOT met'}, "
-            f"views {'met' if worst <= TARGET_VIEW_RATIO else 'NOT met'} (worst ratio {worst:.3f})"
+            f"targets: throughput {'met' if median_rate >= TARGET_ROWS_PER_S else 'NOT met'} (median), "
+            f"views {'met' if worst <= TARGET_VIEW_RATIO else 'NOT met'} (worst ratio {worst:.3f}); "
+            f"load average {load_before:.1f} -> {load_after:.1f}"
         )
         print(
             json.dumps(
@@ -172,14 +197,17 @@ def main() -> None:
                     "benchmark": "provision",
                     "patients": args.patients,
                     "cpus": os.cpu_count(),
+                    "load_average": [round(load_before, 1), round(load_after, 1)],
                     "duckdb": duckdb.__version__,
                     "generate_s": round(generate_s, 2),
                     "rows_in": result.rows_in,
                     "rows_out": result.rows_out,
-                    "provision_s": round(result.seconds, 3),
-                    "rows_per_s": round(rows_per_s),
+                    "provision_wall_s": [round(w, 3) for w in walls],
+                    "provision_cpu_s": round(cpu_s, 2),
+                    "rows_per_s": round(median_rate),
+                    "rows_per_s_best": round(best_rate),
                     "target_rows_per_s": TARGET_ROWS_PER_S,
-                    "throughput_ok": rows_per_s >= TARGET_ROWS_PER_S,
+                    "throughput_ok": median_rate >= TARGET_ROWS_PER_S,
                     "queries": queries,
                     "worst_view_ratio": worst,
                     "target_view_ratio": TARGET_VIEW_RATIO,
