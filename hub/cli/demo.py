@@ -33,3 +33,125 @@ def data(
         for table, rows in tables.items():
             console.print(f"{dataset + '/' + table + '.parquet':<32}{rows:>12,} rows")
     console.print(f"{result.total_rows:,} rows in {result.out_dir}")
+
+
+@app.command("run")
+def run(
+    patients: int = typer.Option(100_000, "--patients", min=100, help="Diabetes cohort size."),
+    seed: int = typer.Option(0, "--seed", help="Same seed and size give the same data."),
+    root: Path = typer.Option(
+        Path("var/demo"), "--root", help="Folder for the demo's state and data (never /srv/tre)."
+    ),
+    reset: bool = typer.Option(False, "--reset", help="Delete the demo's folder first and start over."),
+) -> None:
+    """Build (or reuse) the whole demo TRE, start it, print the accounts; Ctrl-C stops everything."""
+    import os
+    import signal
+    import time
+
+    from hub.cli._common import console, fail
+    from hub.demo import DemoError, HubProcess, prepare
+    from hub.demo import reset as reset_demo
+    from hub.settings import get_settings
+
+    if os.geteuid() != 0:
+        fail("the demo needs root (Docker, iptables for the workspace firewall); run it with sudo")
+    os.environ["TRE_ROOT"] = str(root.resolve())
+    settings = get_settings()
+    started = time.monotonic()
+    if reset:
+        with console.status(f"removing {settings.root}…"):
+            reset_demo(settings)
+    # Ctrl-C, a closed terminal or a kill all end in the same clean-up below.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
+    hub = HubProcess(settings)
+    progress = _RichProgress()
+    try:
+        accounts = prepare(settings, patients=patients, seed=seed, progress=progress)
+        with progress.step("Starting proxy, hub, egress service and idle culler"):
+            hub.start()
+        ready = time.monotonic() - started
+        _print_accounts(hub.url, accounts, ready, hub.log)
+        while hub.alive():
+            time.sleep(1)
+        fail(f"the hub stopped unexpectedly; see {hub.log}:\n{hub.tail()}")
+    except DemoError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        console.print("\n[bold]Stopping[/] the hub, proxy, services and every workspace…")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        progress.close()
+        hub.stop()
+        console.print("[green]✓[/] stopped; nothing left running.")
+
+
+class _RichProgress:
+    """hub.demo.Progress with a spinner per step and the image build's own Rich reporter."""
+
+    def __init__(self) -> None:
+        self._reporter = None
+
+    def step(self, title: str):
+        import contextlib
+        import time
+
+        from hub.cli._common import console
+
+        @contextlib.contextmanager
+        def _step():
+            started = time.monotonic()
+            with console.status(f"[bold]{title}[/]…", spinner="dots"):
+                yield
+            console.print(f"[green]✓[/] [bold]{title}[/] [dim]({time.monotonic() - started:.1f}s)[/]")
+
+        return _step()
+
+    def note(self, message: str) -> None:
+        from hub.cli._common import console
+
+        console.print(f"  [dim]{message}[/]", highlight=False)
+
+    def image_reporter(self):
+        from hub.cli.images import RichReporter
+
+        self._reporter = RichReporter()
+        return self._reporter
+
+    def close(self) -> None:
+        if self._reporter is not None:
+            self._reporter.close()
+
+
+def _qr(text: str) -> str:
+    import io
+
+    import qrcode
+
+    qr = qrcode.QRCode(border=1)
+    qr.add_data(text)
+    out = io.StringIO()
+    qr.print_ascii(out=out, invert=True)
+    return out.getvalue()
+
+
+def _print_accounts(url: str, accounts, ready_seconds: float, log: Path) -> None:
+    from rich.table import Table
+
+    from hub.cli._common import console
+
+    table = Table(title="Demo accounts (log in with the password and a code from the TOTP secret)")
+    for column in ("user", "password", "TOTP secret", "role"):
+        table.add_column(column, no_wrap=column != "role")
+    for a in accounts:
+        table.add_row(a.username, a.password, a.totp_secret, a.role)
+    for a in accounts:
+        console.print(f"\n[bold]{a.username}[/] ({a.role}): scan with an authenticator app")
+        console.print(_qr(a.totp_uri()), highlight=False, markup=False, end="")
+    console.print(table)
+    console.print(
+        f"\n[bold green]TRE ready in {ready_seconds:.0f}s[/] at [bold]{url}[/]  (hub log: {log})\n"
+        "Press Ctrl-C to stop the hub, the proxy, the services and every workspace.",
+        soft_wrap=True,
+    )
