@@ -1,0 +1,207 @@
+"""The documentation stays true as the code changes.
+
+- `mkdocs build --strict` passes (every nav page exists, no broken links);
+- every `tests/<path>.py::<test name>` cited as evidence in docs/ names a test function that exists;
+- every `tre ...` command shown in docs/ exists in the Typer app, with the options it is shown with.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import typer.main
+
+from hub.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = REPO / "docs"
+DOC_FILES = sorted(DOCS.rglob("*.md"))
+
+TEST_REF = re.compile(r"(tests/[\w/.-]+\.py)(?:::(\w+))?")
+FENCE = re.compile(r"^```.*?$(.*?)^```", re.M | re.S)
+INLINE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+ENV_ASSIGN = re.compile(r"^[A-Z_][A-Z0-9_]*=\S*$")
+SEGMENT_SPLIT = re.compile(r"\|\||&&|[|;]|\$\(")
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(REPO))
+
+
+# --- the site builds ---------------------------------------------------------------------------
+
+
+def test_mkdocs_build_strict(tmp_path):
+    mkdocs = Path(sys.executable).parent / "mkdocs"
+    if not mkdocs.exists():
+        pytest.skip("mkdocs is not installed (pip install -e '.[dev]')")
+    result = subprocess.run(
+        [str(mkdocs), "build", "--strict", "--config-file", str(REPO / "mkdocs.yml"), "--site-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- evidence references -----------------------------------------------------------------------
+
+
+def _test_names(path: Path) -> set[str]:
+    """Module-level test functions and Test* class methods, as `name` and `Class::name`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.ClassDef):
+            names.add(node.name)
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                    names.add(f"{node.name}::{item.name}")
+    return names
+
+
+def evidence_references() -> list[tuple[str, str, str | None]]:
+    """(doc file, test file, test name or None) for every tests/... reference in the docs."""
+    refs = []
+    for doc in DOC_FILES:
+        for m in TEST_REF.finditer(doc.read_text(encoding="utf-8")):
+            refs.append((_rel(doc), m.group(1), m.group(2)))
+    return refs
+
+
+def test_docs_cite_tests():
+    refs = evidence_references()
+    assert len(refs) > 50, "the security model and SATRE pages should cite their evidence"
+
+
+def test_every_cited_test_exists():
+    missing = []
+    cache: dict[str, set[str]] = {}
+    for doc, file, name in evidence_references():
+        path = REPO / file
+        if not path.is_file():
+            missing.append(f"{doc}: {file} does not exist")
+            continue
+        if name is None:
+            continue
+        names = cache.setdefault(file, _test_names(path))
+        if name not in names:
+            missing.append(f"{doc}: {file}::{name} does not exist")
+    assert not missing, "\n".join(sorted(set(missing)))
+
+
+# --- tre commands ------------------------------------------------------------------------------
+
+
+def _root() -> click.Group:
+    return typer.main.get_command(app)  # type: ignore[return-value]
+
+
+def _command_lines(text: str) -> list[str]:
+    """Shell command segments from fenced blocks and inline code spans."""
+    chunks: list[str] = []
+    for block in FENCE.findall(text):
+        joined = re.sub(r"\\\n\s*", " ", block)  # line continuations
+        chunks += joined.splitlines()
+    without_fences = FENCE.sub("", text)
+    chunks += INLINE.findall(without_fences)
+    segments = []
+    for chunk in chunks:
+        chunk = chunk.split(" #", 1)[0].strip()
+        segments += [s.strip() for s in SEGMENT_SPLIT.split(chunk) if s.strip()]
+    return segments
+
+
+def _tre_argv(segment: str) -> list[str] | None:
+    """The arguments after `tre` when the segment runs the tre command, else None."""
+    try:
+        words = shlex.split(segment, comments=False)
+    except ValueError:
+        words = segment.split()
+    while words and (ENV_ASSIGN.match(words[0]) or words[0] in ("sudo", "sudo -E", "-E", "exec")):
+        words = words[1:]
+    if not words:
+        return None
+    first = words[0]
+    if first == "tre" or first.endswith("/bin/tre"):
+        return words[1:]
+    return None
+
+
+def check_tre_command(argv: list[str]) -> str | None:
+    """None if `tre argv...` names a real command with real options, else what is wrong."""
+    cmd: click.Command = _root()
+    path = ["tre"]
+    i = 0
+    while isinstance(cmd, click.Group) and i < len(argv):
+        token = argv[i]
+        if token.startswith("-"):
+            break
+        if token not in cmd.commands:
+            if token.startswith(("<", "[", "{")) or token in ("...", "…"):
+                break
+            return f"`{' '.join(path)}` has no command {token!r}"
+        cmd = cmd.commands[token]
+        path.append(token)
+        i += 1
+    if isinstance(cmd, click.Group):
+        rest = argv[i:]
+        if rest and rest != ["--help"]:
+            return f"`{' '.join(path)}` is a group; {rest[0]!r} is not one of its commands"
+        return None
+    known = {"--help"}
+    for param in cmd.params:
+        known.update(o for o in [*param.opts, *param.secondary_opts] if o.startswith("-"))
+    for token in argv[i:]:
+        if token.startswith("-") and token not in ("-", "--"):
+            option = token.split("=", 1)[0]
+            if option not in known:
+                return f"`{' '.join(path)}` has no option {option}"
+    return None
+
+
+def tre_commands() -> list[tuple[str, str]]:
+    found = []
+    for doc in DOC_FILES:
+        for segment in _command_lines(doc.read_text(encoding="utf-8")):
+            if _tre_argv(segment) is not None:
+                found.append((_rel(doc), segment))
+    return found
+
+
+def test_docs_show_tre_commands():
+    assert len(tre_commands()) > 30
+
+
+def test_every_tre_command_in_the_docs_exists():
+    problems = []
+    for doc, segment in tre_commands():
+        argv = _tre_argv(segment)
+        assert argv is not None
+        problem = check_tre_command(argv)
+        if problem:
+            problems.append(f"{doc}: {segment!r}: {problem}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_command_checker_catches_mistakes():
+    assert check_tre_command(["project", "provision", "demo"]) is None
+    assert check_tre_command(["grant", "request", "p", "d", "--columns", "t=*", "--age-bands"]) is None
+    assert check_tre_command(["audit", "verify", "--json"]) is None
+    assert check_tre_command(["project", "member", "add", "p", "u"]) is None
+    assert check_tre_command(["project", "checker", "frobnicate", "p", "u"]) is not None
+    assert check_tre_command(["network", "status", "--no-such-option"]) is not None
+    assert check_tre_command(["no-such-group", "upgrade"]) is not None
+    assert _tre_argv("TRE_ROOT=/srv/tre .venv/bin/tre audit verify") == ["audit", "verify"]
+    assert _tre_argv("cp -a /srv/tre /backup") is None
+    assert evidence_references() and all(f.startswith("tests/") for _, f, _ in evidence_references())
