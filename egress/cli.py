@@ -134,3 +134,15 @@ def serve() -> None:
     from egress.__main__ import main
 
     main()
+
+
+@app.command("rotate-key")
+def rotate_key() -> None:
+    """Start signing release records with a new key; records signed before keep verifying."""
+    from egress.signing import Signer
+    from hub.cli._common import console
+    from hub.settings import get_settings
+
+    signer = Signer(get_settings().keys_dir)
+    kid = signer.rotate()
+    console.print(f"new signing key {kid}; public keyset: {signer.keyset_path}")

@@ -161,3 +161,21 @@ def test_bundle_refuses_to_build_from_a_tampered_blob(tmp_path, signer):
     with pytest.raises(InvalidRecord, match="does not match"):
         build_bundle(dest, "x.y.z", [BundleFile("files/a.csv", sha)], store)
     assert not dest.exists()
+
+
+def test_cli_rotate_key_and_verify(tre_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from hub.cli import app as tre
+    from hub.settings import get_settings
+
+    signer = Signer(get_settings().keys_dir)
+    dest, _ = _bundle(tmp_path, signer)
+    runner = CliRunner()
+    assert runner.invoke(tre, ["egress", "verify", str(dest)]).exit_code == 0
+    rotated = runner.invoke(tre, ["egress", "rotate-key"])
+    assert rotated.exit_code == 0 and "new signing key" in rotated.output
+    result = runner.invoke(tre, ["egress", "verify", str(dest), "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["files"][0]["path"] == "files/tables/counts.csv"
+    assert len(keyset(signer)["keys"]) == 2
