@@ -86,7 +86,9 @@ def numeric_body(column: pd.Series) -> tuple[np.ndarray, np.ndarray, bool]:
     values = values.to_numpy(dtype=float, na_value=np.nan)
     missing = np.isnan(values)
     markers = text[missing].fillna("").str.match(_MARKER).to_numpy(dtype=bool, na_value=True)
-    numeric = bool(markers.all()) and not bool(missing.all())
+    # all markers still makes a (fully suppressed) numeric column, if any marker is more than a blank
+    stated = text[missing].fillna("").str.strip().ne("").any()
+    numeric = bool(markers.all()) and (not bool(missing.all()) or bool(stated))
     return values, missing, numeric
 
 
