@@ -172,7 +172,7 @@ def test_cli_rotate_key_and_verify(tre_root, tmp_path):
     signer = Signer(get_settings().keys_dir)
     dest, _ = _bundle(tmp_path, signer)
     runner = CliRunner()
-    assert runner.invoke(tre, ["egress", "verify", str(dest)]).exit_code == 0
+    assert runner.invoke(tre, ["egress", "verify", str(dest), "--json"]).exit_code == 0
     rotated = runner.invoke(tre, ["egress", "rotate-key"])
     assert rotated.exit_code == 0 and "new signing key" in rotated.output
     result = runner.invoke(tre, ["egress", "verify", str(dest), "--json"])
