@@ -6,6 +6,7 @@ verdict is the worst of its findings; what the engine cannot check is ``review``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -50,9 +51,11 @@ def check_paths(
     """Check output files; raises FileNotFoundError for a path that does not exist."""
     config = config or RuleConfig()
     context = context or CheckContext()
+    files = _expand(paths)
+    context = dataclasses.replace(context, sidecars={**_paired_sidecars(files), **context.sidecars})
     reports: list[_FileReport] = []
     seen: set[Path] = set()
-    for path in _expand(paths):
+    for path in files:
         if path.resolve() in seen:
             continue
         for report in _check_file(path, config, context):
@@ -81,6 +84,12 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
         else:
             out.append(path)
     return sorted(out, key=lambda p: p.name != "results.json")  # ACRO bundles first: they say more per file
+
+
+def _paired_sidecars(files: list[Path]) -> dict[str, Path]:
+    """Metadata submitted alongside its output (in another folder, as snapshots are) still counts."""
+    by_name = {p.name.removesuffix(metadata.SUFFIX): p for p in files if p.name.endswith(metadata.SUFFIX)}
+    return {str(p): by_name[p.name] for p in files if p.name in by_name}
 
 
 def _named(path: str, name: str, findings: list[Finding]) -> list[Finding]:

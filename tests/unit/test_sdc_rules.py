@@ -198,3 +198,18 @@ def test_cli_json_and_exit_codes(tmp_path):
     cfg.write_text(json.dumps({"threshold": 3}))
     out = runner.invoke(app, ["egress", "check", str(path), "--json", "--config", str(cfg)])
     assert json.loads(out.stdout)["files"][0]["verdict"] == "pass"
+
+
+def test_metadata_found_when_submitted_from_another_folder(tmp_path):
+    from tre_notebook import sdc
+
+    frame = pd.DataFrame({"g": ["a"] * 30 + ["b"] * 30, "x": np.arange(60.0)})
+    saved = sdc.pivot_table(frame, "x", "g", aggfunc="mean").save(tmp_path / "m.csv")
+    (tmp_path / "1").mkdir()
+    (tmp_path / "2").mkdir()
+    table = saved.rename(tmp_path / "1" / "m.csv")
+    side = (tmp_path / "m.csv.sdc.json").rename(tmp_path / "2" / "m.csv.sdc.json")
+    report = {f["path"]: f for f in check_paths([table, side])["files"]}
+    assert report[str(table)]["verdict"] == "pass"  # dominance checked from the metadata
+    assert report[str(side)]["verdict"] == "fail"  # but the metadata itself never leaves
+    assert check_paths([table])["files"][0]["verdict"] == "review"  # without it: contributions unknown
