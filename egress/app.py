@@ -367,6 +367,13 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
             request, me, "list.html", rows=rows, title="Review queue", empty="Nothing waiting for review."
         )
 
+    @pages.get("/all")
+    def all_requests(request: Request, me: Me) -> HTMLResponse:
+        rows = svc.list_requests(me.username, "all", limit=200)
+        return page(
+            request, me, "list.html", rows=rows, title="All requests", empty="No submitted requests yet."
+        )
+
     @pages.get("/history")
     def history(request: Request, me: Me) -> HTMLResponse:
         rows = svc.list_requests(me.username, "history", limit=200)
@@ -563,7 +570,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
     @api.get("/requests", responses=errors)
     async def api_list(
         me: ApiMe,
-        scope: Annotated[str, Query(pattern="^(mine|queue|history|project)$")] = "mine",
+        scope: Annotated[str, Query(pattern="^(mine|queue|history|project|all)$")] = "mine",
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> list[dict[str, Any]]:

@@ -772,6 +772,12 @@ class Egress:
         ).scalars()
         return {slug: project_roles(s, who, slug) for slug in slugs}
 
+    def _require_admin(self, who: str, message: str = "Only administrators can do this.") -> None:
+        with self.reading() as s:
+            user = s.execute(select(User).where(User.username == who)).scalar_one_or_none()
+            if not (user and user.is_admin and not user.disabled):
+                raise Denied(message)
+
     def whoami(self, who: str) -> dict[str, Any]:
         with self.reading() as s:
             user = s.execute(select(User).where(User.username == who)).scalar_one_or_none()
@@ -796,11 +802,14 @@ class Egress:
 
     def list_requests(self, who: str, scope: str = "mine", limit: int = 50, offset: int = 0) -> list[dict]:
         """mine: the author's; queue: open requests in projects I check (oldest first);
-        history: requests I reviewed; project: all non-draft requests of projects I lead."""
+        history: requests I reviewed; project: all non-draft requests of projects I lead;
+        all: every non-draft request (administrators, e.g. to revoke a release)."""
         limit = max(1, min(limit, LIST_LIMIT))
         offset = max(0, offset)
-        if scope not in ("mine", "queue", "history", "project"):
-            raise BadInput("scope is one of mine, queue, history, project.")
+        if scope not in ("mine", "queue", "history", "project", "all"):
+            raise BadInput("scope is one of mine, queue, history, project, all.")
+        if scope == "all":
+            self.audited(who, "list_all", "egress_request", "*", lambda: self._require_admin(who))
         return self._cached(
             ("list", who, scope, limit, offset), lambda s: self._list(s, who, scope, limit, offset)
         )
@@ -821,6 +830,8 @@ class Egress:
                 q = q.where(EgressRequest.id.in_(mine)).order_by(EgressRequest.updated_at.desc())
             else:
                 q = q.where(EgressRequest.state != wf.State.DRAFT.value).order_by(EgressRequest.id.desc())
+        elif scope == "all":
+            q = q.where(EgressRequest.state != wf.State.DRAFT.value).order_by(EgressRequest.id.desc())
         return [self._summary(r) for r in s.execute(q.limit(limit).offset(offset)).scalars()]
 
     def _view_file(self, f: EgressFile, votes: list[wf.Vote], facts: wf.RequestFacts) -> dict[str, Any]:
@@ -941,10 +952,8 @@ class Egress:
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         def op() -> list[dict[str, Any]]:
+            self._require_admin(who, "Only administrators can read the audit log.")
             with self.reading() as s:
-                user = s.execute(select(User).where(User.username == who)).scalar_one_or_none()
-                if not (user and user.is_admin and not user.disabled):
-                    raise Denied("Only administrators can read the audit log.")
                 q = select(AuditEvent).order_by(AuditEvent.id.desc())
                 if actor:
                     q = q.where(AuditEvent.actor == actor)

@@ -257,3 +257,15 @@ def test_audit_log_is_admin_only(web):
     assert_audited(eg, "audit_log", CHECKER1)
     r = client("admin").get(P + "/audit?action=egress.refused")
     assert r.status_code == 200 and "egress.refused.audit_log" in r.text
+
+
+def test_only_admins_list_every_request(web):
+    eg, _, client = web
+    rid, _ = eg.submitted()
+    assert (
+        client(CHECKER1).get(P + "/api/requests?scope=all", headers={"X-Test-Via": "token"}).status_code
+        == 403
+    )
+    assert_audited(eg, "list_all", CHECKER1)
+    page = client("admin").get(P + "/all")
+    assert page.status_code == 200 and f"/requests/{rid}" in page.text
