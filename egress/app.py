@@ -336,7 +336,7 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
     def page(request: Request, me: Identity, name: str, **ctx: Any) -> HTMLResponse:
         who = svc.whoami(me.username)
         roles = {r for rs in who["projects"].values() for r in rs}
-        nav = {"checker": "checker" in roles, "admin": who["is_admin"]}
+        nav = {"checker": "checker" in roles, "lead": "lead" in roles, "admin": who["is_admin"]}
         return templates.TemplateResponse(request, name, {"me": who, "csrf": me.csrf, "nav": nav, **ctx})
 
     def back(path: str) -> RedirectResponse:
@@ -365,6 +365,13 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
         rows = svc.list_requests(me.username, "queue", limit=200)
         return page(
             request, me, "list.html", rows=rows, title="Review queue", empty="Nothing waiting for review."
+        )
+
+    @pages.get("/project")
+    def project_requests(request: Request, me: Me) -> HTMLResponse:
+        rows = svc.list_requests(me.username, "project", limit=200)
+        return page(
+            request, me, "list.html", rows=rows, title="Requests in projects I lead", empty="None yet."
         )
 
     @pages.get("/all")

@@ -102,3 +102,44 @@ def test_label_columns():
 
     assert label_columns([["a", "b", "n"], ["x", "y", "1"], ["x", "z", "2"]]) == 2
     assert label_columns([["n", "m"], ["1", "2"]]) == 0
+
+
+def test_notebook_image_and_parquet_render(web):
+    import base64
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    eg, _, client = web
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    )
+    (eg.home() / "plot.png").write_bytes(png)
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "source": ["# Results\n", "<img src=x onerror=alert(1)>"]},
+            {
+                "cell_type": "code",
+                "source": "print(1)",
+                "outputs": [
+                    {"output_type": "stream", "text": ["1\n"]},
+                    {"output_type": "display_data", "data": {"image/png": base64.b64encode(png).decode()}},
+                ],
+            },
+        ]
+    }
+    (eg.home() / "analysis.ipynb").write_text(json.dumps(nb))
+    pq.write_table(pa.table({"region": ["N", "S"], "n": [12, 30]}), eg.home() / "t.parquet")
+    files = (("plot.png", "output"), ("analysis.ipynb", "supporting"), ("t.parquet", "output"))
+    _, fids = eg.draft(files=files)
+    c = client(AUTHOR)
+    img = c.get(P + f"/files/{fids[0]}/raw")
+    assert img.headers["content-type"] == "image/png" and img.content == png
+    nb_page = c.get(P + f"/files/{fids[1]}").text
+    assert "<h1>Results</h1>" in nb_page and "<img src=x" not in nb_page
+    assert "data:image/png;base64," in nb_page
+    pq_page = c.get(P + f"/files/{fids[2]}").text
+    assert '<th scope="col">region</th>' in pq_page and ">30<" in pq_page
+    lead = client(LEAD).get(P + "/project")
+    assert lead.status_code == 200
