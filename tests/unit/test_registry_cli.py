@@ -208,10 +208,12 @@ def test_readding_unchanged_sources_is_a_no_op_and_changed_schema_is_a_new_versi
 
 
 def test_optout_dataset(cli_world, tmp_path):
-    path = tmp_path / "optout.parquet"
     import duckdb
 
-    duckdb.sql(f"COPY (SELECT '9000000003' AS national_id) TO '{path}' (FORMAT parquet)")
+    path = tmp_path / "optout.parquet"
+    con = duckdb.connect()  # own connection: the module-level default one is shared with other tests
+    con.execute(f"COPY (SELECT '9000000003' AS national_id) TO '{path}' (FORMAT parquet)")
+    con.close()
     ds = ok_json("dataset", "add", "optout", "-t", f"optout={path}", "-i", "national_id", "--kind", "optout")
     assert ds["kind"] == "optout" and ds["tables"][0]["format"] == "parquet"
     refused("grant", "request", "diab-study", "optout", "-c", "optout=*", actor="lead", match="opt-out list")
