@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 import typer.main
 
@@ -103,8 +102,13 @@ def test_every_cited_test_exists():
 # --- tre commands ------------------------------------------------------------------------------
 
 
-def _root() -> click.Group:
-    return typer.main.get_command(app)  # type: ignore[return-value]
+def _root():
+    return typer.main.get_command(app)
+
+
+def _is_group(cmd) -> bool:
+    # Typer may vendor its own click: recognise groups by shape, not by class.
+    return isinstance(getattr(cmd, "commands", None), dict)
 
 
 def _command_lines(text: str) -> list[str]:
@@ -140,10 +144,10 @@ def _tre_argv(segment: str) -> list[str] | None:
 
 def check_tre_command(argv: list[str]) -> str | None:
     """None if `tre argv...` names a real command with real options, else what is wrong."""
-    cmd: click.Command = _root()
+    cmd = _root()
     path = ["tre"]
     i = 0
-    while isinstance(cmd, click.Group) and i < len(argv):
+    while _is_group(cmd) and i < len(argv):
         token = argv[i]
         if token.startswith("-"):
             break
@@ -154,14 +158,15 @@ def check_tre_command(argv: list[str]) -> str | None:
         cmd = cmd.commands[token]
         path.append(token)
         i += 1
-    if isinstance(cmd, click.Group):
+    if _is_group(cmd):
         rest = argv[i:]
         if rest and rest != ["--help"]:
             return f"`{' '.join(path)}` is a group; {rest[0]!r} is not one of its commands"
         return None
     known = {"--help"}
     for param in cmd.params:
-        known.update(o for o in [*param.opts, *param.secondary_opts] if o.startswith("-"))
+        opts = [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]
+        known.update(o for o in opts if o.startswith("-"))
     for token in argv[i:]:
         if token.startswith("-") and token not in ("-", "--"):
             option = token.split("=", 1)[0]
