@@ -1,0 +1,96 @@
+"""The end-to-end stack: the demo TRE (hub.demo, the code `make demo` runs) at a small scale, in a
+temporary TRE_ROOT with its own ports, workspace network and firewall chain, and Debian's Chromium
+driven by Playwright (never a downloaded browser).
+
+Screenshots go to artifacts/e2e/ at the top of the checkout (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures_hub import free_port, free_subnet
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts" / "e2e"
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+CHROMIUM = "/usr/bin/chromium"
+PATIENTS = 3_000
+WORKSPACE_UID = 1000
+
+
+@dataclass
+class Stack:
+    settings: Any  # hub.settings.Settings
+    hub: Any  # hub.demo.HubProcess
+    accounts: dict[str, Any]  # username -> hub.demo.Account
+
+    @property
+    def url(self) -> str:
+        return self.hub.url
+
+    def home(self, project: str, user: str) -> Path:
+        return self.settings.home_dir(project, user)
+
+
+def _seed_home(home: Path) -> None:
+    """Put the researcher's notebooks in their workspace home, owned by the container user."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for nb in NOTEBOOKS.glob("*.ipynb"):
+        shutil.copy(nb, home / nb.name)
+    for path in [home, *home.rglob("*")]:
+        os.chown(path, WORKSPACE_UID, WORKSPACE_UID)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, docker_available) -> Iterator[Stack]:
+    if os.geteuid() != 0:
+        pytest.skip("the end-to-end journey needs root (Docker, iptables)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (.ci/setup-host.sh installs it)")
+    from hub import demo, network
+    from hub.settings import Settings
+
+    suffix = secrets.token_hex(3)
+    root = tmp_path_factory.mktemp("e2e") / "tre"
+    settings = Settings(
+        root=root,
+        network=f"tre-e2e-{suffix}",
+        bridge=f"tre2e{suffix}",
+        subnet=free_subnet(),
+        hub_port=free_port(),
+        public_port=free_port(),
+        egress_port=free_port(),
+    )
+    accounts = demo.prepare(settings, patients=PATIENTS)
+    _seed_home(settings.home_dir(demo.DIABETES_PROJECT, demo.RESEARCHER))
+    hub = demo.HubProcess(settings, env={"TRE_PROXY_API_PORT": str(free_port())})
+    try:
+        hub.start()
+        yield Stack(settings, hub, {a.username: a for a in accounts})
+    finally:
+        hub.stop()
+        network.teardown(settings)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking"]
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
