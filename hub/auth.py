@@ -1,7 +1,10 @@
 """Hub login: NativeAuthenticator (bcrypt passwords, TOTP, lock-out) with the TRE's stricter rules.
 
-NativeAuthenticator 1.3 works on JupyterHub 6 (it uses the hub's deprecated shared DB session, which
-still exists there). We keep its password store, lock-out and admin pages, and tighten four things:
+NativeAuthenticator 1.3 is half-compatible with JupyterHub 6: its password store (the `users_info`
+table, through the hub's deprecated but still present shared DB session) works, but its login page
+handler does not (it calls the removed `statsd` and an old `_render` signature, so every login POST is
+a 500). We therefore keep its store and password-change pages, serve login with JupyterHub's own
+handler (which has had a one-time-password field since 5.0), and tighten four things:
 
 - no self sign-up: accounts are created by administrators (`tre user add` -> `create_login`);
 - TOTP is mandatory for every account (only TRE_DEMO_NO_MFA=1 relaxes it, loudly);
@@ -127,9 +130,13 @@ class TREAuthenticator(NativeAuthenticator):
     def _no_signup(self) -> bool:
         return False
 
-    @default("allow_2fa")
-    def _show_2fa(self) -> bool:
-        return True
+    @default("request_otp")
+    def _ask_otp(self) -> bool:
+        return self.mfa_required
+
+    @default("otp_prompt")
+    def _otp_prompt(self) -> str:
+        return "Code from your authenticator app:"
 
     @default("allowed_failed_logins")
     def _lockout(self) -> int:
@@ -171,7 +178,7 @@ class TREAuthenticator(NativeAuthenticator):
             return None
         ok = info.is_authorized and self._valid_password(info, password)
         if self.mfa_required:
-            ok = ok and info.has_2fa and self._valid_totp(info, data.get("2fa"))
+            ok = ok and info.has_2fa and self._valid_totp(info, data.get("otp"))
         if ok:
             self.successful_login(username)
             return username
@@ -181,6 +188,12 @@ class TREAuthenticator(NativeAuthenticator):
         if self.allowed_failed_logins and count >= self.allowed_failed_logins:
             self.log.warning("locking %s out after %d failed logins", username, count)
         return None
+
+    def get_handlers(self, app):
+        # JupyterHub's own /login (registered after these) replaces NativeAuthenticator's broken one;
+        # sign-up, e-mail confirmation and the sign-up approval pages have no use without sign-up.
+        keep = ("/change-password", "/change-password/([^/]+)")
+        return [(url, handler) for url, handler in super().get_handlers(app) if url in keep]
 
     def create_user(self, username, password, **kwargs):
         # Sign-up through the hub is off; admins use `tre user add`.

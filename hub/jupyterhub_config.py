@@ -50,13 +50,18 @@ def proxy_command() -> list[str]:
     return [str(found)]
 
 
-def _projects_for(username: str) -> list[Any]:
-    """The home page's project list (registry facts; the spawner re-checks everything on start)."""
+def _projects_for(user: Any) -> list[Any]:
+    """The home page's project list (JupyterHub calls template_vars callables with the page's user).
+
+    Registry facts only; the spawner re-checks everything on start.
+    """
+    if user is None:
+        return []
     from hub.access import user_projects
     from hub.db import session_scope
 
     with session_scope() as session:
-        return user_projects(session, username)
+        return user_projects(session, user.name)
 
 
 def _services(settings: Settings) -> tuple[list[dict], list[dict]]:

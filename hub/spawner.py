@@ -34,6 +34,13 @@ WORKSPACE_GID = 1000
 SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
+def refusal(status: int, message: str) -> web.HTTPError:
+    """An HTTPError whose message survives JupyterHub's generic "failed to start" error page."""
+    exc = web.HTTPError(status, message)
+    exc.jupyterhub_message = message  # type: ignore[attr-defined]
+    return exc
+
+
 class TRESpawner(DockerSpawner):
     """DockerSpawner with the TRE's permit check, mounts, limits and network; nothing user-chosen."""
 
@@ -141,14 +148,14 @@ class TRESpawner(DockerSpawner):
 
         username, project = self.user.name, self.name
         if not project:
-            raise web.HTTPError(403, "Open a workspace from a project on the home page.")
+            raise refusal(403, "Open a workspace from a project on the home page.")
         if not (SAFE_NAME.match(username) and SAFE_NAME.match(project)):
-            raise web.HTTPError(403, f"{username!r}/{project!r} is not a valid user/project name.")
+            raise refusal(403, f"{username!r}/{project!r} is not a valid user/project name.")
         try:
             return await asyncio.to_thread(self._permit_sync, username, project)
         except AccessDenied as exc:
             self.log.warning("workspace refused for %s/%s: %s", username, project, exc)
-            raise web.HTTPError(403, str(exc)) from None
+            raise refusal(403, str(exc)) from None
 
     async def _check_network(self) -> None:
         from hub.network import status
@@ -156,7 +163,7 @@ class TRESpawner(DockerSpawner):
         st = await asyncio.to_thread(status, self.tre_settings)
         if not st.ok:
             self.log.error("workspace network not safe: %s", "; ".join(st.problems))
-            raise web.HTTPError(
+            raise refusal(
                 503,
                 "The workspace network is not in place, so no workspace can start. "
                 "An administrator must run `tre network setup`.",
@@ -218,7 +225,7 @@ class TRESpawner(DockerSpawner):
             await self._check_network()
             self._emit(30, f"Mounting release {permit.release_number} of {permit.project_slug} read-only…")
             if not permit.release_dir.is_dir():
-                raise web.HTTPError(403, f"release {permit.release_number} is missing on disk")
+                raise refusal(403, f"release {permit.release_number} is missing on disk")
             await asyncio.to_thread(self._prepare_home, permit.home_dir)
             self._apply_permit(permit)
             self._emit(50, "Starting your workspace container…")

@@ -95,7 +95,7 @@ class Hub:
 
     def start(self, user: str, project: str, timeout: float = SPAWN_TIMEOUT) -> dict:
         r = self.request_start(user, project)
-        assert r.status_code in (201, 202), f"{r.status_code}: {r.text}"
+        assert r.status_code in (201, 202), f"{r.status_code}: {r.text}\n{self.tail()}"
         return self.wait_ready(user, project, timeout)
 
     def wait_ready(self, user: str, project: str, timeout: float = SPAWN_TIMEOUT) -> dict:
@@ -105,9 +105,15 @@ class Hub:
             if server and server.get("ready"):
                 return server
             if server is None:
-                raise AssertionError(f"{user}/{project} stopped while starting; see {self.log}")
+                raise AssertionError(f"{user}/{project} stopped while starting:\n{self.tail()}")
             time.sleep(0.1)
-        raise AssertionError(f"{user}/{project} not ready after {timeout}s; see {self.log}")
+        raise AssertionError(f"{user}/{project} not ready after {timeout}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        """The end of the hub's log, for failure messages (pytest may delete the file afterwards)."""
+        if self.log is None or not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, user: str, project: str, timeout: float = 60) -> None:
         r = self.api("DELETE", f"/users/{user}/servers/{project}")
@@ -233,7 +239,7 @@ def start_hub(root: Path, image: str, extra_env: dict[str, str] | None = None) -
         "TRE_PROXY_API_PORT": str(free_port()),
         "TRE_EGRESS_PORT": str(free_port()),
         "TRE_HUB_PORT": str(free_port()),
-        "TRE_LOCKOUT_AFTER": "3",
+        "TRE_LOCKOUT_AFTER": "5",
         **(extra_env or {}),
     }
     saved = {k: os.environ.get(k) for k in env}
