@@ -6,7 +6,7 @@ Compared pairwise (tables of this check with each other and with the project's e
   people;
 - overlapping interval categories (``0-17`` vs ``0-19``) over the same population: cumulative counts
   at the two sets of cut points give the records between them;
-- hidden cells that another table's totals let anyone recompute.
+- hidden cells that another table's totals, or its merged categories, let anyone recompute.
 Rounded tables are skipped: rounding noise hides small differences.
 """
 
@@ -168,6 +168,35 @@ def _pair_recompute(hidden_in: Table, totals_from: Table, config: RuleConfig) ->
     return None
 
 
+def _pair_merged(hidden_in: Table, other: Table, config: RuleConfig) -> str | None:
+    """Categories merged in one table (``C or D``) give back a hidden one of the other (``C``).
+
+    Applies when the categories both tables share hold the same counts (same population): then
+    the remaining categories of each table add up to the same total.
+    """
+    g1, g2 = _grid(hidden_in), _grid(other)
+    if not g1.isna().any().any() or not (g1.index.is_unique and g2.index.is_unique):
+        return None
+    if list(g1.columns) != list(g2.columns) and not (g1.shape[1] == 1 and g2.shape[1] == 1):
+        return None
+    shared = g1.index.intersection(g2.index)
+    only1, only2 = g1.index.difference(shared), g2.index.difference(shared)
+    if shared.empty or only1.empty or only2.empty:
+        return None
+    for c1, c2 in zip(g1.columns, g2.columns, strict=True):
+        a, b = g1[c1], g2[c2]
+        same = a[shared].notna().all() and b[shared].notna().all() and (a[shared] == b[shared]).all()
+        if same and b[only2].notna().all() and a[only1].isna().sum() == 1:
+            value = b[only2].sum() - a[only1].sum()
+            if value >= 0:
+                row = a[only1].isna().idxmax()
+                return (
+                    f"the hidden cell ({row}, {c1}) equals the merged categories there "
+                    f"({', '.join(map(str, only2))}) minus the rest = {value:g}"
+                )
+    return None
+
+
 def differencing(tables: list[Table], config: RuleConfig) -> dict[str, list[Finding]]:
     """Findings per current table name; each names the table it combines with."""
     usable = [t for t in tables if _frequency(t)]
@@ -180,6 +209,8 @@ def differencing(tables: list[Table], config: RuleConfig) -> dict[str, list[Find
             or _pair_intervals(a, b, config)
             or _pair_recompute(a, b, config)
             or _pair_recompute(b, a, config)
+            or _pair_merged(a, b, config)
+            or _pair_merged(b, a, config)
         )
         if reason:
             for this, other in ((a, b), (b, a)):

@@ -164,6 +164,15 @@ def main() -> None:
     hidden.loc["East", 1] = pd.NA
     hidden.to_csv(F / "diff_hidden_cell.csv")
     df.groupby("region").size().rename("n").to_csv(F / "diff_region_totals.csv")
+    diag = df.assign(
+        diagnosis=np.where(df.age < 3, "Rare syndrome", np.where(df.age < 40, "Asthma", "Diabetes"))
+    )
+    diag.loc[diag.age.between(40, 60), "diagnosis"] = "Hypertension"
+    by_diag = pd.crosstab(diag.diagnosis, diag.sex).astype("Int64")
+    by_diag.loc["Rare syndrome", "F"] = pd.NA
+    by_diag.to_csv(F / "diff_categories_detailed.csv")
+    merged = diag.diagnosis.replace({"Rare syndrome": "Other", "Hypertension": "Other"})
+    pd.crosstab(merged, diag.sex).to_csv(F / "diff_categories_merged.csv")
     earlier = pd.crosstab(df.region, df.sex)
     earlier.loc["North", "M"] += 2
     earlier.to_csv(F / "diff_earlier_release.csv")
