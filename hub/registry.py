@@ -383,6 +383,32 @@ def _parse_overrides(
     return out
 
 
+def _carry_labels(
+    previous: Dataset,
+    specs: list[dict[str, Any]],
+    sensitivity: Mapping[str, Mapping[str, str]],
+    coding: Mapping[str, Mapping[str, str]],
+) -> None:
+    """Keep the custodian's labels from the previous version for columns not relabelled this time."""
+    for spec in specs:
+        old_table = previous.table(spec["name"])
+        if old_table is None:
+            continue
+        old = {c["name"]: c for c in old_table["columns"]}
+        given_sens = {**sensitivity.get("*", {}), **sensitivity.get(spec["name"], {})}
+        given_code = {**coding.get("*", {}), **coding.get(spec["name"], {})}
+        for col in spec["columns"]:
+            before = old.get(col["name"])
+            if before is None:
+                continue
+            if col["name"] not in given_sens:
+                col["sensitivity"] = before["sensitivity"]
+            if col["name"] not in given_code:
+                col.pop("coding_system", None)
+                if "coding_system" in before:
+                    col["coding_system"] = before["coding_system"]
+
+
 def register_dataset(
     session: Session,
     actor: str,
@@ -463,6 +489,7 @@ def register_dataset(
             raise RegistryError(
                 f"dataset {name} is registered as {latest.kind}; register a {kind} under another name"
             )
+        _carry_labels(latest, specs, sens, codes)
         unchanged = (
             latest.content_hash == content_hash
             and latest.identifier_column == identifier_column

@@ -205,3 +205,47 @@ def test_readonly_session_is_not_blocked_by_a_writer(registry):
         assert time.monotonic() - started < 5
     with session_scope(registry, readonly=True) as reader:
         assert reader.execute(select(func.count(AuditEvent.id))).scalar_one() == 1
+
+
+def test_catalog_coding_systems_and_versions(registry, make_users, tmp_path):
+    from hub.dcat import catalog_jsonld
+
+    make_users()
+    tumours = tmp_path / "tumours.csv"
+    tumours.write_text("person_id,icd_o3_topography,stage\n1,C50.9,II\n2,C18.7,III\n")
+    with session_scope(registry) as s:
+        reg.register_dataset(
+            s,
+            CUSTODIAN,
+            "oncology",
+            [reg.SourceTable("tumours", tumours)],
+            "person_id",
+            title="Oncology registry",
+            coding={"stage": "TNM"},
+        )
+    tumours.write_text("person_id,icd_o3_topography,stage\n1,C50.9,II\n2,C18.7,III\n3,C61,I\n")
+    with session_scope(registry) as s:
+        reg.register_dataset(s, CUSTODIAN, "oncology", [reg.SourceTable("tumours", tumours)], "person_id")
+        doc = catalog_jsonld(s, "https://tre.example/")
+    [node] = doc["dcat:dataset"]
+    assert node["@id"] == "https://tre.example/dataset/oncology/2"  # latest version only
+    assert node["healthdcatap:numberOfUniqueIndividuals"]["@value"] == "3"
+    assert node["dct:title"] == "Oncology registry"  # carried over from version 1
+    # The custodian's TNM label carried over to version 2 (unknown systems are named, not dropped).
+    assert node["healthdcatap:hasCodingSystem"] == [{"@id": "https://www.wikidata.org/entity/P563"}, "TNM"]
+    assert "healthdcatap:minTypicalAge" not in node  # no birth date column
+
+
+def test_readding_without_labels_keeps_them_and_creates_no_version(registry, make_users, tmp_path):
+    make_users()
+    files = write_cohort(tmp_path / "src")
+    tables = [reg.SourceTable("patients", files["patients"])]
+    with session_scope(registry) as s:
+        reg.register_dataset(s, CUSTODIAN, "people", tables, "national_id", sensitivity={"sex": "sensitive"})
+    with session_scope(registry) as s:
+        ds, created = reg.register_dataset(s, CUSTODIAN, "people", tables, "national_id")
+        assert not created and ds.version == 1
+        ds, created = reg.register_dataset(
+            s, CUSTODIAN, "people", tables, "national_id", sensitivity={"sex": "other"}
+        )
+        assert created and ds.version == 2  # relabelling is a change worth a version
