@@ -140,27 +140,42 @@ def _check_parsed(path: Path, parsed: Parsed, config: RuleConfig, context: Check
     report = _FileReport(str(path), list(parsed.findings))
     sidecar = _sidecar(path, context)
     for item in parsed.items:
-        found: list[Finding] = []
-        if isinstance(item, Table):
-            item, found = _with_metadata(path, item, sidecar, config)
-            as_reg = as_regression(item)
-            if as_reg is not None:
-                item = _regression_metadata(as_reg, sidecar, found)
-        if isinstance(item, Table):
-            if item.values.size == 0:
-                found.append(
-                    Finding("format", "review", "a table without numeric cells: a checker must read it")
-                )
-            found += table_findings(item, config, context)
-            report.tables.append(item)
-        elif isinstance(item, Regression):
-            found += regression(item, config)
-        elif isinstance(item, Text):
-            found += text_findings(item, context)
-        elif isinstance(item, Opaque):
-            found.append(Finding("format", "review", item.reason))
+        try:
+            found = _check_item(path, item, sidecar, config, context, report)
+        except Exception as exc:  # a rule tripping over an odd file sends it to a person, never passes it
+            found = [
+                Finding("engine", "review", f"could not be checked automatically ({exc.__class__.__name__})")
+            ]
         report.findings += _named(str(path), item.name, found)
     return report
+
+
+def _check_item(
+    path: Path,
+    item: Table | Regression | Opaque | Text,
+    sidecar: Path | None,
+    config: RuleConfig,
+    context: CheckContext,
+    report: _FileReport,
+) -> list[Finding]:
+    found: list[Finding] = []
+    if isinstance(item, Table):
+        item, found = _with_metadata(path, item, sidecar, config)
+        as_reg = as_regression(item)
+        if as_reg is not None:
+            item = _regression_metadata(as_reg, sidecar, found)
+    if isinstance(item, Table):
+        if item.values.size == 0:
+            found.append(Finding("format", "review", "a table without numeric cells: a checker must read it"))
+        found += table_findings(item, config, context)
+        report.tables.append(item)
+    elif isinstance(item, Regression):
+        found += regression(item, config)
+    elif isinstance(item, Text):
+        found += text_findings(item, context)
+    elif isinstance(item, Opaque):
+        found.append(Finding("format", "review", item.reason))
+    return found
 
 
 def _with_metadata(
