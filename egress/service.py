@@ -44,7 +44,7 @@ from hub.settings import Settings, get_settings
 P = ParamSpec("P")
 T = TypeVar("T")
 PREVIEW_BYTES = 64 * 1024
-VIEW_CACHE_SECONDS = 5.0
+VIEW_CACHE_SECONDS = 60.0
 VIEW_CACHE_SIZE = 4096
 LIST_LIMIT = 200
 
