@@ -43,8 +43,11 @@ fmt: venv
 docs: venv
 	$(BIN)/mkdocs build --strict
 
-demo: venv proxy
-	PATH="$(CURDIR)/$(NODE_PREFIX)/node_modules/.bin:$$PATH" $(BIN)/tre demo run
+# DEMO_ARGS: e.g. --patients 10000, --reset. The host step installs and starts Docker when missing.
+demo:
+	bash .ci/setup-host.sh --demo
+	$(MAKE) --no-print-directory venv proxy
+	PATH="$(CURDIR)/$(NODE_PREFIX)/node_modules/.bin:$$PATH" $(BIN)/tre demo run $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) $(NODE_PREFIX) build dist *.egg-info

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Install and start what the test suite needs on a fresh Debian machine (idempotent):
 # Docker engine, debootstrap (image builds without a registry), Chromium (e2e), PostgreSQL, Node.
+# `--demo` (make demo) installs only what the demo runs on: no Chromium, no PostgreSQL.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+demo=false
+[ "${1:-}" = "--demo" ] && demo=true
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
-command -v chromium >/dev/null || need+=(chromium)
 command -v iptables >/dev/null || need+=(iptables)
-[ -x /usr/lib/postgresql/15/bin/postgres ] || command -v pg_ctlcluster >/dev/null || need+=(postgresql)
 command -v npm >/dev/null || need+=(nodejs npm)
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+if ! $demo; then
+  command -v chromium >/dev/null || need+=(chromium)
+  [ -x /usr/lib/postgresql/15/bin/postgres ] || command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -24,11 +30,11 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # PostgreSQL for the registry/hub tests against a real server.
-if command -v pg_ctlcluster >/dev/null; then
+if ! $demo && command -v pg_ctlcluster >/dev/null; then
   ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
   pg_lsclusters -h | grep -q "^$ver main" || pg_createcluster "$ver" main >/dev/null
   pg_ctlcluster "$ver" main start 2>/dev/null || true
   su postgres -c "psql -tAc \"select 1 from pg_roles where rolname='tre'\"" | grep -q 1 \
     || su postgres -c "psql -q -c \"create role tre login password 'tre' createdb\""
 fi
-echo "host ready: docker $(docker version --format '{{.Server.Version}}'), postgres, node $(node --version)"
+echo "host ready: docker $(docker version --format '{{.Server.Version}}'), node $(node --version)$($demo || echo ', postgres')"
