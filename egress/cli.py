@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,28 +15,81 @@ app = typer.Typer(help="Egress: disclosure checks and release verification.", no
 
 
 # --- tre egress check --------------------------------------------------------------------------
-def _project_settings(project: str) -> tuple[dict[str, Any], CheckContext | None]:
-    """A project's SDC overrides and check context from the registry, when it can tell us.
+_PENDING_OR_RELEASED = ("submitted", "under_review", "returned", "approved", "released")
 
-    The registry may not be set up (or not know the project); the check then runs with defaults.
+
+def _project_context(project: str, scratch: Path) -> tuple[dict[str, Any], CheckContext | None]:
+    """A project's SDC overrides, earlier outputs and pseudonyms, when the registry can tell us.
+
+    Earlier (pending and released) outputs are linked under their names in ``scratch`` so their format
+    is known; pseudonyms are looked up in the columns the current release's manifest says it
+    pseudonymised. Without a registry (or the project) the check runs with defaults and says so.
     """
     from egress.sdc import CheckContext
 
     try:
+        from egress.models import EgressFile, EgressRequest
+        from egress.storage import BlobStore
         from hub.db import session_scope
         from hub.models import Project
+        from hub.provisioning import read_manifest
+        from hub.settings import get_settings
 
-        with session_scope() as session:
+        settings = get_settings()
+        with session_scope(readonly=True) as session:
             row = session.query(Project).filter_by(slug=project).one_or_none()
+            if row is None:
+                raise LookupError(f"no project {project!r}")
             overrides = dict(getattr(row, "sdc_config", None) or {})
-    except Exception as exc:  # registry missing, not migrated, or no such column yet
+            files = (
+                session.query(EgressFile.id, EgressFile.name, EgressFile.sha256)
+                .join(EgressRequest, EgressFile.request_id == EgressRequest.id)
+                .filter(EgressRequest.project_slug == project, EgressRequest.state.in_(_PENDING_OR_RELEASED))
+                .filter(EgressFile.removed_at.is_(None))
+                .all()
+            )
+        store, earlier = BlobStore(settings.egress_dir), []
+        for fid, name, sha in files:
+            (scratch / str(fid)).mkdir()
+            (scratch / str(fid) / name).symlink_to(store.path(sha))
+            earlier.append(scratch / str(fid) / name)
+        release = settings.current_release(project).resolve()
+        manifest = read_manifest(settings.project_dir(project)) or {}
+        columns = [
+            (release / "data" / ds["name"] / f"{t['name']}.parquet", c)
+            for ds in manifest.get("datasets", [])
+            for t in ds["tables"]
+            for c in t["pseudonymised"]
+        ]
+    except Exception as exc:  # no registry, not migrated, unknown project: defaults, said out loud
         from hub.cli._common import err_console
 
-        err_console.print(
-            f"[dim]note: project settings unavailable ({exc.__class__.__name__}); using defaults[/]"
-        )
+        err_console.print(f"[dim]note: project context unavailable ({exc}); using defaults[/]")
         return {}, None
-    return overrides, CheckContext()
+
+    return overrides, CheckContext(
+        earlier=earlier, identifiers=pseudonym_lookup(columns) if columns else None
+    )
+
+
+def pseudonym_lookup(columns: list[tuple[Path, str]]) -> Callable[[Collection[str]], set[str]]:
+    """Which candidate strings are values of the given (Parquet file, column) pairs, found by DuckDB."""
+
+    def lookup(candidates: Collection[str]) -> set[str]:
+        import duckdb
+        import pandas as pd
+
+        con = duckdb.connect()
+        con.register("c", pd.DataFrame({"v": list(candidates)}, dtype=object))
+        found: set[str] = set()
+        for path, col in columns:
+            if path.is_file():
+                q = f'SELECT DISTINCT v FROM c WHERE v IN (SELECT "{col}"::VARCHAR FROM read_parquet(?))'
+                found.update(r[0] for r in con.execute(q, [str(path)]).fetchall())
+        con.close()
+        return found
+
+    return lookup
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -64,28 +118,32 @@ def check(
     paths: list[Path] = typer.Argument(
         ..., help="Output files or folders (an ACRO bundle folder works too)."
     ),
-    project: str | None = typer.Option(None, "--project", help="Use this project's SDC settings."),
+    project: str | None = typer.Option(
+        None, "--project", help="Use this project's settings, earlier outputs and pseudonyms."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON report document."),
     config: Path | None = typer.Option(None, "--config", help="JSON or TOML file of SDC rule settings."),
 ) -> None:
     """Run the disclosure checks on output files. Exits 0 whatever the verdicts."""
+    import tempfile
     from dataclasses import asdict
 
     from egress.sdc import RuleConfig, check_paths
     from hub.cli._common import fail, print_json
 
-    overrides, context = _project_settings(project) if project else ({}, None)
-    try:
-        rules: RuleConfig | None = None
-        if config is not None:
-            rules = RuleConfig.from_file(config)
-        if overrides:
-            rules = RuleConfig.from_dict({**(asdict(rules) if rules else {}), **overrides})
-        report = check_paths(paths, config=rules, context=context)
-    except FileNotFoundError as exc:
-        fail(f"{exc}; give paths to existing output files")
-    except (ValueError, OSError) as exc:
-        fail(f"could not check: {exc}")
+    with tempfile.TemporaryDirectory(prefix="tre-sdc-") as scratch:
+        overrides, context = _project_context(project, Path(scratch)) if project else ({}, None)
+        try:
+            rules: RuleConfig | None = None
+            if config is not None:
+                rules = RuleConfig.from_file(config)
+            if overrides:
+                rules = RuleConfig.from_dict({**(asdict(rules) if rules else {}), **overrides})
+            report = check_paths(paths, config=rules, context=context)
+        except FileNotFoundError as exc:
+            fail(f"{exc}; give paths to existing output files")
+        except (ValueError, OSError) as exc:
+            fail(f"could not check: {exc}")
     if json_out:
         print_json(report)
     else:

@@ -213,3 +213,22 @@ def test_metadata_found_when_submitted_from_another_folder(tmp_path):
     assert report[str(table)]["verdict"] == "pass"  # dominance checked from the metadata
     assert report[str(side)]["verdict"] == "fail"  # but the metadata itself never leaves
     assert check_paths([table])["files"][0]["verdict"] == "review"  # without it: contributions unknown
+
+
+def test_project_pseudonym_lookup_reads_release_parquet(tmp_path):
+    from egress.cli import pseudonym_lookup
+
+    data = tmp_path / "patients.parquet"
+    pd.DataFrame({"nhs_number": ["a1b2c3d4e5f60718", "ffff000011112222"], "age": [40, 50]}).to_parquet(data)
+    lookup = pseudonym_lookup([(data, "nhs_number"), (tmp_path / "gone.parquet", "x")])
+    assert lookup({"ffff000011112222", "North", "12"}) == {"ffff000011112222"}
+
+
+def test_cli_project_without_registry_falls_back(tmp_path, tre_root):
+    from hub.cli import app
+
+    path = tmp_path / "t.csv"
+    path.write_text("region,F,M\nN,12,14\nS,30,31\n")
+    out = CliRunner().invoke(app, ["egress", "check", str(path), "--json", "--project", "nope"])
+    assert out.exit_code == 0
+    assert json.loads(out.stdout)["files"][0]["verdict"] == "pass"
