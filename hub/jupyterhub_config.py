@@ -85,7 +85,16 @@ def _services(settings: Settings) -> tuple[list[dict], list[dict]]:
         {
             # The operator's CLI (and the tests): manage users and servers, never open a notebook.
             "name": "tre-admin",
-            "scopes": ["admin:users", "admin:servers", "list:users", "read:users", "read:servers", "tokens"],
+            "scopes": [
+                "admin:users",
+                "admin:servers",
+                "list:users",
+                "read:users",
+                "read:servers",
+                "tokens",
+                "list:services",
+                "read:services",
+            ],
             "services": [ADMIN_SERVICE],
         },
         {
