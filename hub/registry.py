@@ -223,26 +223,29 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def source_relation(path: Path) -> tuple[str, str]:
+def source_relation(path: Path, text_columns: Iterable[str] = ()) -> tuple[str, str]:
     """(format, DuckDB table function call) for a source file, refusing unknown formats.
 
-    Provisioning reads sources through this too, so it sees exactly the schema registered here.
+    Provisioning reads CSV sources with the same dialect, so it sees the schema registered here.
+    `text_columns` (CSV only) are read as VARCHAR: identifiers must keep their leading zeros.
     """
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
         # Explicit dialect + strict mode: a ragged or badly quoted file fails instead of being
         # "sniffed" into one wide text column.
         delim = _sql_str(CSV_SUFFIXES[suffix])
+        types = ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in sorted(set(text_columns)))
         return "csv", (
             f"read_csv({_sql_str(str(path))}, header=true, delim={delim}, quote='\"', "
-            "strict_mode=true, null_padding=false)"
+            f"strict_mode=true, null_padding=false{f', types={{{types}}}' if types else ''})"
         )
     if suffix in PARQUET_SUFFIXES:
         return "parquet", f"read_parquet({_sql_str(str(path))})"
     raise RegistryError(f"{path}: unsupported format {suffix or '(none)'}; use .csv, .tsv or .parquet")
 
 
-def _check_csv_header(path: Path) -> None:
+def _csv_header(path: Path) -> list[str]:
+    """The header's column names, refusing blank or repeated ones."""
     # DuckDB quietly renames repeated or blank header names; a registry must not guess which is which.
     try:
         with path.open(newline="", encoding="utf-8") as fh:
@@ -255,6 +258,7 @@ def _check_csv_header(path: Path) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise RegistryError(f"{path} has duplicate column names ({', '.join(dupes)}); make each name unique")
+    return names
 
 
 def _coding_system(column: str) -> str | None:
@@ -291,9 +295,10 @@ def scan_table(
         raise RegistryError(f"source {path} for table {name!r} is not a regular file")
     if path.stat().st_size == 0:
         raise RegistryError(f"source file {path} for table {name!r} is empty")
-    fmt, relation = source_relation(path)
-    if fmt == "csv":
-        _check_csv_header(path)
+    text_columns = []
+    if path.suffix.lower() in CSV_SUFFIXES and identifier_column in _csv_header(path):
+        text_columns = [identifier_column]
+    fmt, relation = source_relation(path, text_columns)
     view = f"src_{name}"
     try:
         con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM {relation}')

@@ -249,3 +249,16 @@ def test_readding_without_labels_keeps_them_and_creates_no_version(registry, mak
             s, CUSTODIAN, "people", tables, "national_id", sensitivity={"sex": "other"}
         )
         assert created and ds.version == 2  # relabelling is a change worth a version
+
+
+def test_csv_identifiers_are_text_so_leading_zeros_count(registry, make_users, tmp_path):
+    make_users()
+    people = tmp_path / "people.csv"
+    people.write_text("national_id,age\n0123456789,40\n123456789,50\n")
+    with session_scope(registry) as s:
+        ds, _ = reg.register_dataset(
+            s, CUSTODIAN, "people", [reg.SourceTable("people", people)], "national_id"
+        )
+        types = {c["name"]: c["type"] for c in ds.tables[0]["columns"]}
+    assert types == {"national_id": "VARCHAR", "age": "BIGINT"}
+    assert ds.unique_individuals == 2  # as numbers they would have been one duplicated person
