@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shlex
 import subprocess
@@ -42,8 +43,17 @@ def test_mkdocs_build_strict(tmp_path):
     if not mkdocs.exists():
         pytest.skip("mkdocs is not installed (pip install -e '.[dev]')")
     result = subprocess.run(
-        [str(mkdocs), "build", "--strict", "--config-file", str(REPO / "mkdocs.yml"), "--site-dir", str(tmp_path)],
+        [
+            str(mkdocs),
+            "build",
+            "--strict",
+            "--config-file",
+            str(REPO / "mkdocs.yml"),
+            "--site-dir",
+            str(tmp_path),
+        ],
         cwd=REPO,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
         capture_output=True,
         text=True,
         check=False,
@@ -210,3 +220,28 @@ def test_the_command_checker_catches_mistakes():
     assert _tre_argv("TRE_ROOT=/srv/tre .venv/bin/tre audit verify") == ["audit", "verify"]
     assert _tre_argv("cp -a /srv/tre /backup") is None
     assert evidence_references() and all(f.startswith("tests/") for _, f, _ in evidence_references())
+
+
+# --- the SATRE self-assessment adds up ------------------------------------------------------------
+
+SATRE_ROW = re.compile(
+    r"^\| (\d\.\d+\.\d\d) \| (Mandatory|Recommended|Optional) \| .* \| \*\*(.+?)\*\* \| (.*) \|$", re.M
+)
+STATUSES = ("met", "partly", "not met", "organisational")
+
+
+def test_satre_summary_matches_its_tables():
+    text = (DOCS / "satre.md").read_text(encoding="utf-8")
+    rows = SATRE_ROW.findall(text)
+    indexes = [r[0] for r in rows]
+    assert len(indexes) == len(set(indexes)) == 101, "62 + 39 statements, each once"
+    assert {r[2] for r in rows} <= set(STATUSES)
+    counts = {s: sum(r[2] == s for r in rows) for s in STATUSES}
+    summary = re.search(
+        r"^\| \*\*All 101 statements\*\* \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| 101 \|$", text, re.M
+    )
+    assert summary, "the summary line for all statements is missing"
+    assert tuple(int(n) for n in summary.groups()) == tuple(counts[s] for s in STATUSES)
+    for index, _, status, evidence in rows:
+        if status == "met":
+            assert TEST_REF.search(evidence) or ".md" in evidence, f"{index} is met without evidence"
