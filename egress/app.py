@@ -533,7 +533,10 @@ def create_app(settings: Settings | None = None, prefix: str | None = None, sso:
         return back(f"/requests/{rid}")
 
     @pages.get("/requests/{rid}/download")
-    def download_page(me: Me, rid: Id) -> Response:
+    def download_page(request: Request, me: Me, rid: Id) -> Response:
+        # A download is recorded (and ends the chance to revoke), so another site must not trigger it.
+        if not same_origin(request):
+            refuse_csrf(me.username, request, "download started from another site")
         path, name = svc.download(me.username, rid)
         return FileResponse(path, filename=name, media_type="application/zip")
 

@@ -24,6 +24,7 @@ from urllib.parse import urlencode, urlparse
 from cryptography.fernet import Fernet, InvalidToken
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
+from jupyterhub.services.auth import HubOAuth, check_scopes
 
 from hub.secrets import read_or_create_secret
 from hub.settings import Settings
@@ -61,8 +62,6 @@ def safe_next(prefix: str, candidate: str | None) -> str:
 
 class HubSSO:
     def __init__(self, settings: Settings, prefix: str):
-        from jupyterhub.services.auth import HubOAuth
-
         self.prefix = prefix  # e.g. /services/egress/
         self.hub = HubOAuth(cache_max_age=IDENTITY_CACHE_SECONDS)
         self.fernet = _fernet(settings)
@@ -124,6 +123,10 @@ class HubSSO:
         model: dict[str, Any] | None = await self.hub.user_for_token(token, use_cache=not fresh, sync=False)
         if not model or model.get("kind", "user") != "user" or not model.get("name"):
             raise NeedLogin("The hub no longer accepts this session.")
+        # Only tokens issued for this service count: a workspace's server token names the same
+        # user but was never meant to act on egress requests.
+        if self.hub.access_scopes and not check_scopes(self.hub.access_scopes, set(model.get("scopes", []))):
+            raise NeedLogin("This token does not grant access to the egress service.")
         return Identity(model["name"], csrf, via)
 
 

@@ -172,3 +172,20 @@ def test_roles_come_from_the_registry_not_the_hub(hub):
     stranger, _ = login(hub, "stranger")
     page = stranger.get(f"{hub}/services/egress/requests")
     assert "New request" not in page.text
+
+
+def test_api_tokens_need_the_egress_access_scope(hub):
+    admin = {"Authorization": f"token {ADMIN_TOKEN}"}
+    httpx.post(f"{hub}/hub/api/users/{AUTHOR}", headers=admin)  # 201, or 409 when it exists
+
+    def token(scopes):
+        r = httpx.post(f"{hub}/hub/api/users/{AUTHOR}/tokens", headers=admin, json={"scopes": scopes})
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"token {r.json()['token']}"}
+
+    egress_api = f"{hub}/services/egress/api/me"
+    assert (
+        httpx.get(egress_api, headers=token(["access:services!service=egress"])).json()["username"] == AUTHOR
+    )
+    # a token that identifies the user but was not issued for egress (like a workspace's) is refused
+    assert httpx.get(egress_api, headers=token(["read:users:name!user"])).status_code == 401

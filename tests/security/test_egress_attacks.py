@@ -237,6 +237,10 @@ def test_download_before_approval(web):
     eg.svc.vote(CHECKER2, fid, "approve")
     assert client(CHECKER1).get(P + f"/requests/{rid}/download").status_code == 403  # checkers never
     assert_audited(eg, "download", CHECKER1)
+    # a link on another site must not "download" (which would end the chance to revoke)
+    cross = client(AUTHOR).get(P + f"/requests/{rid}/download", headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403 and eg.svc.request_view(AUTHOR, rid)["release"]["downloads"] == 0
+    assert_audited(eg, "csrf", AUTHOR)
     assert client(AUTHOR).get(P + f"/requests/{rid}/download").status_code == 200
 
 
