@@ -16,11 +16,15 @@ NoteOption = typer.Option("--note", help="Recorded with the grant and in the aud
 
 
 def grant_row(g) -> dict[str, Any]:
+    from hub.permissions import grant_is_active
+
     return {
         "id": g.id,
         "project": g.project.slug,
         "dataset": g.dataset.ref,
         "status": g.status,
+        # Approved and not yet expired: what provisioning and workspaces go by.
+        "active": grant_is_active(g.status, g.expires_at),
         "columns": g.columns,
         "pseudonymise": g.pseudonymise,
         "remove_opted_out": g.remove_opted_out,
@@ -181,7 +185,7 @@ def list_grants(
             r["id"],
             r["project"],
             r["dataset"],
-            r["status"],
+            r["status"] + (" (expired)" if r["status"] == "approved" and not r["active"] else ""),
             ", ".join(r["columns"]),
             r["expires_at"][:10],
             r["requested_by"],

@@ -23,6 +23,7 @@ app.add_typer(checker_app, name="checker")
 
 def project_row(project) -> dict[str, Any]:
     from hub.access import project_limits
+    from hub.permissions import grant_is_active, project_is_open
 
     members: dict[str, list[str]] = {"lead": [], "researcher": [], "checker": []}
     for m in sorted(project.memberships, key=lambda m: m.user.username):
@@ -34,6 +35,8 @@ def project_row(project) -> dict[str, Any]:
         "purpose": project.purpose,
         "lead": project.lead.username,
         "status": project.status,
+        # Active and not yet expired: the only state that gives access to anything.
+        "open": project_is_open(project.status, project.expires_at),
         "created_at": iso(project.created_at),
         "expires_at": iso(project.expires_at),
         "limits": {"mem": limits.mem, "cpu": limits.cpu, "pids": limits.pids},
@@ -44,6 +47,7 @@ def project_row(project) -> dict[str, Any]:
                 "id": g.id,
                 "dataset": g.dataset.ref,
                 "status": g.status,
+                "active": grant_is_active(g.status, g.expires_at),
                 "expires_at": iso(g.expires_at),
             }
             for g in sorted(project.grants, key=lambda g: g.requested_at)
@@ -101,15 +105,15 @@ def list_projects(as_json: Annotated[bool, JsonOption] = False) -> None:
         return
     out = Table("project", "title", "lead", "status", "expires", "researchers", "grants")
     for r in rows:
-        active = sum(g["status"] == "approved" for g in r["grants"])
+        active = sum(g["active"] for g in r["grants"])
         out.add_row(
             r["slug"],
             r["title"],
             r["lead"],
-            r["status"],
+            r["status"] if r["open"] or r["status"] != "active" else "expired",
             r["expires_at"][:10],
             str(len(r["members"]["researcher"])),
-            f"{active} approved / {len(r['grants'])}",
+            f"{active} active / {len(r['grants'])}",
         )
     console.print(out)
 

@@ -150,7 +150,8 @@ def test_full_flow(cli_world, tmp_path):
 
     project = ok_json("project", "show", "diab-study")
     assert project["members"] == {"lead": ["lead"], "researcher": ["res"], "checker": ["chk"]}
-    assert [g["status"] for g in project["grants"]] == ["approved"]
+    assert [(g["status"], g["active"]) for g in project["grants"]] == [("approved", True)]
+    assert project["open"] is True
     assert [g["id"] for g in ok_json("grant", "list", "--project", "diab-study", "--status", "approved")] == [
         grant_id
     ]
