@@ -124,3 +124,21 @@ def test_concurrent_writers_keep_one_chain(registry):
     assert errors == []
     result = _verify(registry)
     assert result.ok and result.count == 60
+
+
+def test_concurrent_processes_keep_one_chain(registry):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from hub import audit\n"
+        "from hub.db import session_scope\n"
+        "for i in range(10):\n"
+        "    with session_scope() as s:\n"
+        "        audit.record(s, sys.argv[1], 'test.process', 'thing', str(i))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, f"p{n}"]) for n in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    result = _verify(registry)
+    assert result.ok and result.count == 30
