@@ -104,6 +104,8 @@ def _services(settings: Settings) -> tuple[list[dict], list[dict]]:
         },
     ]
     if importlib.util.find_spec("egress.__main__") is not None:
+        # As docs/development.md "Egress service wiring": no API scopes of its own; users may
+        # complete OAuth into it.
         services.append(
             {
                 "name": "egress",
@@ -111,10 +113,9 @@ def _services(settings: Settings) -> tuple[list[dict], list[dict]]:
                 "command": [sys.executable, "-m", "egress"],
                 "environment": {k: v for k, v in os.environ.items() if k.startswith("TRE_")},
                 "oauth_no_confirm": True,
-                "display": True,
             }
         )
-        roles.append({"name": "egress", "scopes": ["read:users", "list:users"], "services": ["egress"]})
+        roles.append({"name": "user", "scopes": ["self", "access:services!service=egress"]})
     return services, roles
 
 

@@ -50,6 +50,8 @@ def test_managed_services(tre_hub):
     services = tre_hub.api("GET", "/services").json()
     assert "idle-culler" in services
     assert "tre-admin" in services
+    assert "egress" in services
+    assert services["egress"]["url"] == f"http://127.0.0.1:{tre_hub.settings.egress_port}"
     culler = services["idle-culler"]
     assert culler["command"] and "--timeout=3600" in culler["command"]
 
