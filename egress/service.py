@@ -102,22 +102,31 @@ def _read_engine(settings: Settings) -> Engine | None:
     return engine
 
 
-Checker = Callable[[list[str]], dict[str, Any]]
+# (paths, project, ids of the request's own files) -> DESIGN.md's report document
+Checker = Callable[[list[str], str, frozenset[int]], dict[str, Any]]
 
 
-def sdc_checker(paths: list[str]) -> dict[str, Any]:
-    """The SDC engine's report (DESIGN.md's JSON document) for the given files."""
-    try:
-        from egress.sdc import check_paths
-    except ImportError:  # engine not installed: say so on every file rather than pass silently
-        finding = {
-            "rule": "checks-unavailable",
-            "verdict": "review",
-            "cells": [],
-            "message": "The automated disclosure checks are not available; review this file by hand.",
-        }
-        return {"files": [{"path": p, "verdict": "review", "findings": [finding]} for p in paths]}
-    return check_paths(paths)
+def sdc_checker(paths: list[str], project: str, own_files: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """The SDC engine's report for the given files, with the project's context: its rule settings,
+    its earlier pending and released outputs (for differencing) and its pseudonyms.
+
+    The context comes from the same helper `tre egress check --project` uses; the request's own
+    earlier versions are left out of "earlier" so a resubmitted file is not compared with itself."""
+    import dataclasses
+
+    from egress.cli import _project_context
+    from egress.sdc import RuleConfig, check_paths
+
+    with tempfile.TemporaryDirectory(prefix="egress-context-") as scratch:
+        overrides, context = _project_context(project, Path(scratch))
+        if context is not None:
+            own = {str(i) for i in own_files}
+            earlier = [
+                e for e in context.earlier if not (isinstance(e, Path | str) and Path(e).parent.name in own)
+            ]
+            context = dataclasses.replace(context, earlier=earlier)
+        config = RuleConfig.from_dict(overrides) if overrides else None
+        return check_paths(paths, config=config, context=context)
 
 
 class Egress:
@@ -430,7 +439,7 @@ class Egress:
 
     # -- automated checks and submission -----------------------------------------------------
 
-    def _run_checks(self, files: list[tuple[int, str, str]]) -> dict[int, dict[str, Any]]:
+    def _run_checks(self, project: str, files: list[tuple[int, str, str]]) -> dict[int, dict[str, Any]]:
         """Run the SDC engine on stored blobs [(file id, name, sha256)]; {file id: file report}.
 
         The engine reads the type from the file name, so each blob is linked under its name first."""
@@ -444,7 +453,7 @@ class Egress:
                 except OSError:  # another filesystem: copy instead
                     p.write_bytes(self.store.read(sha))
                 paths.append(str(p))
-            report = self.checker(paths)
+            report = self.checker(paths, project, frozenset(fid for fid, _, _ in files))
         by_path = {r["path"]: r for r in report.get("files", [])}
         out = {}
         for (fid, _, _), p in zip(files, paths, strict=True):
@@ -458,7 +467,8 @@ class Egress:
                 req = self._request(s, rid)
                 self._check(s, who, wf.Action.PRECHECK, req)
                 files = [(f.id, f.name, f.sha256) for f in self._active_files(req)]
-            return self._run_checks(files)
+                project = req.project_slug
+            return self._run_checks(project, files)
 
         return self.audited(who, "precheck", "egress_request", rid, op)
 
@@ -485,7 +495,8 @@ class Egress:
                     raise BadInput(" ".join(problems))
                 snapshot = {f.id: (f.sha256, f.version) for f in self._active_files(req)}
                 files = [(f.id, f.name, f.sha256) for f in self._active_files(req)]
-            checks = self._run_checks(files)
+                project = req.project_slug
+            checks = self._run_checks(project, files)
             with self.writing() as s:
                 req = self._request(s, rid)
                 self._check(s, who, wf.Action.SUBMIT, req)
