@@ -22,6 +22,12 @@ def main() -> None:
 
     from egress.app import create_app
 
+    if not os.environ.get("JUPYTERHUB_API_TOKEN"):
+        # Sign-in is only through the hub; there is no stand-alone mode to fall back to.
+        raise SystemExit(
+            "error: the egress service runs as a JupyterHub service (it signs users in through the hub); "
+            "start it with `tre hub`, not on its own"
+        )
     host, port = bind_address()
     # One process: the service keeps no state between requests that several workers would need to share,
     # but a single worker keeps SQLite writers few; the hub proxy is the only client.
