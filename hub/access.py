@@ -91,6 +91,12 @@ def _current_release(settings: Settings, slug: str) -> tuple[Path, int]:
             f"ask a data custodian to re-run `tre project provision {slug}`"
         ) from None
     release_dir = link.resolve()
+    # Whatever the link says, only a directory under this project's releases/ is ever mounted.
+    if release_dir.parent != (settings.project_dir(slug) / "releases").resolve():
+        raise AccessDenied(
+            f"project {slug}'s current release link leads outside its releases folder; ask a data "
+            f"custodian to re-run `tre project provision {slug}`"
+        )
     if not release_dir.is_dir():
         raise AccessDenied(
             f"project {slug}'s current release {number} is missing on disk; ask a data custodian to "

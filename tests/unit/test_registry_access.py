@@ -135,3 +135,14 @@ def test_bad_release_link_denied(make_world):
     link.symlink_to("releases/latest")
     with pytest.raises(AccessDenied, match="re-run"):
         _permit(world.settings, RESEARCHER, world.project)
+
+
+def test_release_link_outside_the_project_is_refused(make_world, tmp_path):
+    world = make_world()
+    elsewhere = tmp_path / "7"
+    elsewhere.mkdir()
+    link = world.settings.current_release(world.project)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere)
+    with pytest.raises(AccessDenied, match="outside its releases folder"):
+        _permit(world.settings, RESEARCHER, world.project)
