@@ -45,7 +45,7 @@ def _project_context(project: str, scratch: Path) -> tuple[dict[str, Any], Check
                 session.query(EgressFile.id, EgressFile.name, EgressFile.sha256)
                 .join(EgressRequest, EgressFile.request_id == EgressRequest.id)
                 .filter(EgressRequest.project_slug == project, EgressRequest.state.in_(_PENDING_OR_RELEASED))
-                .filter(EgressFile.removed_at.is_(None))
+                .filter(EgressFile.removed_at.is_(None), EgressFile.kind == "output")
                 .all()
             )
         store, earlier = BlobStore(settings.egress_dir), []

@@ -70,12 +70,15 @@ def _nested_difference(a: pd.Series, b: pd.Series, config: RuleConfig) -> tuple[
 
 def _pair_same_categories(a: Table, b: Table, config: RuleConfig) -> str | None:
     ga, gb = _grid(a), _grid(b)
-    if set(ga.index) == set(gb.index) and set(ga.columns) == set(gb.columns) and ga.size > 1:
+    same_grid = set(ga.index) == set(gb.index) and set(ga.columns) == set(gb.columns) and ga.size > 1
+    if same_grid and ga.index.is_unique and gb.index.is_unique:
+        # the whole grid decides: mixed signs there mean no nesting, whatever the totals suggest
         found = _nested_difference(ga.stack(), gb.loc[ga.index, ga.columns].stack(), config)
-        if found:
-            small, total = found
-            cells = ", ".join(f"({r}, {c}) = {abs(v):g}" for (r, c), v in small.head(5).items())
-            return f"the two tables differ by {total:g} record(s) in all; subtracting them reveals {cells}"
+        if not found:
+            return None
+        small, total = found
+        cells = ", ".join(f"({r}, {c}) = {abs(v):g}" for (r, c), v in small.head(5).items())
+        return f"the two tables differ by {total:g} record(s) in all; subtracting them reveals {cells}"
     for ma, mb in itertools.product(_marginals(a), _marginals(b)):
         if len(ma) > 1 and set(ma.index) == set(mb.index):
             found = _nested_difference(ma, mb.loc[ma.index], config)

@@ -155,8 +155,9 @@ def norm_label(value: object) -> str:
 def _detect_rounding(values: np.ndarray, counts_mask: np.ndarray, config: RuleConfig) -> int | None:
     seen = values[counts_mask & ~np.isnan(values)]
     nonzero = seen[seen != 0]
+    if nonzero.size < 6:  # a few round numbers happen by chance; rounding must not switch checks off
+        return None
     for base in config.rounding_bases:
-        # a few round numbers by chance are common; four or more different ones are a pattern
         if np.all(np.mod(nonzero, base) == 0) and np.unique(nonzero).size >= 4:
             return base
     return None

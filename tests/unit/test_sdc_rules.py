@@ -109,6 +109,12 @@ def test_totals_excluding_hidden_cells_are_not_recomputable(tmp_path):
     assert not any("recomputed from the margins" in f["message"] for f in entry["findings"])
 
 
+def test_round_numbers_by_chance_are_not_rounding():
+    assert table(pd.DataFrame({"r": ["N", "S"], "F": [100, 90], "M": [120, 80]})).rounding is None
+    rounded = pd.DataFrame({"r": list("abc"), "F": [15, 20, 35], "M": [40, 55, 10]})
+    assert table(rounded).rounding == 5
+
+
 def test_intervals():
     assert _interval("18-39") == (18, 40)
     assert _interval("<18") == (-np.inf, 18)
@@ -232,3 +238,52 @@ def test_cli_project_without_registry_falls_back(tmp_path, tre_root):
     out = CliRunner().invoke(app, ["egress", "check", str(path), "--json", "--project", "nope"])
     assert out.exit_code == 0
     assert json.loads(out.stdout)["files"][0]["verdict"] == "pass"
+
+
+def test_cli_project_context_from_registry(make_world, tmp_path):
+    """--project compares with the project's released outputs and knows its pseudonyms."""
+    import hashlib
+
+    from egress.models import EgressFile, EgressGroup, EgressRequest
+    from egress.storage import BlobStore
+    from hub.cli import app
+    from hub.db import session_scope
+    from tests.fixtures_registry import RESEARCHER, publish_release
+
+    world = make_world()
+    released = b"region,F,M\nN,103,121\nS,94,87\n"
+    sha = hashlib.sha256(released).hexdigest()
+    blob = BlobStore(world.settings.egress_dir).path(sha)
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(released)
+    with session_scope(world.settings) as s:
+        req = EgressRequest(project_slug=world.project, author=RESEARCHER, title="t1", state="released")
+        s.add(req)
+        s.flush()
+        group = EgressGroup(request_id=req.id, name="tables")
+        s.add(group)
+        s.flush()
+        s.add(EgressFile(request_id=req.id, group_id=group.id, relpath="t1.csv", name="t1.csv", kind="output",
+                         sha256=sha, size=len(released)))  # fmt: skip
+    release = publish_release(world.settings, world.project)
+    (release / "data" / "diabetes").mkdir(parents=True)
+    pd.DataFrame({"national_id": ["9f86d081884c7d65"]}).to_parquet(
+        release / "data" / "diabetes" / "patients.parquet"
+    )
+    manifest = {
+        "datasets": [{"name": "diabetes", "tables": [{"name": "patients", "pseudonymised": ["national_id"]}]}]
+    }
+    (release / "manifest.json").write_text(json.dumps(manifest))
+
+    new = tmp_path / "t2.csv"
+    new.write_text("region,F,M\nN,104,121\nS,94,87\n")  # one more record than the released table
+    ids = tmp_path / "ids.csv"
+    ids.write_text("who,n\n9f86d081884c7d65,12\nother,15\n")
+    out = CliRunner().invoke(
+        app, ["egress", "check", str(new), str(ids), "--json", "--project", world.project]
+    )
+    assert out.exit_code == 0, out.output
+    assert "unavailable" not in out.stderr, out.stderr
+    report = {f["path"]: f for f in json.loads(out.stdout)["files"]}
+    assert rules_of(report[str(new)])["differencing"] == "fail"
+    assert rules_of(report[str(ids)])["microdata"] == "fail"
