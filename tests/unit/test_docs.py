@@ -109,6 +109,19 @@ def test_every_cited_test_exists():
     assert not missing, "\n".join(sorted(set(missing)))
 
 
+def test_every_repository_path_in_the_docs_exists():
+    """`hub/auth.py`, `images/notebook/requirements.in`, ...: files the docs point at must exist."""
+    path_re = re.compile(
+        r"`((?:hub|egress|images|ansible|tests|\.ci)/[\w./-]+\.(?:py|yml|json|toml|in|md|sh))`"
+    )
+    missing = []
+    for doc in DOC_FILES:
+        for m in path_re.finditer(doc.read_text(encoding="utf-8")):
+            if not (REPO / m.group(1)).exists():
+                missing.append(f"{_rel(doc)}: {m.group(1)}")
+    assert not missing, "\n".join(missing)
+
+
 # --- tre commands ------------------------------------------------------------------------------
 
 
