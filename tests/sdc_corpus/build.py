@@ -1,8 +1,8 @@
 """Rebuild the SDC corpus: ``python tests/sdc_corpus/build.py`` (deterministic, seeded).
 
 Each file is a realistic output a researcher might submit; ``expected.json`` (written by hand) holds
-the verdict and the findings the engine must give. ``acro_bundle/`` was produced by ACRO 1.0.2
-itself (see tests/benchmarks/sdc.py) and is kept as ACRO wrote it.
+the verdict and the findings the engine must give. ``acro_bundle/`` is written by ACRO 1.0.2 itself
+(``.venv-acro/bin/python tests/sdc_corpus/make_acro_bundle.py``) and kept as ACRO wrote it.
 """
 
 from __future__ import annotations
