@@ -198,3 +198,36 @@ class TREAuthenticator(NativeAuthenticator):
     def create_user(self, username, password, **kwargs):
         # Sign-up through the hub is off; admins use `tre user add`.
         return None
+
+
+def registered_and_enabled(username: str) -> bool:
+    """Is `username` a registry user whose account is not disabled? (The registry decides who exists.)"""
+    from sqlalchemy import select
+
+    from hub.db import session_scope
+    from hub.models import User
+
+    with session_scope() as session:
+        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        return user is not None and not user.disabled
+
+
+def _generic_oauthenticator() -> type:
+    from oauthenticator.generic import GenericOAuthenticator
+
+    return GenericOAuthenticator
+
+
+class TREOIDCAuthenticator(_generic_oauthenticator()):  # type: ignore[misc]
+    """An institution's OIDC login (GenericOAuthenticator) admitting only registry users.
+
+    The identity provider proves who someone is (and must enforce MFA: see docs/oidc.md); the TRE
+    registry still decides who may use the TRE at all, exactly as with local logins.
+    """
+
+    async def check_allowed(self, username: str, auth_model: dict | None) -> bool:
+        if not registered_and_enabled(username):
+            self.log.warning("OIDC login by %s refused: not an enabled registry user", username)
+            _audit(username, "login.refused", {"via": "oidc", "reason": "not an enabled registry user"})
+            return False
+        return True

@@ -83,9 +83,15 @@ class TRESpawner(DockerSpawner):
     def _ignore_form(self):
         return lambda formdata: {}
 
+    @default("prefix")
+    def _prefix(self) -> str:
+        # Container names are global on a Docker host: a second TRE (or a test hub) on the same
+        # engine sets its own prefix so it can never find, reuse or remove this one's containers.
+        return os.environ.get("TRE_CONTAINER_PREFIX", "tre")
+
     @default("name_template")
     def _name(self) -> str:
-        return "tre-{raw_username}--{raw_servername}"
+        return "{prefix}-{raw_username}--{raw_servername}"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -127,9 +127,8 @@ class Hub:
         assert r.status_code == 201, r.text
         return r.json()["token"]
 
-    @staticmethod
-    def container(user: str, project: str) -> str:
-        return f"tre-{user}--{project}"
+    def container(self, user: str, project: str) -> str:
+        return f"{self.env['TRE_CONTAINER_PREFIX']}-{user}--{project}"
 
     def audit_events(self, action: str, object_id: str) -> list[Any]:
         from sqlalchemy import select
@@ -220,6 +219,20 @@ def _remove_workspace_containers(network: str) -> None:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
 
 
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def start_hub(root: Path, image: str, extra_env: dict[str, str] | None = None) -> Iterator[Hub]:
     """Network + registry + `tre hub`; yields a ready Hub and tears everything down afterwards."""
     import httpx
@@ -240,28 +253,22 @@ def start_hub(root: Path, image: str, extra_env: dict[str, str] | None = None) -
         "TRE_EGRESS_PORT": str(free_port()),
         "TRE_HUB_PORT": str(free_port()),
         "TRE_LOCKOUT_AFTER": "5",
+        # Unique container names: other hubs (other test sessions, the demo) share the Docker engine.
+        "TRE_CONTAINER_PREFIX": f"tre{suffix}",
         **(extra_env or {}),
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # Settings() reads the environment; restored right after
-    try:
+    with _environ(env):  # Settings() and hub.auth read the environment
         settings = Settings()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    env.pop("TRE_DB_URL", None)
     proc = None
     log = root / "hub.log"
     try:
         network.setup(settings)
         hub = Hub(settings, env, f"http://127.0.0.1:{settings.public_port}", admin_token(settings), log=log)
-        _build_registry(settings, hub.totp)
+        with _environ(env):
+            _build_registry(settings, hub.totp)
         node_bin = REPO / ".node/node_modules/.bin"
-        proc_env = {**os.environ, **env, "PATH": f"{node_bin}:{os.environ.get('PATH', '')}"}
-        proc_env.pop("TRE_DB_URL", None)
+        inherited = {k: v for k, v in os.environ.items() if k not in ("TRE_DB_URL", "TRE_HUB_DB_URL")}
+        proc_env = {**inherited, **env, "PATH": f"{node_bin}:{os.environ.get('PATH', '')}"}
         with open(log, "wb") as fh:
             proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "tre"), "hub"],
@@ -314,7 +321,7 @@ def running(tre_hub) -> dict[str, str]:
     """alice's proj-a and bob's proj-b workspaces, started once: {"alice": container, "bob": container}."""
     tre_hub.start("alice", "proj-a")
     tre_hub.start("bob", "proj-b")
-    return {"alice": Hub.container("alice", "proj-a"), "bob": Hub.container("bob", "proj-b")}
+    return {"alice": tre_hub.container("alice", "proj-a"), "bob": tre_hub.container("bob", "proj-b")}
 
 
 PROBE = """

@@ -1,0 +1,158 @@
+"""Workspace spawn benchmark on a real hub (needs root, Docker and the notebook image).
+
+Measures, in one run:
+  floor        `docker run --rm IMAGE python -c pass` (median of 3): the engine's own cost
+  sequential   median spawn request -> server ready over 10 sequential spawns (stop in between)
+  concurrent   10 spawns requested at once (10 users): all must become ready; p95 of their times
+  idle memory  per running server (docker stats) after the concurrent batch settles
+
+Targets: sequential median <= 3 s, concurrent p95 <= 20 s, idle <= 150 MB.
+Human lines first, then one JSON object on the last line.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.fixtures_hub import Hub, start_hub
+
+N = 10
+TARGETS = {"sequential_median_s": 3.0, "concurrent_p95_s": 20.0, "idle_mem_mb": 150.0}
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
+
+
+def floor(image: str) -> float:
+    times = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        subprocess.run(
+            ["docker", "run", "--rm", image, "python", "-c", "pass"], check=True, capture_output=True
+        )
+        times.append(time.monotonic() - t0)
+    return statistics.median(times)
+
+
+def timed_spawn(hub: Hub, user: str, project: str) -> float:
+    t0 = time.monotonic()
+    r = hub.request_start(user, project)
+    if r.status_code not in (201, 202):
+        raise RuntimeError(f"spawn {user}/{project} refused: {r.status_code} {r.text}")
+    deadline = t0 + 180
+    while time.monotonic() < deadline:
+        server = hub.server(user, project)
+        if server and server.get("ready"):
+            return time.monotonic() - t0
+        if server is None:
+            raise RuntimeError(f"{user}/{project} failed to start:\n{hub.tail()}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{user}/{project} not ready after 180 s")
+
+
+def add_bench_users(hub: Hub) -> list[str]:
+    from hub import registry as reg
+    from hub.db import session_scope
+
+    users = [f"bench{i}" for i in range(N)]
+    with session_scope(hub.settings) as s:
+        for u in users:
+            reg.add_user(s, "admin", u, u)
+            reg.add_member(s, "lead", "proj-c", u)
+    for u in users:
+        hub.ensure_user(u)
+    return users
+
+
+def mem_mb(containers: list[str]) -> list[float]:
+    out = subprocess.run(
+        ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", *containers],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    units = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "B": 1 / 1024 / 1024}
+    result = []
+    for line in out:
+        used = line.split("/")[0].strip()
+        for unit, factor in units.items():
+            if used.endswith(unit):
+                result.append(float(used[: -len(unit)]) * factor)
+                break
+    return result
+
+
+def main() -> int:
+    from hub.settings import get_settings
+
+    image = get_settings().image
+    print(f"image {image}")
+    fl = floor(image)
+    print(f"floor (docker run --rm python -c pass, median of 3): {fl:.2f} s")
+    root = Path(tempfile.mkdtemp(prefix="tre-bench-")) / "tre"
+    root.mkdir()
+    hub_gen = start_hub(root, image)
+    hub = next(hub_gen)
+    try:
+        hub.ensure_user("alice")
+        seq = []
+        for i in range(N):
+            seq.append(timed_spawn(hub, "alice", "proj-a"))
+            hub.stop("alice", "proj-a")
+            print(f"sequential {i + 1}/{N}: {seq[-1]:.2f} s")
+        users = add_bench_users(hub)
+        with ThreadPoolExecutor(N) as pool:
+            futures = [pool.submit(timed_spawn, hub, u, "proj-c") for u in users]
+            conc = [f.result() for f in futures]
+        print("concurrent: " + " ".join(f"{t:.1f}" for t in sorted(conc)) + " s")
+        time.sleep(15)  # let JupyterLab settle before measuring idle memory
+        mems = mem_mb([hub.container(u, "proj-c") for u in users])
+        print("idle memory: " + " ".join(f"{m:.0f}" for m in mems) + " MiB")
+        for u in users:
+            hub.api("DELETE", f"/users/{u}/servers/proj-c")
+        for u in users:
+            hub.stop(u, "proj-c")
+    finally:
+        for _ in hub_gen:
+            pass
+    result = {
+        "image": image,
+        "floor_s": round(fl, 3),
+        "sequential_median_s": round(statistics.median(seq), 3),
+        "sequential_s": [round(t, 3) for t in seq],
+        "concurrent_all_ready": len(conc) == N,
+        "concurrent_p95_s": round(p95(conc), 3),
+        "concurrent_max_s": round(max(conc), 3),
+        "idle_mem_mb_mean": round(statistics.mean(mems), 1),
+        "idle_mem_mb_max": round(max(mems), 1),
+        "targets": TARGETS,
+    }
+    result["meets_targets"] = (
+        result["sequential_median_s"] <= TARGETS["sequential_median_s"]
+        and result["concurrent_p95_s"] <= TARGETS["concurrent_p95_s"]
+        and result["idle_mem_mb_max"] <= TARGETS["idle_mem_mb"]
+        and result["concurrent_all_ready"]
+    )
+    print(
+        f"sequential median {result['sequential_median_s']} s (target <= 3), "
+        f"concurrent p95 {result['concurrent_p95_s']} s (target <= 20), "
+        f"idle max {result['idle_mem_mb_max']} MiB (target <= 150)"
+    )
+    import json
+
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

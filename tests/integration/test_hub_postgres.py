@@ -1,0 +1,81 @@
+"""The hub with PostgreSQL for both its own database and the registry (TRE_HUB_DB_URL, TRE_DB_URL).
+
+Runs against TRE_TEST_POSTGRES_URL (default: the CI server) in two temporary databases dropped
+afterwards. Skipped only when no server answers and CI is not set; in CI it must run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import httpx
+import pyotp
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.fixtures_hub import PASSWORD, Hub, start_hub
+from tests.security.test_hub_auth import login
+
+pytestmark = [pytest.mark.postgres, pytest.mark.docker, pytest.mark.slow]
+
+DEFAULT_URL = "postgresql+psycopg://tre:tre@127.0.0.1/postgres"
+
+
+@pytest.fixture(scope="module")
+def pg_hub(tmp_path_factory, hub_image) -> Iterator[tuple[Hub, str]]:
+    if os.geteuid() != 0:
+        pytest.skip("the hub tests need root (Docker, iptables)")
+    server = make_url(os.environ.get("TRE_TEST_POSTGRES_URL", DEFAULT_URL))
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        admin.dispose()
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {server.render_as_string()} is unreachable in CI: {exc}")
+        pytest.skip(f"no PostgreSQL server at {server.render_as_string()}")
+    tag = secrets.token_hex(4)
+    names = {"TRE_DB_URL": f"tre_reg_{tag}", "TRE_HUB_DB_URL": f"tre_hub_{tag}"}
+    with admin.connect() as conn:
+        for name in names.values():
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    urls = {k: server.set(database=v).render_as_string(hide_password=False) for k, v in names.items()}
+    root = tmp_path_factory.mktemp("pghub") / "tre"
+    root.mkdir()
+    try:
+        yield from ((hub, urls["TRE_HUB_DB_URL"]) for hub in start_hub(root, hub_image, urls))
+    finally:
+        from hub.db import dispose_engines
+
+        dispose_engines()
+        with admin.connect() as conn:
+            for name in names.values():
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_hub_on_postgres_spawns_refuses_and_logs_in(pg_hub):
+    hub, hub_db = pg_hub
+    assert hub.settings.db_url.startswith("postgresql")
+    hub.start("alice", "proj-a")
+    try:
+        r = hub.request_start("mallory", "proj-a")
+        assert r.status_code == 403
+        assert hub.audit_events("workspace.refused", "proj-a")[-1][0] == "mallory"
+        assert hub.audit_events("workspace.start", "proj-a")[-1][0] == "alice"
+        with httpx.Client(base_url=hub.url, timeout=30) as c:
+            assert login(c, "bob", PASSWORD, pyotp.TOTP(hub.totp["bob"]).now())
+    finally:
+        hub.stop("alice", "proj-a")
+    engine = create_engine(hub_db)
+    with engine.connect() as conn:
+        users = set(conn.execute(text("select name from users")).scalars())
+        query = "select length(otp_secret) from users_info where username='bob'"
+        secret_len = conn.execute(text(query)).scalar()
+    engine.dispose()
+    assert {"alice", "mallory", "bob"} <= users  # JupyterHub's own tables live in PostgreSQL
+    assert secret_len == 32  # 160-bit TOTP secret fits after the column is widened
