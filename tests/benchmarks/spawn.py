@@ -37,9 +37,8 @@ def floor(image: str) -> float:
     times = []
     for _ in range(3):
         t0 = time.monotonic()
-        subprocess.run(
-            ["docker", "run", "--rm", image, "python", "-c", "pass"], check=True, capture_output=True
-        )
+        cmd = ["docker", "run", "--rm", image, "python", "-c", "pass"]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
         times.append(time.monotonic() - t0)
     return statistics.median(times)
 
