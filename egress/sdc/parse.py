@@ -66,19 +66,21 @@ def _merge_multiheader(frame: pd.DataFrame) -> pd.DataFrame:
     """Pandas writes two-level columns as two header rows, then a row holding the index names."""
     if len(frame) < 2 or frame.shape[1] < 2:
         return frame
-    first = frame.iloc[0]
-    if not (pd.isna(first.iloc[0]) or str(first.iloc[0]).strip() == "") or first.iloc[1:].isna().any():
+    first, second = frame.iloc[0], frame.iloc[1]
+    sub_labels = first.iloc[1:].notna().all() and pd.to_numeric(first.iloc[1:], errors="coerce").isna().all()
+    names_row = pd.notna(second.iloc[0]) and second.iloc[1:].isna().all()
+    if not sub_labels or not (names_row or pd.isna(first.iloc[0]) or str(first.iloc[0]).strip() == ""):
         return frame
-    if pd.to_numeric(first.iloc[1:], errors="coerce").notna().any():
-        return frame
-    columns = [f"{top} {sub}".strip() for top, sub in zip(frame.columns, first.astype(str), strict=True)]
-    frame = frame.iloc[1:].reset_index(drop=True)
-    second = frame.iloc[0]
-    if pd.notna(second.iloc[0]) and second.iloc[1:].isna().all():
+    tops = [re.sub(r"\.\d+$", "", str(c)) if not str(c).startswith("Unnamed") else "" for c in frame.columns]
+    columns = [
+        f"{top} / {sub}" if top else str(sub) for top, sub in zip(tops, first.astype(str), strict=True)
+    ]
+    drop = 2 if names_row else 1
+    if names_row:
         columns[0] = str(second.iloc[0])
-        frame = frame.iloc[1:].reset_index(drop=True)
+    frame = frame.iloc[drop:].reset_index(drop=True)
     frame.columns = columns
-    return frame.convert_dtypes(dtype_backend="pyarrow").infer_objects()
+    return frame.infer_objects()
 
 
 def read_parquet(path: Path) -> pd.DataFrame:

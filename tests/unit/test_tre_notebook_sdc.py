@@ -137,3 +137,20 @@ def test_importable_without_statsmodels():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "12"
+
+
+def test_key_names_never_clash_and_two_column_keys_flatten(df, tmp_path):
+    frame = df.rename(columns={"region": "s"})  # "s" was once an internal name
+    t = sdc.crosstab(frame, ["age_band", "sex"], "s", margins=True)
+    assert t.table.loc[("All", ""), "All"] == len(df)
+    wide = sdc.crosstab(df, "age_band", ["sex", "region"], margins=True, suppress=True)
+    assert "F / N" in wide.table.columns
+    got = verdicts(wide.save(tmp_path / "w.csv"))
+    assert "fail" not in got.values() and got.get("zeros") == "review"  # (5, F) leaves empty cells
+
+
+def test_pandas_two_level_headers_are_read(df, tmp_path):
+    path = tmp_path / "mh.csv"
+    pd.crosstab(df.age_band, [df.sex, df.region]).to_csv(path)
+    entry = check_paths([path])["files"][0]
+    assert any(f["rule"] == "threshold" for f in entry["findings"])  # the (5, F) cells are small

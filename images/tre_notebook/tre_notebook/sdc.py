@@ -146,12 +146,12 @@ def _cube(
     grouping = ", ".join("(" + ", ".join(_q(k) for k in s) + ")" for s in sets)
     not_null = " AND ".join(f"{_q(k)} IS NOT NULL" for k in keys + ([value] if value else []))
     sql = f"""
-        WITH src AS (SELECT {", ".join(_q(k) for k in keys)}, {x} AS x FROM t WHERE {not_null})
+        WITH src AS (SELECT {", ".join(_q(k) for k in keys)}, {x} AS __x FROM t WHERE {not_null})
         SELECT {", ".join(_q(k) for k in keys)},
-               GROUPING({", ".join(_q(k) for k in rows)}) AS g_rows,
-               {f"GROUPING({', '.join(_q(k) for k in cols)})" if cols else "0"} AS g_cols,
-               count(*) AS n, {_AGG[stat].format(x="x")} AS v, sum(x) AS s, min(x) AS lo,
-               max(x, 2)[1] AS t1, max(x, 2)[2] AS t2
+               GROUPING({", ".join(_q(k) for k in rows)}) AS __g_rows,
+               {f"GROUPING({', '.join(_q(k) for k in cols)})" if cols else "0"} AS __g_cols,
+               count(*) AS __n, {_AGG[stat].format(x="__x")} AS __v, sum(__x) AS __s, min(__x) AS __lo,
+               max(__x, 2)[1] AS __t1, max(__x, 2)[2] AS __t2
         FROM src GROUP BY GROUPING SETS ({grouping})
     """
     return _run(data, sql)
@@ -161,7 +161,7 @@ def _wide(
     long: pd.DataFrame, rows: list[str], cols: list[str], fields: list[str], margins: bool
 ) -> dict[str, pd.DataFrame]:
     """Long cube rows into aligned wide frames, margins labelled ``All`` last."""
-    inner = long[(long.g_rows == 0) & (long.g_cols == 0)]
+    inner = long[(long["__g_rows"] == 0) & (long["__g_cols"] == 0)]
     out: dict[str, pd.DataFrame] = {}
     for f in fields:
         if cols:
@@ -179,16 +179,16 @@ def _with_margins(
 ) -> pd.DataFrame:
     wide = wide.copy()
     all_row: Any = ALL if len(rows) == 1 else (ALL,) + ("",) * (len(rows) - 1)
-    grand = long[(long.g_rows != 0) & (long.g_cols != 0)][f].iloc[0] if cols else None
+    grand = long[(long["__g_rows"] != 0) & (long["__g_cols"] != 0)][f].iloc[0] if cols else None
     if cols:
-        by_row = long[(long.g_rows == 0) & (long.g_cols != 0)].set_index(rows)[f]
-        by_col = long[(long.g_rows != 0) & (long.g_cols == 0)].set_index(cols)[f]
+        by_row = long[(long["__g_rows"] == 0) & (long["__g_cols"] != 0)].set_index(rows)[f]
+        by_col = long[(long["__g_rows"] != 0) & (long["__g_cols"] == 0)].set_index(cols)[f]
         wide.columns = wide.columns.astype(object)
         wide[ALL] = by_row.reindex(wide.index).to_numpy()
         wide.index = wide.index.astype(object) if len(rows) == 1 else wide.index
         wide.loc[all_row, :] = [*by_col.reindex(wide.columns[:-1]).to_numpy(), grand]
     else:
-        total = long[long.g_rows != 0][f].iloc[0]
+        total = long[long["__g_rows"] != 0][f].iloc[0]
         wide.index = wide.index.astype(object) if len(rows) == 1 else wide.index
         wide.loc[all_row, :] = [total]
     return wide
@@ -239,7 +239,8 @@ def _table(
     threshold: int,
 ) -> SDCTable:
     long = _cube(data, rows, cols, value, stat, margins)
-    w = _wide(long, rows, cols, ["v", "n", "s", "lo", "t1", "t2"], margins)
+    w = _wide(long, rows, cols, ["__v", "__n", "__s", "__lo", "__t1", "__t2"], margins)
+    w = {k.removeprefix("__"): frame for k, frame in w.items()}
     if not cols:  # a one-way table: name its column after the statistic so any reader can tell
         name = "n" if stat == "count" else f"{value}_{stat}"
         w = {k: f.set_axis([name], axis=1) for k, f in w.items()}
@@ -268,7 +269,11 @@ def _table(
     if stat == "count":
         shown = shown.astype("Int64")
     for frame in (shown, counts):
-        frame.index.names, frame.columns.names = rows, (cols if cols else [None])
+        frame.index.names = rows
+        if len(cols) > 1:  # one header row in the CSV: "F / North"
+            frame.columns = [" / ".join(map(str, c)).rstrip(" /") for c in frame.columns]
+        else:
+            frame.columns.names = cols or [None]
     return SDCTable(
         table=shown,
         statistics=[stat] * shown.shape[1],
