@@ -400,27 +400,30 @@ def build_wheelhouse(requirements: Sequence[str], reporter: Reporter) -> Path:
     return wheelhouse
 
 
-def _wheel_version(wheelhouse: Path, dist: str) -> str:
-    found = sorted(wheelhouse.glob(f"{dist}-*.whl"))
-    if not found:
-        raise ImageBuildError(f"no {dist} wheel in {wheelhouse}")
-    return found[-1].name.split("-")[1]
-
-
 def make_context(wheelhouse: Path, requirements: Sequence[str]) -> Path:
-    """images/build/context: the Dockerfile and its files, the wheel house (hard links), pins."""
+    """images/build/context: the Dockerfile and its files, the wheels (hard links), the pins.
+
+    The tre_notebook wheel goes in its own folder: it changes far more often than the rest, and
+    keeping it out of the wheel house lets Docker's cache keep the third-party install layer.
+    """
     context = BUILD_DIR / "context"
     shutil.rmtree(context, ignore_errors=True)
     shutil.copytree(NOTEBOOK_DIR, context, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    target = context / "wheelhouse"
-    target.mkdir()
+    for folder in ("wheelhouse", "tre_notebook"):
+        (context / folder).mkdir()
     for wheel in wheelhouse.glob("*.whl"):
+        target = (
+            context
+            / ("tre_notebook" if wheel.name.startswith("tre_notebook-") else "wheelhouse")
+            / wheel.name
+        )
         try:
-            os.link(wheel, target / wheel.name)
+            os.link(wheel, target)
         except OSError:
-            shutil.copy2(wheel, target / wheel.name)
-    pins = [*requirements, f"tre-notebook=={_wheel_version(wheelhouse, 'tre_notebook')}"]
-    (context / "requirements.txt").write_text("\n".join(pins) + "\n")
+            shutil.copy2(wheel, target)
+    if not any((context / "tre_notebook").iterdir()):
+        raise ImageBuildError(f"no tre_notebook wheel in {wheelhouse}")
+    (context / "requirements.txt").write_text("\n".join(requirements) + "\n")
     return context
 
 
@@ -554,6 +557,7 @@ def _build(
         reporter.note(f"{len(list(wheelhouse.glob('*.whl')))} wheels in {_shown(wheelhouse)}")
     context = make_context(wheelhouse, p.requirements)
 
+    previous = image_inspect(p.tags[0])
     with _timed(reporter, f"docker build --network none → {', '.join(p.tags)}"):
         cmd = [
             "docker",
@@ -571,7 +575,16 @@ def _build(
             cmd += ["-t", tag]
         _stream([*cmd, str(context)], reporter, "docker build", {"DOCKER_BUILDKIT": "0"})
     shutil.rmtree(context, ignore_errors=True)
+    if previous:
+        _remove_if_untagged(previous["Id"], reporter)
     return BuildResult(p.tags[0], p.tags, p.recipe_hash, base_ref, False, time.monotonic() - start, p.labels)
+
+
+def _remove_if_untagged(image_id: str, reporter: Reporter) -> None:
+    """Drop the image this build replaced, unless something still tags or runs it (~1.4 GB each)."""
+    info = image_inspect(image_id)
+    if info and not info.get("RepoTags") and docker("image", "rm", image_id).returncode == 0:
+        reporter.note(f"removed the replaced image {image_id[7:19]}")
 
 
 def list_images(settings: Settings | None = None) -> list[dict[str, str]]:

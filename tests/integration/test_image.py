@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -150,7 +151,7 @@ print(json.dumps({
     assert not any(p.startswith("/home") for p in config["config_paths"]), config["config_paths"]
     listing = run_in(notebook_image, "jupyter", "server", "extension", "list")
     assert listing.returncode == 0, listing.stderr
-    text = listing.stdout + listing.stderr
+    text = re.sub(r"\x1b\[[0-9;]*m", "", listing.stdout + listing.stderr)  # drop colours
     assert "tre_notebook.server_ext enabled" in text, text
     assert "jupyterlab enabled" in text, text
     assert "tre_notebook.server_ext  OK" in text or "tre_notebook.server_ext OK" in text, text
