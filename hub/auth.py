@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import bcrypt
 import pyotp
@@ -96,7 +97,55 @@ def create_login(username: str, password: str, settings: Settings | None = None)
     finally:
         session.close()
         session.get_bind().dispose()
+    protect_hub_db(settings)
     return secret
+
+
+def protect_hub_db(settings: Settings) -> None:
+    """The hub database holds password hashes and TOTP secrets: keep it (and its directory) private."""
+    settings.state_dir.chmod(0o700)
+    url = hub_db_url(settings)
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists():
+            path.touch(mode=0o600)
+        path.chmod(0o600)
+
+
+def issue_login(username: str, password: str | None = None, settings: Settings | None = None) -> dict:
+    """Create or reset a hub login for `tre user add` / `tre user reset-login`.
+
+    Without a password one is generated. Returns what the administrator hands over, once:
+    {"password" (only if generated), "totp_secret", "totp_uri"}.
+    """
+    import secrets
+
+    generated = password is None
+    password = password if password is not None else secrets.token_urlsafe(15)
+    secret = create_login(username, password, settings)
+    out = {"totp_secret": secret, "totp_uri": totp_uri(username, secret)}
+    if generated:
+        out["password"] = password
+    return out
+
+
+def print_login(console, username: str, login: dict) -> None:
+    """Show a new login's secrets once, with the TOTP QR code for an authenticator app."""
+    import io
+
+    import qrcode
+
+    if "password" in login:
+        console.print(f"initial password for {username}: [bold]{login['password']}[/]", highlight=False)
+    console.print(
+        f"TOTP secret: {login['totp_secret']}  ({login['totp_uri']})", highlight=False, soft_wrap=True
+    )
+    qr = qrcode.QRCode(border=1)
+    qr.add_data(login["totp_uri"])
+    buf = io.StringIO()
+    qr.print_ascii(out=buf)
+    console.print(buf.getvalue(), highlight=False)
+    console.print("Hand these over privately; they are not shown again (reset: tre user reset-login).")
 
 
 def _audit(actor: str, action: str, details: dict) -> None:

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hub.auth import hub_db_url
+from hub.auth import hub_db_url, protect_hub_db
 from hub.network import gateway_ip
 from hub.secrets import read_or_create_secret
 from hub.settings import Settings, get_settings
@@ -131,6 +131,7 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     c.JupyterHub.hub_ip = gateway_ip(settings)
     c.JupyterHub.hub_port = settings.hub_port
     c.JupyterHub.db_url = hub_db_url(settings)
+    protect_hub_db(settings)
     read_or_create_secret(state / "jupyterhub_cookie_secret")
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "jupyterhub.pid")

@@ -36,8 +36,14 @@ def add(
     custodian: Annotated[bool, typer.Option("--custodian", help="Make a data custodian.")] = False,
     actor: Annotated[str | None, ActorOption] = None,
     as_json: Annotated[bool, JsonOption] = False,
+    login: Annotated[
+        bool, typer.Option("--login/--no-login", help="Also create the hub login (password + TOTP).")
+    ] = True,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the initial password from stdin.")
+    ] = False,
 ) -> None:
-    """Add a registry user. The first user ever added must be an --admin."""
+    """Add a registry user (and their hub login). The first user ever added must be an --admin."""
     from hub import registry
 
     with registry_session() as s:
@@ -45,10 +51,54 @@ def add(
             s, acting_user(actor), username, name, is_admin=admin, is_custodian=custodian
         )
         row = _row(user)
+    if login:
+        row["login"] = _issue_login(username, password_stdin)
     if as_json:
         print_json(row)
     else:
         console.print(f"added user [bold]{username}[/]")
+        if login:
+            from hub.auth import print_login
+
+            print_login(console, username, row["login"])
+
+
+def _issue_login(username: str, password_stdin: bool) -> dict:
+    import sys
+
+    from hub.auth import issue_login
+    from hub.cli._common import fail
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    try:
+        return issue_login(username, password)
+    except ValueError as exc:
+        fail(f"{exc}; the registry user exists, so set the login with `tre user reset-login {username}`")
+
+
+@app.command("reset-login")
+def reset_login(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    as_json: Annotated[bool, JsonOption] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from stdin.")
+    ] = False,
+) -> None:
+    """Give a registry user a new hub password and a new TOTP secret (also unlocks nothing else)."""
+    from hub.cli._common import fail
+
+    with registry_session(readonly=True) as s:
+        from hub import registry
+
+        if registry.find_user(s, username) is None:
+            fail(f"no registry user {username!r}; add them with `tre user add {username}`")
+    login = _issue_login(username, password_stdin)
+    if as_json:
+        print_json({"username": username, "login": login})
+    else:
+        from hub.auth import print_login
+
+        print_login(console, username, login)
 
 
 @app.command("list")

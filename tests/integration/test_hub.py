@@ -58,7 +58,8 @@ def test_managed_services(tre_hub):
 
 def test_secrets_are_private(tre_hub):
     state = tre_hub.settings.state_dir
-    for name in ("jupyterhub_cookie_secret", "proxy-api-token", "hub-admin-token"):
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for name in ("jupyterhub_cookie_secret", "proxy-api-token", "hub-admin-token", "jupyterhub.sqlite"):
         mode = stat.S_IMODE((state / name).stat().st_mode)
         assert mode == 0o600, (name, oct(mode))
 
