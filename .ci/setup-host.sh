@@ -10,6 +10,7 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v iptables >/dev/null || need+=(iptables)
+command -v ip >/dev/null && command -v ss >/dev/null || need+=(iproute2)  # hub network checks, tests
 command -v npm >/dev/null || need+=(nodejs npm)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if ! $demo; then
