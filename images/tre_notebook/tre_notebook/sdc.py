@@ -183,8 +183,9 @@ def _with_margins(
     if cols:
         by_row = long[(long["__g_rows"] == 0) & (long["__g_cols"] != 0)].set_index(rows)[f]
         by_col = long[(long["__g_rows"] != 0) & (long["__g_cols"] == 0)].set_index(cols)[f]
-        wide.columns = wide.columns.astype(object)
-        wide[ALL] = by_row.reindex(wide.index).to_numpy()
+        all_col: Any = ALL if len(cols) == 1 else (ALL,) + ("",) * (len(cols) - 1)
+        wide.columns = wide.columns.astype(object) if len(cols) == 1 else wide.columns
+        wide[all_col] = by_row.reindex(wide.index).to_numpy()
         wide.index = wide.index.astype(object) if len(rows) == 1 else wide.index
         wide.loc[all_row, :] = [*by_col.reindex(wide.columns[:-1]).to_numpy(), grand]
     else:
