@@ -168,32 +168,12 @@ def list_workspace(home: Path, reldir: str = "") -> list[Entry]:
     return out
 
 
-def read_prefix(fd: int, limit: int) -> bytes:
-    return os.pread(fd, limit, 0)
-
-
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def write_atomic(path: Path, chunks: Iterator[bytes] | list[bytes]) -> None:
-    """Write `path` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
 
 
 class BlobStore:
@@ -207,9 +187,6 @@ class BlobStore:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise ValueError("not a sha256 hex digest")
         return self.root / sha256[:2] / sha256[2:]
-
-    def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
 
     def clean_temporary(self) -> int:
         """Remove half-written files left by a crash; call on start-up before serving."""
