@@ -26,7 +26,7 @@ HARDENED = [
     "1000:100",
     "--read-only",
     "--tmpfs",
-    "/tmp:rw,nosuid,nodev,size=64m",
+    "/tmp:rw,noexec,nosuid,nodev,size=64m",
     "--cap-drop",
     "ALL",
     "--security-opt",
@@ -204,6 +204,41 @@ print(json.dumps(out))
     assert "read-only" in out["create"].lower() or "read only" in out["create"].lower()
     assert "read" in out["drop"].lower()
     assert out["file"] == "Read-only file system"
+
+
+def test_papermill_runs_a_notebook_against_the_catalogue(notebook_image, release, tmp_path):
+    """A kernel starts on the read-only root (connection files on the noexec /tmp) and plots."""
+    home = tmp_path / "home"
+    home.mkdir()
+    source = [
+        "import tre_notebook, matplotlib.pyplot as plt\n",
+        "df = tre_notebook.connect().sql('SELECT * FROM labs').df()\n",
+        "df.plot(x='id', y='hba1c').figure.savefig('plot.png')\n",
+        "print(len(df))\n",
+    ]
+    notebook = {
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "source": source, "outputs": [], "execution_count": None}
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    (home / "in.ipynb").write_text(json.dumps(notebook))
+    os.chown(home, 1000, 100)
+    os.chown(home / "in.ipynb", 1000, 100)
+    result = run_in(
+        notebook_image,
+        "papermill",
+        "in.ipynb",
+        "out.ipynb",
+        args=("-v", f"{release}:/data:ro", "-v", f"{home}:/home/jovyan"),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads((home / "out.ipynb").read_text())
+    assert out["cells"][0]["outputs"][0]["text"] == ["20\n"]
+    assert (home / "plot.png").stat().st_size > 1000
 
 
 @pytest.fixture
