@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from egress import workflow as wf
 from egress.bundle import BundleFile, build_bundle, file_sha256, safe_member_name, verify_bundle
@@ -211,7 +211,7 @@ class Egress:
         options = [
             selectinload(EgressRequest.files),
             selectinload(EgressRequest.groups),
-            selectinload(EgressRequest.release).selectinload(EgressRelease.downloads),
+            joinedload(EgressRequest.release).selectinload(EgressRelease.downloads),
         ]
         req = s.get(EgressRequest, rid, options=options) if _valid_id(rid) else None
         if req is None:
