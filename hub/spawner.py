@@ -221,6 +221,19 @@ class TRESpawner(DockerSpawner):
             env["TRE_RELEASE"] = str(permit.release_number)
         return env
 
+    async def _wait_listening(self, ip: str, port: int) -> None:
+        """Poll the server's port every 50 ms: the hub's own readiness check backs off exponentially
+        (0.2, 0.4, ... 3.2 s), which would add seconds to every start. It runs right after this."""
+        deadline = asyncio.get_running_loop().time() + self.http_timeout
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=1)
+            except (OSError, TimeoutError):
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+
     async def start(self):
         # Stored options are replayed on restart and come from the user: never let them choose anything.
         self.user_options = {}
@@ -235,8 +248,9 @@ class TRESpawner(DockerSpawner):
             await asyncio.to_thread(self._prepare_home, permit.home_dir)
             self._apply_permit(permit)
             self._emit(50, "Starting your workspace container…")
-            ip_port = await super().start()
+            ip, port = await super().start()
             self._emit(80, "Waiting for JupyterLab…")
-            return ip_port
+            await self._wait_listening(ip, port)
+            return ip, port
         finally:
             self._finish_events()
