@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -140,6 +141,7 @@ class Egress:
         self._reader = _read_engine(self.settings)
         self._reader_factory = sessionmaker(bind=self._reader) if self._reader else None
         self._views: OrderedDict[tuple, tuple[int, float, Any]] = OrderedDict()
+        self._views_lock = threading.Lock()
 
     def recover(self) -> None:
         """Remove what a crash can leave half-written (blob and bundle temporaries); call on start."""
@@ -159,14 +161,16 @@ class Egress:
         with self.reading() as s:
             head = s.execute(select(func.max(AuditEvent.id))).scalar() or 0
             now = time.monotonic()
-            hit = self._views.get(key)
-            if hit is not None and hit[0] == head and now - hit[1] < VIEW_CACHE_SECONDS:
-                self._views.move_to_end(key)
-                return hit[2]
+            with self._views_lock:  # pages run in worker threads, the API on the event loop
+                hit = self._views.get(key)
+                if hit is not None and hit[0] == head and now - hit[1] < VIEW_CACHE_SECONDS:
+                    self._views.move_to_end(key)
+                    return hit[2]
             value = compute(s)
-        self._views[key] = (head, now, value)
-        if len(self._views) > VIEW_CACHE_SIZE:
-            self._views.popitem(last=False)
+        with self._views_lock:
+            self._views[key] = (head, now, value)
+            if len(self._views) > VIEW_CACHE_SIZE:
+                self._views.popitem(last=False)
         return value
 
     # -- sessions and refusals ---------------------------------------------------------------
