@@ -225,19 +225,21 @@ def ensure_logins(settings: Settings, progress: Progress) -> list[Account]:
 
     from hub.auth import create_login
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # the hub schema's creation is not news
-
     path = settings.state_dir / ACCOUNTS_FILE
     known: dict[str, Account] = {}
     if path.is_file():
         known = {a["username"]: Account(**a) for a in json.loads(path.read_text())}
     accounts = []
-    for name, (display, role) in CAST.items():
-        account = known.get(name)
-        if account is None:
-            password = secrets.token_urlsafe(12)
-            account = Account(name, display, role, password, create_login(name, password, settings))
-        accounts.append(account)
+    logging.disable(logging.INFO)  # the hub database's migrations log at INFO: not news here
+    try:
+        for name, (display, role) in CAST.items():
+            account = known.get(name)
+            if account is None:
+                password = secrets.token_urlsafe(12)
+                account = Account(name, display, role, password, create_login(name, password, settings))
+            accounts.append(account)
+    finally:
+        logging.disable(logging.NOTSET)
     if [a.username for a in accounts] != list(known):
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_name(f".{path.name}.tmp")

@@ -94,3 +94,11 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """Keep each phase's report on the test item, so fixtures can screenshot a failed journey."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

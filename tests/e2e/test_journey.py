@@ -17,9 +17,9 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyotp
 import pytest
@@ -38,12 +38,14 @@ class Person:
     """One user in their own browser context (own cookies), with numbered screenshots."""
 
     shots = 0
+    everyone: ClassVar[list[Person]] = []
 
     def __init__(self, browser: Any, stack: Stack, username: str) -> None:
         self.stack, self.username = stack, username
         self.context = browser.new_context(viewport={"width": 1366, "height": 900}, accept_downloads=True)
         self.context.set_default_timeout(30_000)
         self.page = self.context.new_page()
+        Person.everyone.append(self)
 
     @property
     def egress(self) -> str:
@@ -71,10 +73,11 @@ class Person:
     def run_notebook(self, project: str, name: str, done: Callable[[], bool]) -> None:
         """Open a notebook in JupyterLab, Run All, and wait until `done()` sees its results on the host."""
         page = self.page
-        page.goto(f"{self.stack.url}/user/{self.username}/{project}/lab/tree/{name}")
+        # ?reset: a fresh layout with only this notebook open, so "Run All" can only mean this one.
+        page.goto(f"{self.stack.url}/user/{self.username}/{project}/lab/tree/{name}?reset")
         page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=SPAWN_TIMEOUT_MS)
         page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
         wait_until(done, RUN_TIMEOUT_S, f"{name} to write its outputs")
         page.keyboard.press("Control+s")
 
@@ -112,7 +115,21 @@ def state_of(page: Any) -> str:
     return page.locator("h1 .badge").inner_text().strip()
 
 
-def test_researcher_to_release_through_two_checkers(stack: Stack, browser: Any, tmp_path: Path) -> None:
+@pytest.fixture
+def people(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Close every browser context afterwards; on failure, first screenshot what each person sees."""
+    Person.everyone = []
+    yield
+    report = getattr(request.node, "rep_call", None)
+    for person in Person.everyone:
+        if report is not None and report.failed:
+            person.shot("FAILED")
+        person.close()
+
+
+def test_researcher_to_release_through_two_checkers(
+    stack: Stack, browser: Any, people: None, tmp_path: Path
+) -> None:
     from hub.demo import CHECKERS, DIABETES_PROJECT, LINKED_PROJECT, OTHER_RESEARCHER, RESEARCHER
 
     home = stack.home(DIABETES_PROJECT, RESEARCHER)
@@ -139,7 +156,8 @@ def test_researcher_to_release_through_two_checkers(stack: Stack, browser: Any, 
 
     # 2. From the hub to the egress service: a request with three outputs and the notebook.
     page.goto(f"{stack.url}/hub/home")
-    page.get_by_role("link", name=re.compile("egress", re.IGNORECASE)).first.click()
+    page.get_by_role("button", name="Services").click()
+    page.get_by_role("link", name="egress", exact=True).click()
     page.wait_for_url("**/services/egress/requests")
     page.get_by_label("Project").select_option(DIABETES_PROJECT)
     page.get_by_label("Title").fill("Complications and diabetes type by sex")
@@ -258,6 +276,3 @@ def test_researcher_to_release_through_two_checkers(stack: Stack, browser: Any, 
     assert response is not None and response.status == 403
     raj.page.goto(f"{raj.egress}/requests")
     assert "Complications and diabetes type by sex" not in raj.page.locator("main").inner_text()
-
-    for person in (ada, cara, chen, raj):
-        person.close()
