@@ -19,6 +19,7 @@ import ipaddress
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from hub.settings import Settings, get_settings
 
@@ -68,7 +69,7 @@ class NetworkPlan:
             (self.forward_chain, ["-o", self.bridge, "-j", "DROP"]),
         ]
 
-    @property
+    @cached_property
     def forward_chain(self) -> str:
         # DOCKER-USER is evaluated before Docker's own FORWARD rules and survives dockerd restarts.
         return "DOCKER-USER" if _iptables_ok(["-S", "DOCKER-USER"]) else "FORWARD"

@@ -6,7 +6,9 @@ cannot pass as a refusal.
 
 from __future__ import annotations
 
+import socket
 import subprocess
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -140,3 +142,35 @@ def test_downloads_through_the_proxy_refused(tre_hub, running):
         assert r.status_code in (403, 404), (path, r.status_code)
     r = httpx.post(f"{base}/api/terminals", headers=headers, timeout=30)
     assert r.status_code in (403, 404), r.status_code
+
+
+@pytest.fixture
+def open_host_port() -> Iterator[int]:
+    """A listening socket on every host address (the kernel completes handshakes from its backlog)."""
+    with socket.socket() as srv:
+        srv.bind(("0.0.0.0", 0))  # noqa: S104 - the point: a service on every host address
+        srv.listen(64)
+        yield srv.getsockname()[1]
+
+
+def test_no_spawn_without_network_controls_and_the_firewall_is_what_blocks(tre_hub, running, open_host_port):
+    """Remove the INPUT hook: spawns are refused (503), and a probe shows the hook was the control."""
+    from hub import network
+    from tests.fixtures_hub import probe_tcp
+
+    plan = network.plan(tre_hub.settings)
+    chain, rule = plan.hooks()[0]
+    assert chain == "INPUT"
+    subprocess.run(["iptables", "-w", "10", "-D", chain, *rule], check=True)
+    try:
+        assert not network.status(tre_hub.settings).ok
+        r = tre_hub.request_start("alice", "proj-c")
+        assert r.status_code == 503 and "tre network setup" in r.json()["message"]
+        assert tre_hub.server("alice", "proj-c") is None
+        # With the hook gone, the workspace reaches a host service it could not reach before.
+        assert probe_tcp(running["alice"], [(tre_hub.gateway, open_host_port)]) == ["open"]
+    finally:
+        network.setup(tre_hub.settings)
+    assert probe_tcp(running["alice"], [(tre_hub.gateway, open_host_port)]) != ["open"]
+    tre_hub.start("alice", "proj-c")  # control: with the rules back, the same request works
+    tre_hub.stop("alice", "proj-c")
