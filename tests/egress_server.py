@@ -23,8 +23,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, root: Path, env: dict[str, str] | None = None):
+    def __init__(self, root: Path, env: dict[str, str] | None = None, workers: int = 1):
         self.root = root
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}{BASE}"
         self.env = {**os.environ, "TRE_ROOT": str(root), **(env or {})}
@@ -33,7 +34,7 @@ class Server:
 
     def start(self, timeout: float = 60) -> Server:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.egress_testserver", str(self.port)],
+            [sys.executable, "-m", "tests.egress_testserver", str(self.port), str(self.workers)],
             cwd=REPO, env=self.env, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + timeout

@@ -150,6 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="egress-bench-") as tmp:
         root = Path(tmp) / "tre"
@@ -158,7 +159,7 @@ def main() -> None:
         print(f"seeded {REQUESTS_IN_DB} requests (3 files, 3 votes each) in {time.perf_counter() - t0:.1f} s")
         from tests.egress_server import Server
 
-        server = Server(root).start()
+        server = Server(root, workers=args.workers).start()
         try:
             results = asyncio.run(load(server.port, args.clients, args.seconds))
         finally:
@@ -178,6 +179,7 @@ def main() -> None:
         "benchmark": "egress_api",
         "requests_in_db": REQUESTS_IN_DB,
         "clients": args.clients,
+        "workers": args.workers,
         **{f"{k}": v for k, v in steady.items()},
         "cold": results["cold"],
         "target_rps": TARGET_RPS,
