@@ -12,6 +12,7 @@ Human lines first, then one JSON object on the last line.
 
 from __future__ import annotations
 
+import signal
 import statistics
 import subprocess
 import sys
@@ -93,6 +94,9 @@ def mem_mb(containers: list[str]) -> list[float]:
 
 def main() -> int:
     from hub.settings import get_settings
+
+    # A plain `kill` must still stop the hub and remove its containers and network (finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     image = get_settings().image
     print(f"image {image}")
