@@ -313,6 +313,7 @@ def test_server_refuses_downloads_and_terminals(jupyter_server):
         assert response.status_code == 403, (path, response.status_code)
         assert "a,b" not in response.text
     assert client.post("/nbconvert/html", json={"cells": []}).status_code == 403
+    assert client.get("/api/nbconvert").json() == {}  # JupyterLab offers no export format
     assert client.get("/files/result.csv", headers={"Authorization": ""}).status_code == 403
 
     assert client.post("/api/terminals").status_code == 404
