@@ -240,8 +240,8 @@ class TRESpawner(DockerSpawner):
         self._events, self._events_done = [], False
         try:
             self._emit(10, "Checking your access to this project…")
-            permit = await self._check_permit()
             await self._check_network()
+            permit = await self._check_permit()
             self._emit(30, f"Mounting release {permit.release_number} of {permit.project_slug} read-only…")
             if not permit.release_dir.is_dir():
                 raise refusal(403, f"release {permit.release_number} is missing on disk")
