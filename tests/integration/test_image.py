@@ -348,3 +348,5 @@ def test_lab_has_its_download_plugins_disabled(jupyter_server):
         "@jupyterlab/notebook-extension:export",
     ):
         assert plugin in page.text
+    settings = client.get("/lab/api/settings/@jupyterlab/apputils-extension:notification").json()
+    assert settings["schema"]["properties"]["fetchNews"]["default"] == "false"  # overrides.json
