@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hub import images
@@ -173,3 +175,41 @@ def test_missing_docker_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(images, "docker_available", lambda: False)
     with pytest.raises(images.ImageBuildError, match="Docker engine"):
         images.build_image(Settings(), reporter=images.Reporter())
+
+
+def test_a_local_slim_python_image_is_preferred_to_debootstrap(fake_docker):
+    fake_docker.labels_by_ref[images.SLIM_BASE] = {}
+    result = images.build_image(Settings(image="tre-notebook:latest"), reporter=images.Reporter())
+    assert result.base == images.SLIM_BASE
+    assert f"BASE={images.SLIM_BASE}" in fake_docker.streamed[0]
+
+
+def test_an_explicit_base_must_be_present(fake_docker):
+    with pytest.raises(images.ImageBuildError, match="docker load"):
+        images.build_image(Settings(), base="debian:bookworm", reporter=images.Reporter())
+
+
+def test_cli_reports_build_errors_in_one_line(monkeypatch):
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    def broken(**_kwargs):
+        raise images.ImageBuildError("debootstrap needs root: run `sudo tre images build`")
+
+    monkeypatch.setattr(images, "build_image", broken)
+    result = CliRunner().invoke(app, ["images", "build"])
+    assert result.exit_code == 1
+    assert "debootstrap needs root" in result.output
+
+
+def test_cli_lists_images_as_json(monkeypatch):
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    row = {"image": "tre-notebook:0.1.0", "id": "abc", "created": "now", "size": "1GB", "version": "0.1.0"}
+    monkeypatch.setattr(images, "list_images", lambda: [row])
+    result = CliRunner().invoke(app, ["images", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [row]
