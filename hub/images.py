@@ -459,6 +459,7 @@ def plan(settings: Settings, base: str, base_identity: str) -> Plan:
 
 
 def _base_identity(ref: str) -> str:
+    """The base's name and image ID: a re-made or re-pulled base means a new notebook image."""
     info = image_inspect(ref)
     return f"{ref}@{info['Id']}" if info else ref
 
@@ -522,16 +523,16 @@ def _build(
     recipe = BaseRecipe()
     reporter.step("Checking the recipe")
     if base == "debootstrap":
-        base_ref, identity = recipe.tag, f"debootstrap:{recipe.digest()}"
+        base_ref = recipe.tag
     elif base != "auto":
         if image_inspect(base) is None:
             raise ImageBuildError(f"base image {base} is not present locally: `docker load` it first")
-        base_ref, identity = base, _base_identity(base)
+        base_ref = base
     elif image_inspect(SLIM_BASE) is not None:
-        base_ref, identity = SLIM_BASE, _base_identity(SLIM_BASE)
+        base_ref = SLIM_BASE
     else:
-        base_ref, identity = recipe.tag, f"debootstrap:{recipe.digest()}"
-    p = plan(settings, base_ref, identity)
+        base_ref = recipe.tag
+    p = plan(settings, base_ref, _base_identity(base_ref))
     if not force and (image_labels(p.tags[0]) or {}).get(LABEL_RECIPE) == p.recipe_hash:
         for tag in p.tags[1:]:
             if (image_labels(tag) or {}).get(LABEL_RECIPE) != p.recipe_hash:
@@ -547,10 +548,10 @@ def _build(
             reporter.note("pulled" if pulled else "no registry reachable: building the base with debootstrap")
         if pulled:
             base_ref = SLIM_BASE
-            p = plan(settings, base_ref, _base_identity(SLIM_BASE))
     if base_ref == recipe.tag:
         with _timed(reporter, f"Base image {recipe.tag} (debootstrap {recipe.suite} {recipe.variant})"):
             ensure_debootstrap_base(recipe, reporter, mirror)
+    p = plan(settings, base_ref, _base_identity(base_ref))  # now with the base's image ID
 
     with _timed(reporter, "Wheel house (pip download on the host)"):
         wheelhouse = build_wheelhouse(p.requirements, reporter)

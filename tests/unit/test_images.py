@@ -117,7 +117,12 @@ def fake_docker(monkeypatch, tmp_path):
     monkeypatch.setattr(images, "image_inspect", fake.inspect)
     monkeypatch.setattr(images, "docker", fake.docker)
     monkeypatch.setattr(images, "try_pull", lambda ref, timeout: False)
-    monkeypatch.setattr(images, "ensure_debootstrap_base", lambda recipe, reporter, mirror: recipe.tag)
+
+    def fake_debootstrap(recipe, reporter, mirror):
+        fake.labels_by_ref[recipe.tag] = {}  # imported: now it has an image ID
+        return recipe.tag
+
+    monkeypatch.setattr(images, "ensure_debootstrap_base", fake_debootstrap)
     monkeypatch.setattr(images, "BUILD_DIR", tmp_path / "build")
 
     def fake_wheelhouse(requirements, reporter):
@@ -132,8 +137,8 @@ def fake_docker(monkeypatch, tmp_path):
 
 
 def _plan(settings):
-    recipe = images.BaseRecipe()
-    return images.plan(settings, recipe.tag, f"debootstrap:{recipe.digest()}")
+    tag = images.BaseRecipe().tag
+    return images.plan(settings, tag, images._base_identity(tag))
 
 
 def test_build_runs_without_network_and_labels_the_image(fake_docker):
@@ -145,11 +150,21 @@ def test_build_runs_without_network_and_labels_the_image(fake_docker):
     assert f"{images.LABEL_RECIPE}={result.recipe_hash}" in cmd
     assert f"{images.LABEL_DUCKDB}={images.host_version('duckdb')}" in cmd
     assert "tre-notebook:latest" in cmd
-    assert result.recipe_hash == _plan(settings).recipe_hash
+    assert result.recipe_hash == _plan(settings).recipe_hash  # computed with the imported base's ID
+
+
+def test_a_remade_base_means_a_new_notebook_image(fake_docker, monkeypatch):
+    settings = Settings(image="tre-notebook:latest")
+    tag = images.BaseRecipe().tag
+    fake_docker.labels_by_ref[tag] = {}
+    before = _plan(settings).recipe_hash
+    monkeypatch.setattr(images, "image_inspect", lambda ref: {"Id": "sha256:new", "Config": {"Labels": {}}})
+    assert images.plan(settings, tag, images._base_identity(tag)).recipe_hash != before
 
 
 def test_unchanged_recipe_is_not_rebuilt(fake_docker):
     settings = Settings(image="tre-notebook:latest")
+    fake_docker.labels_by_ref[images.BaseRecipe().tag] = {}
     p = _plan(settings)
     fake_docker.labels_by_ref[p.tags[0]] = {images.LABEL_RECIPE: p.recipe_hash}
     result = images.build_image(settings, reporter=images.Reporter())
@@ -161,6 +176,7 @@ def test_unchanged_recipe_is_not_rebuilt(fake_docker):
 
 def test_changed_recipe_or_force_rebuilds(fake_docker):
     settings = Settings(image="tre-notebook:latest")
+    fake_docker.labels_by_ref[images.BaseRecipe().tag] = {}
     p = _plan(settings)
     for tag in p.tags:
         fake_docker.labels_by_ref[tag] = {images.LABEL_RECIPE: "0000000000000000"}
