@@ -49,7 +49,7 @@ def test_crosstab_matches_pandas_with_margins(df):
 
 
 def test_duckdb_relation_and_dataframe_agree(df):
-    rel = duckdb.from_df(df)
+    rel = duckdb.connect().from_df(df)  # its own connection: other tests may change the default one
     a = sdc.pivot_table(rel, "cost", "region", "sex", aggfunc="mean", margins=True).table
     b = sdc.pivot_table(df, "cost", "region", "sex", aggfunc="mean", margins=True).table
     pd.testing.assert_frame_equal(a, b)
