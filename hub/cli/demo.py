@@ -62,7 +62,9 @@ def run(
     if reset:
         with console.status(f"removing {settings.root}…"):
             reset_demo(settings)
-    # Ctrl-C, a closed terminal or a kill all end in the same clean-up below.
+    # Ctrl-C, a closed terminal or a kill all end in the same clean-up below (SIGINT too: a shell
+    # that starts us in the background leaves it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGHUP, signal.default_int_handler)
     hub = HubProcess(settings)
