@@ -35,6 +35,8 @@ from hub.provisioning import DatasetSpec, ReleaseSpec, SourceTable, build_releas
 
 TARGET_ROWS_PER_S = 3_000_000
 TARGET_VIEW_RATIO = 1.05
+QUERY_BUDGET_S = 3.0  # per query and path
+MAX_RUNS = 301
 
 QUERIES = {
     "group_by_count": "SELECT diabetes_type, sex, count(*) AS n FROM {patients} GROUP BY ALL",
@@ -78,10 +80,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_query(con: duckdb.DuckDBPyConnection, sql: str) -> float:
-    start = time.perf_counter()
+def time_query(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one query."""
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     con.execute(sql).fetchall()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu_seconds() - cpu_start
 
 
 def main() -> None:
@@ -89,7 +92,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--patients", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=31, help="timed runs per query and path")
+    parser.add_argument("--runs", type=int, default=31, help="least timed runs per query and path")
     parser.add_argument(
         "--repeat", type=int, default=3, help="provisioning builds (median and best reported)"
     )
@@ -159,32 +162,43 @@ def main() -> None:
                 for t in ("patients", "hba1c")
             },
         }
-        timings: dict[str, dict[str, list[float]]] = {q: {"views": [], "parquet": []} for q in QUERIES}
+        timings: dict[str, dict[str, list[tuple[float, float]]]] = {
+            q: {"views": [], "parquet": []} for q in QUERIES
+        }
+        runs: dict[str, int] = {}
         for query, sql in QUERIES.items():
-            for how in ("views", "parquet"):  # warm-up: file cache, metadata
-                time_query(con, sql.format(**paths[how]))
+            warm = [time_query(con, sql.format(**paths[how]))[0] for how in ("views", "parquet")]
             if rows(con, sql.format(**paths["views"])) != rows(con, sql.format(**paths["parquet"])):
                 raise SystemExit(f"{query}: views and Parquet disagree")
+            # Quick queries get more runs (about 3 s per path): their medians are the noisiest.
+            runs[query] = min(MAX_RUNS, max(args.runs, int(QUERY_BUDGET_S / max(min(warm), 1e-3))))
         # One query at a time (a heavy join must not slow the next small query down), the two paths
         # alternating in ABBA order so neither always runs first.
         for query, sql in QUERIES.items():
-            for run in range(args.runs):
+            for run in range(runs[query]):
                 order = ("views", "parquet") if run % 2 == 0 else ("parquet", "views")
                 for how in order:
                     timings[query][how].append(time_query(con, sql.format(**paths[how])))
         con.close()
         queries = {}
         for query, t in timings.items():
-            view_ms = statistics.median(t["views"]) * 1000
-            parquet_ms = statistics.median(t["parquet"]) * 1000
+            view_ms, parquet_ms = (
+                statistics.median(w for w, _ in t[how]) * 1000 for how in ("views", "parquet")
+            )
+            view_cpu, parquet_cpu = (
+                statistics.median(c for _, c in t[how]) * 1000 for how in ("views", "parquet")
+            )
             queries[query] = {
+                "runs": runs[query],
                 "views_ms": round(view_ms, 2),
                 "parquet_ms": round(parquet_ms, 2),
                 "ratio": round(view_ms / parquet_ms, 3),
+                "cpu_ratio": round(view_cpu / parquet_cpu, 3) if parquet_cpu else None,
             }
             print(
                 f"query {query:<15} views {view_ms:8.1f} ms   parquet {parquet_ms:8.1f} ms   "
-                f"ratio {view_ms / parquet_ms:.3f} (median of {args.runs})"
+                f"ratio {view_ms / parquet_ms:.3f} (median of {runs[query]}; CPU-time ratio "
+                f"{queries[query]['cpu_ratio']})"
             )
         worst = max(q["ratio"] for q in queries.values())
         load_after = os.getloadavg()[0]
