@@ -90,7 +90,12 @@ def run_acro(python: Path, work: Path, runs: int, timeout: int) -> dict[str, dic
         try:
             for line in proc.stdout or []:
                 if line.startswith("{"):
-                    out.update(json.loads(line))
+                    done = json.loads(line)
+                    out.update(done)
+                    for name, t in done.items():
+                        print(
+                            f"acro  {name:24s} {t['wall_s']:8.3f} s wall  {t['cpu_s']:8.3f} s cpu", flush=True
+                        )
         finally:
             timer.cancel()
     return out
@@ -182,7 +187,6 @@ def main() -> None:
                 print(f"acro  {name:24s} not done after {args.acro_timeout} s (stopped)", flush=True)
             else:
                 ratios[name] = t["wall_s"] / mine[name]["wall_s"]
-                print(f"acro  {name:24s} {t['wall_s']:8.3f} s wall  {t['cpu_s']:8.3f} s cpu", flush=True)
         for name, r in ratios.items():
             verdict = "meets" if r >= TARGET_RATIO else "MISSES"
             bound = ">= " if theirs[name]["wall_s"] is None else ""
