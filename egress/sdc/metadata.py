@@ -87,7 +87,6 @@ def apply(table: Table, meta: dict[str, Any], file_sha256: str, config: RuleConf
     table.counts, table.sums, table.top, table.minimum = counts, sums, top, minimum
     table.rounding = int(rounding) if rounding else None
     table.margin_row = table.margin_col = bool(meta.get("margins"))
-    table.has_metadata = True
     return []
 
 

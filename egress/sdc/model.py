@@ -135,22 +135,11 @@ class Table:
     sums: np.ndarray | None = None
     top: np.ndarray | None = None  # (rows, cols, k): largest contributions per cell, descending
     minimum: np.ndarray | None = None
-    has_metadata: bool = False
     current: bool = True  # False for the project's earlier outputs (context for differencing)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.values.shape  # type: ignore[return-value]
-
-    def stat_grid(self) -> np.ndarray:
-        """Statistic per cell as an object array (row stats win over column stats)."""
-        grid = np.empty(self.shape, dtype=object)
-        grid[:, :] = np.array(self.col_stats, dtype=object)[None, :] if self.shape[1] else None
-        if self.row_stats is not None:
-            for r, stat in enumerate(self.row_stats):
-                if stat is not None:
-                    grid[r, :] = stat
-        return grid
 
     def is_stat(self, *names: str) -> np.ndarray:
         """Boolean mask of cells whose statistic is one of ``names``, built without per-cell loops."""
