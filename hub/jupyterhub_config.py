@@ -77,7 +77,7 @@ def _services(settings: Settings) -> tuple[list[dict], list[dict]]:
                 "jupyterhub_idle_culler",
                 f"--timeout={idle}",
                 f"--max-age={max_age}",
-                f"--cull-every={max(30, min(idle, 300) // 2)}",
+                f"--cull-every={max(10, min(idle, 300) // 2)}",
             ],
         },
     ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -22,6 +24,7 @@ from tests.security.test_hub_auth import login
 pytestmark = [pytest.mark.postgres, pytest.mark.docker, pytest.mark.slow]
 
 DEFAULT_URL = "postgresql+psycopg://tre:tre@127.0.0.1/postgres"
+IDLE_TIMEOUT = 20
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +47,12 @@ def pg_hub(tmp_path_factory, hub_image) -> Iterator[tuple[Hub, str]]:
         for name in names.values():
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     urls = {k: server.set(database=v).render_as_string(hide_password=False) for k, v in names.items()}
+    # This hub also proves the idle culler works: workspaces idle for 20 s are stopped.
+    env = {**urls, "TRE_IDLE_TIMEOUT": str(IDLE_TIMEOUT)}
     root = tmp_path_factory.mktemp("pghub") / "tre"
     root.mkdir()
     try:
-        yield from ((hub, urls["TRE_HUB_DB_URL"]) for hub in start_hub(root, hub_image, urls))
+        yield from ((hub, urls["TRE_HUB_DB_URL"]) for hub in start_hub(root, hub_image, env))
     finally:
         from hub.db import dispose_engines
 
@@ -79,3 +84,19 @@ def test_hub_on_postgres_spawns_refuses_and_logs_in(pg_hub):
     engine.dispose()
     assert {"alice", "mallory", "bob"} <= users  # JupyterHub's own tables live in PostgreSQL
     assert secret_len == 32  # 160-bit TOTP secret fits after the column is widened
+
+
+def test_idle_culler_stops_idle_workspaces(pg_hub):
+    hub, _ = pg_hub
+    hub.start("bob", "proj-b")
+    container = hub.container("bob", "proj-b")
+    deadline = time.monotonic() + IDLE_TIMEOUT + 60  # timeout + one cull interval (10 s) + slack
+    while hub.server("bob", "proj-b") is not None:
+        assert time.monotonic() < deadline, f"idle workspace not culled:\n{hub.tail()}"
+        time.sleep(1)
+    # It was the culler that stopped it (nothing else in this test stops servers).
+    assert "DELETE /hub/api/users/bob/servers/proj-b (idle-culler@" in hub.tail(2000)
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"name=^{container}$"], capture_output=True, text=True
+    )
+    assert not out.stdout.strip()  # stopped means removed
