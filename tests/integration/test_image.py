@@ -154,6 +154,7 @@ print(json.dumps({
     text = re.sub(r"\x1b\[[0-9;]*m", "", listing.stdout + listing.stderr)  # drop colours
     assert "tre_notebook.server_ext enabled" in text, text
     assert "jupyterlab enabled" in text, text
+    assert "jupyter_server_terminals disabled" in text, text  # and not loaded: see the server test
     assert "tre_notebook.server_ext  OK" in text or "tre_notebook.server_ext OK" in text, text
     # the single-user server (what the hub spawns) starts and knows its options
     result = run_in(notebook_image, "jupyterhub-singleuser", "--help")
@@ -282,14 +283,14 @@ def jupyter_server(notebook_image, tmp_path):
                 logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr
                 pytest.fail(f"jupyter server did not start:\n{logs[-3000:]}")
             time.sleep(0.5)
-        yield client, home
+        yield client, home, name
         client.close()
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
 
 def test_server_refuses_downloads_and_terminals(jupyter_server):
-    client, home = jupyter_server
+    client, home, name = jupyter_server
     put = client.put(
         "/api/contents/result.csv", json={"type": "file", "format": "text", "content": "a,b\n1,2\n"}
     )
@@ -319,10 +320,13 @@ def test_server_refuses_downloads_and_terminals(jupyter_server):
     assert client.post("/api/terminals").status_code == 404
     assert client.get("/api/terminals").status_code == 404
     assert client.get("/terminals/1").status_code == 404
+    logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=True).stderr
+    assert "tre_notebook.server_ext | extension was successfully loaded" in logs
+    assert "jupyter_server_terminals | extension was successfully loaded" not in logs
 
 
 def test_server_caps_uploads(jupyter_server):
-    client, home = jupyter_server
+    client, home, _ = jupyter_server
     big = "x" * (1024 * 1024 + 1)
     response = client.put("/api/contents/big.txt", json={"type": "file", "format": "text", "content": big})
     assert response.status_code == 413
@@ -339,7 +343,7 @@ def test_server_caps_uploads(jupyter_server):
 
 
 def test_lab_has_its_download_plugins_disabled(jupyter_server):
-    client, _ = jupyter_server
+    client, _, _ = jupyter_server
     page = client.get("/lab")
     assert page.status_code == 200
     for plugin in (
