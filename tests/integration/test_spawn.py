@@ -26,7 +26,8 @@ def test_spawn_through_rest_api_gives_hardened_container(tre_hub, running):
     assert host["Memory"] == 2 * 1024**3
     assert host["NanoCpus"] or host["CpuQuota"] == 100_000
     assert "/tmp" in host["Tmpfs"] and "noexec" in host["Tmpfs"]["/tmp"]
-    assert not host["Binds"]
+    assert not host["Binds"]  # no legacy -v binds (they create missing sources)...
+    assert {m["Target"] for m in host["Mounts"]} == {"/data", "/home/jovyan"}  # ...only --mount
     mounts = {m["Destination"]: m for m in info["Mounts"]}
     assert set(mounts) == {"/data", "/home/jovyan"}
     assert mounts["/data"]["Type"] == "bind" and mounts["/data"]["RW"] is False
@@ -54,3 +55,25 @@ def test_home_is_created_owned_by_the_container_user(tre_hub, running):
     st = home.stat()
     assert (st.st_uid, st.st_gid) == (1000, 1000)
     assert st.st_mode & 0o777 == 0o700
+
+
+def test_bind_mounts_refuse_a_missing_source(tre_hub, tmp_path):
+    """What the spawner relies on: a `Mounts` bind of a missing path fails instead of creating it."""
+    import subprocess
+
+    missing = tmp_path / "no-such-release"
+    r = subprocess.run(
+        [
+            "docker",
+            "create",
+            "--mount",
+            f"type=bind,source={missing},target=/data,readonly",
+            tre_hub.settings.image,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode == 0:
+        subprocess.run(["docker", "rm", r.stdout.strip()], capture_output=True)
+    assert r.returncode != 0 and "does not exist" in r.stderr
+    assert not missing.exists()
