@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 HARDENED = [
     "--user",
-    "1000:100",
+    "1000:1000",
     "--read-only",
     "--tmpfs",
     "/tmp:rw,noexec,nosuid,nodev,size=64m",
@@ -60,7 +60,16 @@ def test_runs_hardened_as_uid_1000(notebook_image):
         "import os, json; print(json.dumps([os.getuid(), os.getgid(), os.getcwd(), os.environ['HOME']]))",
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == [1000, 100, "/home/jovyan", "/home/jovyan"]
+    assert json.loads(result.stdout) == [1000, 1000, "/home/jovyan", "/home/jovyan"]
+    # and the image's own default user is the same one, named, so tools that look it up work
+    default = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", notebook_image, "sh", "-c", "id -un; id -u; id -g"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert default.stdout.split() == ["jovyan", "1000", "1000"], default.stderr
 
 
 def test_labels_record_the_recipe_and_versions(notebook_image):
@@ -113,7 +122,7 @@ print([p for p in paths if os.access(p, os.W_OK)])
             "--network",
             "none",
             "--user",
-            "1000:100",
+            "1000:1000",
             notebook_image,
             "python",
             "-c",
@@ -226,8 +235,8 @@ def test_papermill_runs_a_notebook_against_the_catalogue(notebook_image, release
         "nbformat_minor": 5,
     }
     (home / "in.ipynb").write_text(json.dumps(notebook))
-    os.chown(home, 1000, 100)
-    os.chown(home / "in.ipynb", 1000, 100)
+    os.chown(home, 1000, 1000)
+    os.chown(home / "in.ipynb", 1000, 1000)
     result = run_in(
         notebook_image,
         "papermill",
@@ -247,7 +256,7 @@ def jupyter_server(notebook_image, tmp_path):
     """`jupyter server` in a hardened container, published on 127.0.0.1 only, with a 1 MiB upload cap."""
     home = tmp_path / "home"
     home.mkdir()
-    os.chown(home, 1000, 100)
+    os.chown(home, 1000, 1000)
     token = secrets.token_hex(16)
     name = f"tre-image-test-{secrets.token_hex(4)}"
     subprocess.run(
