@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -67,6 +68,21 @@ def _widen_otp_column(session) -> None:
         session.execute(text("ALTER TABLE users_info ALTER COLUMN otp_secret TYPE VARCHAR(64)"))
 
 
+@contextmanager
+def _logging_kept():
+    """JupyterHub's Alembic env.py calls logging.config.fileConfig when it migrates the hub database
+    outside a running hub, rebinding the root logger to whatever sys.stderr is at that moment. Keep
+    the caller's logging setup as it was."""
+    loggers = [logging.getLogger(name) for name in ("", "alembic", "sqlalchemy")]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    try:
+        yield
+    finally:
+        for lg, handlers, level, propagate, disabled in saved:
+            lg.handlers[:] = handlers
+            lg.level, lg.propagate, lg.disabled = level, propagate, disabled
+
+
 def create_login(username: str, password: str, settings: Settings | None = None) -> str:
     """Create (or reset) `username`'s hub login; return the new TOTP secret (base32).
 
@@ -81,7 +97,8 @@ def create_login(username: str, password: str, settings: Settings | None = None)
     if len(password) < 12:
         raise ValueError("passwords must have at least 12 characters")
     secret = pyotp.random_base32(length=TOTP_SECRET_CHARS)
-    session = orm.new_session_factory(hub_db_url(settings))()
+    with _logging_kept():
+        session = orm.new_session_factory(hub_db_url(settings))()
     try:
         _widen_otp_column(session)
         info = UserInfo.find(session, username)
