@@ -261,19 +261,17 @@ def ensure_provisioned(settings: Settings, progress: Progress) -> None:
     from hub.registry import get_project
 
     for slug in PROJECTS:
-        with session_scope(settings) as s:
+        with session_scope(settings, readonly=True) as s:
             wanted = sorted(g.id for g in active_grants(s, get_project(s, slug)))
-            manifest = read_manifest(settings.project_dir(slug))
-            if manifest and sorted(g["id"] for g in manifest.get("grants", [])) == wanted:
-                progress.note(f"{slug}: release {manifest['release']} is current")
-                continue
-            try:
-                result = provision_project(s, slug, settings, ADMIN)
-            except ProvisioningError as exc:
-                raise DemoError(f"provisioning {slug} failed: {exc}") from exc
-            progress.note(
-                f"{slug}: release {result.release}, {result.rows_out:,} rows ({result.seconds:.1f}s)"
-            )
+        manifest = read_manifest(settings.project_dir(slug))
+        if manifest and sorted(g["id"] for g in manifest.get("grants", [])) == wanted:
+            progress.note(f"{slug}: release {manifest['release']} is current")
+            continue
+        try:
+            result = provision_project(settings, slug, ADMIN)
+        except ProvisioningError as exc:
+            raise DemoError(f"provisioning {slug} failed: {exc}") from exc
+        progress.note(f"{slug}: release {result.release}, {result.rows_out:,} rows ({result.seconds:.1f}s)")
 
 
 def ensure_network(settings: Settings, progress: Progress) -> None:

@@ -158,7 +158,6 @@ def run_provisioning(slug: str, actor: str, reason: str) -> bool:
         return False
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hub.db import session_scope
     from hub.settings import get_settings
 
     settings = get_settings()
@@ -171,8 +170,7 @@ def run_provisioning(slug: str, actor: str, reason: str) -> bool:
             bar.update(task, description=f"{slug}: {step}", completed=done, total=total or None)
 
         try:
-            with session_scope(settings) as s:
-                result = provision_project(s, slug, settings, actor, progress=progress)
+            result = provision_project(settings, slug, actor, progress=progress)
         except Exception as exc:
             from hub.permissions import NotAllowed
             from hub.provisioning.spec import ProvisioningError

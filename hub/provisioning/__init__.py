@@ -1,7 +1,7 @@
 """Provisioning: per-project data releases (see builder.py for the layout and the rules).
 
-`build_release(project_dir, spec)` is the pure builder; `provision_project(session, slug, ...)`
-reads a project's grants from the registry and calls it.
+`build_release(project_dir, spec)` is the pure builder; `provision_project(settings, slug, actor)`
+reads a project's grants from the registry, builds, and audits the result.
 """
 
 from hub.provisioning.builder import (

@@ -102,8 +102,8 @@ def read_manifest(project_dir: Path, release: int | None = None) -> dict[str, An
 
 
 @contextlib.contextmanager
-def _project_lock(project_dir: Path) -> Iterator[None]:
-    """One build per project at a time (a second one waits)."""
+def project_lock(project_dir: Path) -> Iterator[None]:
+    """One provisioning per project at a time (a second one waits); not re-entrant."""
     project_dir.mkdir(parents=True, exist_ok=True)
     with open(project_dir / ".provision.lock", "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -466,73 +466,77 @@ def build_release(project_dir: Path, spec: ReleaseSpec, progress: Progress | Non
     Raises ProvisioningError (one-line message) on any failure; then the previous release is
     still current and untouched, and no partial build is left behind.
     """
+    with project_lock(project_dir):
+        return publish_release(project_dir, spec, progress)
+
+
+def publish_release(project_dir: Path, spec: ReleaseSpec, progress: Progress | None = None) -> ReleaseResult:
+    """`build_release` for a caller that already holds `project_lock(project_dir)`."""
     progress = progress or _no_progress
     _validate(spec)
     started = time.perf_counter()
-    with _project_lock(project_dir):
-        releases_dir = project_dir / "releases"
-        releases_dir.mkdir(parents=True, exist_ok=True)
-        for stale in releases_dir.glob(".build-*"):  # a crashed build: nobody is using it
-            shutil.rmtree(stale, ignore_errors=True)
-        existing = releases(project_dir)
-        number = spec.release if spec.release is not None else max(existing, default=0) + 1
-        if number in existing:
-            raise ProvisioningError(f"release {number} of {spec.project} already exists; use a new number")
-        build_dir = releases_dir / f".build-{number}"
-        final = releases_dir / str(number)
-        build_dir.mkdir()
-        build: _Build | None = None
-        published = False
-        try:
-            build = _Build(spec, build_dir)
-            tables = [(ds, t) for ds in spec.datasets for t in ds.tables]
-            total = len(tables) + 3
-            progress("checking sources", 0, total)
-            build.load_optouts()
-            for ds, t in tables:
-                build.check_source(ds.name, t)
-            for ds, t in tables:
-                build.check_unique(ds.name, t)
-            progress("pseudonymising", 1, total)
-            build.pseudonymise(project_key(spec.master_key, spec.project))
-            written: dict[tuple[str, str], int] = {}
-            for i, (ds, t) in enumerate(tables):
-                progress(f"writing {ds.name}/{t.name}", 2 + i, total)
-                out = build_dir / "data" / ds.name / f"{t.name}.parquet"
-                try:
-                    written[ds.name, t.name] = build.write_table(ds, t, out)
-                except duckdb.Error as exc:  # e.g. a bad row deep in a CSV, past the sniffed sample
-                    raise ProvisioningError(
-                        f"{ds.name}/{t.name}: reading {t.path} failed: {_first_line(exc)}; "
-                        "fix the source file"
-                    ) from exc
-            progress("writing catalogue", 2 + len(tables), total)
-            build.write_catalog([(ds.name, t.name) for ds, t in tables])
-            built_at = datetime.now(UTC).isoformat(timespec="seconds")
-            manifest = _manifest(spec, number, build_dir, written, built_at)
-            (build_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-            for path in sorted(build_dir.rglob("*"), reverse=True):  # files before their folders
-                _fsync(path)
-            _fsync(build_dir)
-            progress("publishing", total, total)
-            os.rename(build_dir, final)
-            _fsync(releases_dir)
-            _swap_current(project_dir, number)
-            published = True
-        except ProvisioningError:
-            raise
-        except (duckdb.Error, OSError) as exc:
-            raise ProvisioningError(
-                f"building release {number} of {spec.project} failed: {_first_line(exc)}"
-            ) from exc
-        finally:
-            if build is not None:
-                build.close()
-            if not published:
-                shutil.rmtree(build_dir, ignore_errors=True)
-                if current_release(project_dir) != number:
-                    shutil.rmtree(final, ignore_errors=True)
-        deleted = _prune(project_dir, number, spec.purge, spec.keep)
+    releases_dir = project_dir / "releases"
+    releases_dir.mkdir(parents=True, exist_ok=True)
+    for stale in releases_dir.glob(".build-*"):  # a crashed build: nobody is using it
+        shutil.rmtree(stale, ignore_errors=True)
+    existing = releases(project_dir)
+    number = spec.release if spec.release is not None else max(existing, default=0) + 1
+    if number in existing:
+        raise ProvisioningError(f"release {number} of {spec.project} already exists; use a new number")
+    build_dir = releases_dir / f".build-{number}"
+    final = releases_dir / str(number)
+    build_dir.mkdir()
+    build: _Build | None = None
+    published = False
+    try:
+        build = _Build(spec, build_dir)
+        tables = [(ds, t) for ds in spec.datasets for t in ds.tables]
+        total = len(tables) + 3
+        progress("checking sources", 0, total)
+        build.load_optouts()
+        for ds, t in tables:
+            build.check_source(ds.name, t)
+        for ds, t in tables:
+            build.check_unique(ds.name, t)
+        progress("pseudonymising", 1, total)
+        build.pseudonymise(project_key(spec.master_key, spec.project))
+        written: dict[tuple[str, str], int] = {}
+        for i, (ds, t) in enumerate(tables):
+            progress(f"writing {ds.name}/{t.name}", 2 + i, total)
+            out = build_dir / "data" / ds.name / f"{t.name}.parquet"
+            try:
+                written[ds.name, t.name] = build.write_table(ds, t, out)
+            except duckdb.Error as exc:  # e.g. a bad row deep in a CSV, past the sniffed sample
+                raise ProvisioningError(
+                    f"{ds.name}/{t.name}: reading {t.path} failed: {_first_line(exc)}; fix the source file"
+                ) from exc
+        progress("writing catalogue", 2 + len(tables), total)
+        build.write_catalog([(ds.name, t.name) for ds, t in tables])
+        built_at = datetime.now(UTC).isoformat(timespec="seconds")
+        manifest = _manifest(spec, number, build_dir, written, built_at)
+        (build_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        for path in sorted(build_dir.rglob("*"), reverse=True):  # files before their folders
+            _fsync(path)
+        _fsync(build_dir)
+        progress("publishing", total, total)
+        os.rename(build_dir, final)
+        _fsync(releases_dir)
+        _swap_current(project_dir, number)
+        published = True
+    except ProvisioningError:
+        raise
+    except (duckdb.Error, OSError) as exc:
+        raise ProvisioningError(
+            f"building release {number} of {spec.project} failed: {_first_line(exc)}"
+        ) from exc
+    finally:
+        if build is not None:
+            build.close()
+        if not published:
+            shutil.rmtree(build_dir, ignore_errors=True)
+            if current_release(project_dir) != number:
+                shutil.rmtree(final, ignore_errors=True)
+    deleted = _prune(project_dir, number, spec.purge, spec.keep)
     return ReleaseResult(
         project=spec.project,
         release=number,

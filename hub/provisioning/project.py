@@ -20,7 +20,7 @@ from hub import audit
 from hub.access import active_grants
 from hub.models import Dataset, Grant, Project
 from hub.permissions import Action, project_is_open
-from hub.provisioning.builder import build_release, exposure, read_manifest
+from hub.provisioning.builder import exposure, project_lock, publish_release, read_manifest
 from hub.provisioning.spec import (
     DatasetSpec,
     Progress,
@@ -102,19 +102,20 @@ def optout_sources(session: Session) -> tuple[SourceTable, ...]:
     )
 
 
-def provision_project(
-    session: Session,
-    slug: str,
-    settings: Settings,
-    actor: str,
-    progress: Progress | None = None,
-    now: datetime | None = None,
-) -> ReleaseResult:
-    """Build and publish `slug`'s release from its grants; audit it in the caller's transaction."""
+@dataclasses.dataclass(frozen=True)
+class ReleasePlan:
+    """What a provisioning run will build, decided from the registry in one read-only look."""
+
+    spec: ReleaseSpec
+    grant_ids: tuple[str, ...]
+    is_open: bool
+    withdrawn: tuple[str, ...]
+
+
+def plan_release(session: Session, slug: str, settings: Settings, actor: str, now: datetime) -> ReleasePlan:
     from hub import registry
 
     registry.authorise(session, actor, Action.PROVISION, slug)
-    now = now or datetime.now(UTC)
     project: Project = registry.get_project(session, slug)
     is_open = project_is_open(project.status, project.expires_at, now)
     grants = sorted(active_grants(session, project, now), key=lambda g: g.dataset.name) if is_open else []
@@ -125,7 +126,6 @@ def provision_project(
             "no opt-out list is registered, so opted-out patients cannot be removed; register one with "
             "`tre dataset add NAME --kind optout ...`"
         )
-    project_dir = settings.project_dir(slug)
     draft = ReleaseSpec(
         project=slug,
         datasets=datasets,
@@ -133,29 +133,36 @@ def provision_project(
         optouts=optouts,
         keep=settings.releases_to_keep,
     )
-    previous = read_manifest(project_dir)
-    withdrawn = sorted(set(previous.get("exposure", [])) - set(exposure(draft))) if previous else []
-    purge = not is_open or bool(withdrawn)
-    spec = dataclasses.replace(draft, purge=purge)
-    result = build_release(project_dir, spec, progress)
+    previous = read_manifest(settings.project_dir(slug))
+    withdrawn = tuple(sorted(set(previous.get("exposure", [])) - set(exposure(draft)))) if previous else ()
+    return ReleasePlan(
+        spec=dataclasses.replace(draft, purge=not is_open or bool(withdrawn)),
+        grant_ids=tuple(g.id for g in grants),
+        is_open=is_open,
+        withdrawn=withdrawn,
+    )
+
+
+def record_release(session: Session, plan: ReleasePlan, result: ReleaseResult, actor: str) -> None:
+    spec = plan.spec
     audit.record(
         session,
         actor,
         "project.provision",
         "project",
-        slug,
+        spec.project,
         {
             "release": result.release,
-            "grants": [g.id for g in grants],
-            "datasets": [f"{ds.name}:{ds.version}" for ds in datasets],
+            "grants": list(plan.grant_ids),
+            "datasets": [f"{ds.name}:{ds.version}" for ds in spec.datasets],
             "rows": result.rows_out,
-            "project_open": is_open,
+            "project_open": plan.is_open,
         },
     )
     if result.deleted_releases:
-        if not is_open:
+        if not plan.is_open:
             reason = "project not open"
-        elif withdrawn:
+        elif plan.withdrawn:
             reason = "data withdrawn"
         else:
             reason = f"keeping the newest {spec.keep}"
@@ -164,7 +171,35 @@ def provision_project(
             actor,
             "release.delete",
             "project",
-            slug,
-            {"releases": list(result.deleted_releases), "reason": reason, "withdrawn": withdrawn},
+            spec.project,
+            {"releases": list(result.deleted_releases), "reason": reason, "withdrawn": list(plan.withdrawn)},
         )
+
+
+def provision_project(
+    settings: Settings,
+    slug: str,
+    actor: str,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> ReleaseResult:
+    """Build and publish `slug`'s release from its grants, and audit it.
+
+    Three steps, so a build of minutes never holds the registry's write lock (on SQLite that would
+    stall every spawn check and review meanwhile): plan in a read-only session, build with no
+    transaction open, then record the audit events in a short one. The project lock spans all three,
+    so a concurrent revoke's rebuild cannot be overtaken by a build planned before it.
+    """
+    from hub import registry
+    from hub.db import session_scope
+
+    now = now or datetime.now(UTC)
+    with session_scope(settings, readonly=True) as s:
+        registry.authorise(s, actor, Action.PROVISION, slug)  # before the lock creates any folder
+    with project_lock(settings.project_dir(slug)):
+        with session_scope(settings, readonly=True) as s:
+            plan = plan_release(s, slug, settings, actor, now)
+        result = publish_release(settings.project_dir(slug), plan.spec, progress)
+        with session_scope(settings) as s:
+            record_release(s, plan, result, actor)
     return result

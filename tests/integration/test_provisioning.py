@@ -583,14 +583,10 @@ def world(registry, make_users, demo):
 
 
 def provision(settings, actor: str = "custodian"):
-    from hub.db import session_scope
     from hub.provisioning import provision_project
 
     steps: list[str] = []
-    with session_scope(settings) as s:
-        result = provision_project(
-            s, "onco-diab", settings, actor, progress=lambda step, d, t: steps.append(step)
-        )
+    result = provision_project(settings, "onco-diab", actor, progress=lambda step, d, t: steps.append(step))
     assert steps[0] == "checking sources" and steps[-1] == "publishing"
     return result
 
@@ -659,6 +655,28 @@ def test_registry_provision_revoke_close(world, raw_ids):
         assert audit.verify(s).ok
 
 
+def test_registry_stays_writable_while_a_release_builds(world):
+    """A build must not hold the registry's write lock: spawns, logins and reviews write meanwhile."""
+    import time
+
+    from hub import audit
+    from hub.db import session_scope
+    from hub.provisioning import provision_project
+
+    settings, _ = world
+    waited: list[float] = []
+
+    def write_during_build(step: str, done: int, total: int) -> None:
+        if step == "pseudonymising":
+            started = time.perf_counter()
+            with session_scope(settings) as s:
+                audit.record(s, "someone", "test.write", "test", "during-build", {})
+            waited.append(time.perf_counter() - started)
+
+    provision_project(settings, "onco-diab", "custodian", progress=write_during_build)
+    assert waited and waited[0] < 2, f"a registry write waited {waited}s for the provisioning build"
+
+
 def test_registry_changed_source_fails_without_partial_state(world, demo, tmp_path):
     """A source edited after registration is refused; the published release stays current."""
     settings, _ = world
@@ -700,7 +718,7 @@ def test_registry_csv_sources(registry, make_world, tmp_path, raw_ids):
         reg.register_dataset(
             s, CUSTODIAN, "national-optout", [reg.SourceTable("optout", optout)], "national_id", kind="optout"
         )
-        result = provision_project_for(s, registry, world.project)
+    result = provision_project_for(registry, world.project)
     release = registry.current_release(world.project)
     raw_file = tmp_path / "raw.txt"
     raw_file.write_text("\n".join(f"{9000000000 + i:010d}" for i in range(50)) + "\n")
@@ -713,7 +731,7 @@ def test_registry_csv_sources(registry, make_world, tmp_path, raw_ids):
     assert view["views"]["diabetes.labs"] == ["national_id", "hba1c"]
 
 
-def provision_project_for(session, settings, slug: str):
+def provision_project_for(settings, slug: str):
     from hub.provisioning import provision_project
 
-    return provision_project(session, slug, settings, "custodian")
+    return provision_project(settings, slug, "custodian")

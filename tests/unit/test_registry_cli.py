@@ -238,7 +238,7 @@ def test_close_and_revoke_rebuild_through_provisioning(cli_world, monkeypatch):
 
     calls: list[tuple[str, str]] = []
 
-    def fake_provision(session, slug, settings, actor, progress=None):
+    def fake_provision(settings, slug, actor, progress=None):
         progress("build", 1, 2)
         progress("publish", 2, 2)
         calls.append((slug, actor))
@@ -286,7 +286,7 @@ def test_provisioning_failure_is_one_line_and_keeps_the_revocation(cli_world, mo
     import hub.provisioning
     from hub.provisioning.spec import ProvisioningError
 
-    def failing(session, slug, settings, actor, progress=None):
+    def failing(settings, slug, actor, progress=None):
         raise ProvisioningError("source labs.csv changed since registration")
 
     monkeypatch.setattr(hub.provisioning, "provision_project", failing, raising=False)
