@@ -273,7 +273,7 @@ def registered_and_enabled(username: str) -> bool:
     from hub.db import session_scope
     from hub.models import User
 
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
         return user is not None and not user.disabled
 

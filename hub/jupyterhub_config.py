@@ -60,7 +60,7 @@ def _projects_for(user: Any) -> list[Any]:
     from hub.access import user_projects
     from hub.db import session_scope
 
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         return user_projects(session, user.name)
 
 
