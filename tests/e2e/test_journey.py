@@ -220,7 +220,7 @@ def test_researcher_to_release_through_two_checkers(
         vote(checker, rid, FIGURE, "approve")
         if checker is chen:  # chen has not seen cara's votes on any file before voting
             assert "cara" not in chen.page.locator("main").inner_text()
-        vote(checker, rid, UNSAFE, "changes", "Rare diabetes types by the sex 'I' give cells under 10.")
+        vote(checker, rid, UNSAFE, "changes", "Rare diabetes types give cells under 10.")
         checker.shot("review-vote")
     chen.open_request(rid)
     text = chen.page.locator("main").inner_text()
