@@ -305,14 +305,10 @@ def microdata(table: Table, config: RuleConfig, context: CheckContext) -> list[F
         textual = not pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_datetime64_any_dtype(
             column
         )
-        if (
-            n >= 5
-            and column.is_unique
-            and (
-                (_ID_NAME.search(str(name)) and not (name in labels and has_counts))
-                or (textual and _sample(column.astype("string")).str.match(_ID_VALUE).mean() > 0.9)
-            )
-        ):
+        id_like = (_ID_NAME.search(str(name)) and not (name in labels and has_counts)) or (
+            textual and _sample(column.astype("string")).str.match(_ID_VALUE).mean() > 0.9
+        )
+        if n >= 5 and id_like and column.is_unique:  # uniqueness last: it hashes the whole column
             findings.append(
                 Finding("microdata", "fail", f"column {name!r} holds a unique identifier per row")
             )

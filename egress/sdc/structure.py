@@ -141,7 +141,8 @@ def _label_text(column: pd.Series) -> pd.Series:
         values = column.to_numpy(dtype=float, na_value=np.nan)
         if np.all(np.isnan(values) | (values == np.round(values))):
             column = column.astype("Int64")
-    return column.astype("string").fillna("").str.strip()
+    text = column.astype("string").fillna("")
+    return text.str.strip() if pd.api.types.is_string_dtype(column) else text
 
 
 def norm_label(value: object) -> str:
@@ -158,6 +159,8 @@ def _detect_rounding(values: np.ndarray, counts_mask: np.ndarray, config: RuleCo
     if nonzero.size < 6:  # a few round numbers happen by chance; rounding must not switch checks off
         return None
     for base in config.rounding_bases:
+        if np.mod(nonzero[:1000], base).any():  # most tables are not rounded: a first look settles it
+            continue
         if np.all(np.mod(nonzero, base) == 0) and np.unique(nonzero).size >= 4:
             return base
     return None
@@ -215,13 +218,17 @@ def interpret(frame: pd.DataFrame, name: str, config: RuleConfig, *, label_count
 def _counts(table: Table) -> np.ndarray:
     """Records behind each cell, from count cells, a count row (describe) or matching count columns."""
     counts = np.full(table.shape, np.nan)
-    is_count = table.is_stat("count")
-    counts[is_count] = table.values[is_count]
-    if table.row_stats is not None:
+    if table.row_stats is None:  # column by column: no cell masks over millions of rows
+        for j, stat in enumerate(table.col_stats):
+            if stat == "count":
+                counts[:, j] = table.values[:, j]
+    else:
+        is_count = table.is_stat("count")
+        counts[is_count] = table.values[is_count]
+        fill = ~is_count
         count_rows = [i for i, s in enumerate(table.row_stats) if s == "count"]
         if count_rows:
             per_col = table.values[count_rows[0], :]
-            fill = ~is_count
             counts[fill] = np.broadcast_to(per_col[None, :], table.shape)[fill]
         return counts
     count_cols = [j for j, s in enumerate(table.col_stats) if s == "count"]
