@@ -25,8 +25,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub.settings import Settings
+
+if TYPE_CHECKING:
+    from hub.images import Reporter
 
 REPO = Path(__file__).resolve().parent.parent
 ACCOUNTS_FILE = "demo-accounts.json"
@@ -105,7 +109,7 @@ class Progress:
     def note(self, message: str) -> None:
         print(f"    {message}", flush=True)
 
-    def image_reporter(self):
+    def image_reporter(self) -> Reporter:
         from hub.images import Reporter
 
         return Reporter()

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
+
+from hub.cli.images import RichReporter
+from hub.demo import Account, Progress
 
 app = typer.Typer(help="Demos.", no_args_is_help=True)
 
@@ -47,7 +53,6 @@ def run(
     """Build (or reuse) the whole demo TRE, start it, print the accounts; Ctrl-C stops everything."""
     import os
     import signal
-    import time
 
     from hub.cli._common import console, fail
     from hub.demo import DemoError, HubProcess, prepare
@@ -89,35 +94,27 @@ def run(
         console.print("[green]✓[/] stopped; nothing left running.")
 
 
-class _RichProgress:
+class _RichProgress(Progress):
     """hub.demo.Progress with a spinner per step and the image build's own Rich reporter."""
 
     def __init__(self) -> None:
-        self._reporter = None
+        self._reporter: RichReporter | None = None
 
-    def step(self, title: str):
-        import contextlib
-        import time
-
+    @contextlib.contextmanager
+    def step(self, title: str) -> Iterator[None]:
         from hub.cli._common import console
 
-        @contextlib.contextmanager
-        def _step():
-            started = time.monotonic()
-            with console.status(f"[bold]{title}[/]…", spinner="dots"):
-                yield
-            console.print(f"[green]✓[/] [bold]{title}[/] [dim]({time.monotonic() - started:.1f}s)[/]")
-
-        return _step()
+        started = time.monotonic()
+        with console.status(f"[bold]{title}[/]…", spinner="dots"):
+            yield
+        console.print(f"[green]✓[/] [bold]{title}[/] [dim]({time.monotonic() - started:.1f}s)[/]")
 
     def note(self, message: str) -> None:
         from hub.cli._common import console
 
         console.print(f"  [dim]{message}[/]", highlight=False)
 
-    def image_reporter(self):
-        from hub.cli.images import RichReporter
-
+    def image_reporter(self) -> RichReporter:  # type: ignore[override]  # same methods, Rich output
         self._reporter = RichReporter()
         return self._reporter
 
@@ -138,7 +135,7 @@ def _qr(text: str) -> str:
     return out.getvalue()
 
 
-def _print_accounts(url: str, accounts, ready_seconds: float, log: Path) -> None:
+def _print_accounts(url: str, accounts: list[Account], ready_seconds: float, log: Path) -> None:
     from rich.table import Table
 
     from hub.cli._common import console
