@@ -12,6 +12,7 @@ Every step leaves a screenshot in artifacts/e2e/.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any, ClassVar
 
 import pyotp
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.e2e.conftest import ARTIFACTS, Stack
 
@@ -157,6 +159,10 @@ def test_researcher_to_release_through_two_checkers(
     ada.shot("projects")
     page.locator(f"#start-{DIABETES_PROJECT}").click()
     page.wait_for_url(re.compile(r".*/(spawn-pending|spawn)/.*|.*/user/.*"))
+    with contextlib.suppress(PlaywrightError):  # a fast spawn may be done before a message shows
+        page.locator("#progress-message").get_by_text(re.compile("release|container|JupyterLab")).wait_for(
+            timeout=15_000
+        )
     ada.shot("starting")
     page.wait_for_url(f"**/user/{RESEARCHER}/{DIABETES_PROJECT}/**", timeout=SPAWN_TIMEOUT_MS)
     page.locator(".jp-LabShell, #jp-main-dock-panel").first.wait_for(timeout=SPAWN_TIMEOUT_MS)
