@@ -215,7 +215,8 @@ def docker(*args: str, timeout: float | None = 120) -> subprocess.CompletedProce
 
 def docker_available() -> bool:
     try:
-        return docker("info", "--format", "{{.ServerVersion}}", timeout=20).returncode == 0
+        # generous: a busy engine (several builds and spawns at once) can take 10+ s to answer
+        return docker("info", "--format", "{{.ServerVersion}}", timeout=90).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
