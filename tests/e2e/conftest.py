@@ -81,7 +81,9 @@ def stack(tmp_path_factory, docker_available) -> Iterator[Stack]:
         network.teardown(settings)
 
 
-@pytest.fixture(scope="session")
+# Module scope: a live sync Playwright runs an event loop on the main thread, which would break
+# later tests that use Playwright or asyncio.run() in the same session.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

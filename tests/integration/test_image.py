@@ -175,7 +175,7 @@ def release(tmp_path):
     """A tiny project release: a parquet file and a catalogue of views over it, world-readable."""
     (tmp_path / "data").mkdir()
     parquet = tmp_path / "data" / "labs.parquet"
-    duckdb.sql(
+    duckdb.connect().sql(
         f"COPY (SELECT range AS id, range * 1.5 AS hba1c FROM range(20)) TO '{parquet}' (FORMAT parquet)"
     )
     con = duckdb.connect(str(tmp_path / "catalog.duckdb"))

@@ -131,9 +131,14 @@ def raw_ids(demo, base: Path) -> tuple[Path, set[str], set[str]]:
     for dataset, tables in TABLES.items():
         for table in tables:
             path = demo.path(dataset, table)
-            ids |= {r[0] for r in duckdb.execute(f"SELECT DISTINCT nhs_number FROM '{path}'").fetchall()}
+            ids |= {
+                r[0] for r in duckdb.connect().execute(f"SELECT DISTINCT nhs_number FROM '{path}'").fetchall()
+            }
     opted = {
-        r[0] for r in duckdb.execute(f"SELECT nhs_number FROM '{demo.path('optout', 'optout')}'").fetchall()
+        r[0]
+        for r in duckdb.connect()
+        .execute(f"SELECT nhs_number FROM '{demo.path('optout', 'optout')}'")
+        .fetchall()
     }
     out = base / "raw_ids.txt"
     out.write_text("\n".join(sorted(ids)) + "\n")
@@ -278,7 +283,7 @@ def test_no_opted_out_patient(alpha_view, raw_ids):
 
 def ids_of_patients(raw_ids) -> list[str]:
     path = Path(raw_ids[0]).parent / "source" / "diabetes" / "patients.parquet"
-    return [r[0] for r in duckdb.execute(f"SELECT nhs_number FROM '{path}'").fetchall()]
+    return [r[0] for r in duckdb.connect().execute(f"SELECT nhs_number FROM '{path}'").fetchall()]
 
 
 def test_pseudonyms_consistent_within_project_and_differ_across(alpha, alpha_view, demo, base, raw_ids):
@@ -502,7 +507,7 @@ def test_duplicate_identifiers_fail_without_leaking_them(demo, tmp_path, publish
     shutil.copytree(demo.out_dir / "diabetes", folder)
     patients = folder / "patients.parquet"
     with_dupes = f"SELECT * FROM '{patients}' UNION ALL (SELECT * FROM '{patients}' LIMIT 3)"
-    duckdb.execute(f"COPY ({with_dupes}) TO '{folder / 'p2.parquet'}'")
+    duckdb.connect().execute(f"COPY ({with_dupes}) TO '{folder / 'p2.parquet'}'")
     (folder / "p2.parquet").replace(patients)
     spec = dataset_spec(demo, "diabetes")
     tables = tuple(SourceTable(**{**t.__dict__, "path": folder / f"{t.name}.parquet"}) for t in spec.tables)
@@ -687,7 +692,7 @@ def test_registry_changed_source_fails_without_partial_state(world, demo, tmp_pa
     saved = tmp_path / "treatments.parquet"
     shutil.copy2(target, saved)
     try:
-        duckdb.execute(f"COPY (SELECT * FROM '{saved}' LIMIT 10) TO '{target}' (FORMAT parquet)")
+        duckdb.connect().execute(f"COPY (SELECT * FROM '{saved}' LIMIT 10) TO '{target}' (FORMAT parquet)")
         with pytest.raises(ProvisioningError, match="changed since it was registered"):
             provision(settings)
     finally:

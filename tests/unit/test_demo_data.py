@@ -28,7 +28,7 @@ def test_layout_and_manifest(demo):
         for table, columns in tables.items():
             path = demo.path(dataset, table)
             assert path.is_file()
-            got = [r[0] for r in duckdb.sql(f"DESCRIBE SELECT * FROM '{path}'").fetchall()]
+            got = [r[0] for r in duckdb.connect().sql(f"DESCRIBE SELECT * FROM '{path}'").fetchall()]
             assert got == list(columns)
             assert meta["datasets"][dataset][table]["rows"] == demo.rows[dataset][table]
     assert demo.rows["diabetes"]["patients"] == 3_000
@@ -45,7 +45,10 @@ def test_same_seed_same_bytes_other_seed_other_data(demo, tmp_path):
 
 def test_identifiers_unique_and_valid(demo):
     ids = [
-        r[0] for r in duckdb.sql(f"SELECT nhs_number FROM '{demo.path('diabetes', 'patients')}'").fetchall()
+        r[0]
+        for r in duckdb.connect()
+        .sql(f"SELECT nhs_number FROM '{demo.path('diabetes', 'patients')}'")
+        .fetchall()
     ]
     assert len(set(ids)) == len(ids)
     assert all(is_valid_nhs_number(i) for i in ids)
@@ -81,16 +84,20 @@ def test_datasets_are_linked(demo):
 
 def test_rare_categories_make_small_cells(demo):
     counts = dict(
-        duckdb.sql(
-            f"SELECT diabetes_type, count(*) FROM '{demo.path('diabetes', 'patients')}' GROUP BY ALL"
-        ).fetchall()
+        duckdb.connect()
+        .sql(f"SELECT diabetes_type, count(*) FROM '{demo.path('diabetes', 'patients')}' GROUP BY ALL")
+        .fetchall()
     )
     assert counts["type_2"] > 2_000
     assert 0 < min(counts.values()) < 10
-    small_districts = duckdb.execute(
-        f"""SELECT count(*) FROM (SELECT postcode_district, count(*) n
+    small_districts = (
+        duckdb.connect()
+        .execute(
+            f"""SELECT count(*) FROM (SELECT postcode_district, count(*) n
             FROM '{demo.path("diabetes", "patients")}' GROUP BY ALL) WHERE n < 5"""
-    ).fetchone()[0]
+        )
+        .fetchone()[0]
+    )
     assert small_districts > 10
 
 

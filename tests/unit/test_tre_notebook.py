@@ -12,7 +12,9 @@ def release(tmp_path, monkeypatch):
     """A release folder laid out as provisioning does: data/*.parquet + catalog.duckdb of views."""
     (tmp_path / "data").mkdir()
     parquet = tmp_path / "data" / "patients.parquet"
-    duckdb.sql(f"COPY (SELECT range AS id, range % 3 AS arm FROM range(10)) TO '{parquet}' (FORMAT parquet)")
+    duckdb.connect().sql(
+        f"COPY (SELECT range AS id, range % 3 AS arm FROM range(10)) TO '{parquet}' (FORMAT parquet)"
+    )
     cat = duckdb.connect(str(tmp_path / "catalog.duckdb"))
     # a relative path, resolved against the release folder (as connect() does in the workspace)
     cat.execute(f"SET file_search_path = '{tmp_path}'")
