@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import zipfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from egress.bundle import RECORD_NAME, BundleFile, build_bundle, verify_bundle
@@ -179,3 +180,16 @@ def test_cli_rotate_key_and_verify(tre_root, tmp_path):
     assert result.exit_code == 0
     assert json.loads(result.output)["files"][0]["path"] == "files/tables/counts.csv"
     assert len(keyset(signer)["keys"]) == 2
+
+
+@pytest.mark.parametrize("claim, value", [("aud", "another-service"), ("iss", "someone-else")])
+def test_refuses_a_genuine_signature_for_another_audience_or_issuer(signer, claim, value):
+    """A token our key signed for some other purpose must not pass as a release record."""
+    kid = signer.ensure_key()
+    key = serialization.load_pem_private_key((signer.dir / f"{kid}.pem").read_bytes(), password=None)
+    now = datetime.now(UTC)
+    claims = {"n": 1, "iss": "tre-egress", "aud": "tre-release", "iat": now, "exp": now + timedelta(hours=1)}
+    claims |= {"jti": "x", claim: value}
+    token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid})
+    with pytest.raises(InvalidRecord, match="invalid"):
+        verify_record(token, keyset(signer))
