@@ -7,7 +7,6 @@ afterwards. Skipped only when no server answers and CI is not set; in CI it must
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,14 +15,13 @@ import httpx
 import pyotp
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from tests.fixtures_hub import PASSWORD, Hub, start_hub
+from tests.fixtures_postgres import temporary_postgres_databases
 from tests.security.test_hub_auth import login
 
 pytestmark = [pytest.mark.postgres, pytest.mark.docker, pytest.mark.slow]
 
-DEFAULT_URL = "postgresql+psycopg://tre:tre@127.0.0.1/postgres"
 IDLE_TIMEOUT = 20
 
 
@@ -31,36 +29,13 @@ IDLE_TIMEOUT = 20
 def pg_hub(tmp_path_factory, hub_image) -> Iterator[tuple[Hub, str]]:
     if os.geteuid() != 0:
         pytest.skip("the hub tests need root (Docker, iptables)")
-    server = make_url(os.environ.get("TRE_TEST_POSTGRES_URL", DEFAULT_URL))
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        admin.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {server.render_as_string()} is unreachable in CI: {exc}")
-        pytest.skip(f"no PostgreSQL server at {server.render_as_string()}")
-    tag = secrets.token_hex(4)
-    names = {"TRE_DB_URL": f"tre_reg_{tag}", "TRE_HUB_DB_URL": f"tre_hub_{tag}"}
-    with admin.connect() as conn:
-        for name in names.values():
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    urls = {k: server.set(database=v).render_as_string(hide_password=False) for k, v in names.items()}
-    # This hub also proves the idle culler works: workspaces idle for 20 s are stopped.
-    env = {**urls, "TRE_IDLE_TIMEOUT": str(IDLE_TIMEOUT)}
-    root = tmp_path_factory.mktemp("pghub") / "tre"
-    root.mkdir()
-    try:
-        yield from ((hub, urls["TRE_HUB_DB_URL"]) for hub in start_hub(root, hub_image, env))
-    finally:
-        from hub.db import dispose_engines
-
-        dispose_engines()
-        with admin.connect() as conn:
-            for name in names.values():
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with temporary_postgres_databases("tre_reg", "tre_hub") as (registry_url, hub_url):
+        # This hub also proves the idle culler works: workspaces idle for 20 s are stopped.
+        env = {"TRE_DB_URL": registry_url, "TRE_HUB_DB_URL": hub_url, "TRE_IDLE_TIMEOUT": str(IDLE_TIMEOUT)}
+        root = tmp_path_factory.mktemp("pghub") / "tre"
+        root.mkdir()
+        for hub in start_hub(root, hub_image, env):
+            yield hub, hub_url
 
 
 def test_hub_on_postgres_spawns_refuses_and_logs_in(pg_hub):

@@ -6,54 +6,32 @@ afterwards. Skipped only when no server answers and CI is not set; in CI it must
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import select, text, update
 
 from hub import audit
 from hub import registry as reg
 from hub.access import project_roles, workspace_permit
-from hub.db import alembic_config, dispose_engines, session_scope, upgrade
+from hub.db import alembic_config, session_scope, upgrade
 from hub.models import AuditEvent, Grant
 from hub.settings import Settings, get_settings
+from tests.fixtures_postgres import temporary_postgres_databases
 from tests.fixtures_registry import publish_release, write_cohort
 
 pytestmark = pytest.mark.postgres
 
-DEFAULT_URL = "postgresql+psycopg://tre:tre@127.0.0.1/postgres"
-
 
 @pytest.fixture
 def pg_settings(tre_root, monkeypatch) -> Iterator[Settings]:
-    server_url = make_url(os.environ.get("TRE_TEST_POSTGRES_URL", DEFAULT_URL))
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        admin.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {server_url.render_as_string()} is unreachable in CI: {exc}")
-        pytest.skip(f"no PostgreSQL server at {server_url.render_as_string()}")
-    name = f"tre_test_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    monkeypatch.setenv("TRE_DB_URL", server_url.set(database=name).render_as_string(hide_password=False))
-    settings = get_settings()
-    try:
+    with temporary_postgres_databases("tre_test") as (url,):
+        monkeypatch.setenv("TRE_DB_URL", url)
+        settings = get_settings()
         upgrade(settings)
         yield settings
-    finally:
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_migrations_match_models_and_rerun_cleanly(pg_settings):
