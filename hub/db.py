@@ -7,6 +7,7 @@ the migration history stays the single source of truth.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,7 +74,10 @@ def make_engine(url: str) -> Engine:
 
     path = url.split("///", 1)[1] if "///" in url else ""
     if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # The registry holds the audit log and who may see what: private to the control plane.
+        # SQLite gives its -wal/-shm files the main file's mode, so creating it 0600 covers them.
+        Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     # NullPool: each session opens its own connection, so forked/threaded users never share one.
     engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 

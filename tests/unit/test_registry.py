@@ -262,3 +262,24 @@ def test_csv_identifiers_are_text_so_leading_zeros_count(registry, make_users, t
         types = {c["name"]: c["type"] for c in ds.tables[0]["columns"]}
     assert types == {"national_id": "VARCHAR", "age": "BIGINT"}
     assert ds.unique_individuals == 2  # as numbers they would have been one duplicated person
+
+
+def test_registry_database_is_private_from_the_start(tmp_path):
+    """Created by whichever `tre` command runs first, the registry must not be world-readable."""
+    import stat
+
+    from sqlalchemy import text
+
+    from hub.db import make_engine
+
+    db = tmp_path / "state" / "tre.sqlite"
+    engine = make_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+        wal = db.with_name(db.name + "-wal")
+        assert wal.exists()
+        assert stat.S_IMODE(wal.stat().st_mode) & 0o077 == 0
+    engine.dispose()
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
