@@ -130,6 +130,8 @@ class Project(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Per-project workspace limits overriding the defaults: {"mem": "4g", "cpu": 2.0, "pids": 512}.
     limits: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Per-project overrides of the disclosure-check defaults (egress.sdc.RuleConfig), e.g. {"threshold": 15}.
+    sdc_config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     lead: Mapped[User] = relationship()
     memberships: Mapped[list[Membership]] = relationship(back_populates="project")

@@ -24,6 +24,7 @@ class Action(StrEnum):
     CREATE_PROJECT = "create_project"
     CHANGE_PROJECT_STATUS = "change_project_status"  # suspend, resume, close
     SET_LIMITS = "set_limits"
+    SET_SDC_RULES = "set_sdc_rules"  # per-project disclosure-check thresholds
     PROVISION = "provision"
     ADD_RESEARCHER = "add_researcher"
     REMOVE_RESEARCHER = "remove_researcher"
@@ -47,6 +48,7 @@ PHRASES = {
     Action.CREATE_PROJECT: "create projects",
     Action.CHANGE_PROJECT_STATUS: "suspend, resume or close projects",
     Action.SET_LIMITS: "change workspace limits",
+    Action.SET_SDC_RULES: "change disclosure-check rules",
     Action.PROVISION: "provision project data",
     Action.ADD_RESEARCHER: "add researchers",
     Action.REMOVE_RESEARCHER: "remove researchers",
@@ -101,6 +103,7 @@ ADMIN_ONLY = {
     Action.CREATE_PROJECT,
     Action.CHANGE_PROJECT_STATUS,
     Action.SET_LIMITS,
+    Action.SET_SDC_RULES,
 }
 ADMIN_OR_CUSTODIAN = {
     Action.REGISTER_DATASET,

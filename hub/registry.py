@@ -658,6 +658,25 @@ def set_project_limits(session: Session, actor: str, slug: str, **limits: Any) -
     return project
 
 
+def set_project_sdc_rules(
+    session: Session, actor: str, slug: str, overrides: Mapping[str, Any], reset: bool = False
+) -> Project:
+    """Override the project's disclosure-check defaults (merged with earlier overrides unless reset)."""
+    from egress.sdc.model import RuleConfig
+
+    project = get_project(session, slug)
+    _, who = _actor(session, actor, project)
+    check(Action.SET_SDC_RULES, who)
+    merged = {**({} if reset else project.sdc_config or {}), **overrides}
+    try:
+        RuleConfig.from_dict(merged)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"{exc}; see `tre project sdc-rules --help`") from None
+    project.sdc_config = merged or None
+    audit.record(session, actor, "project.sdc_rules", "project", slug, {"sdc_config": merged})
+    return project
+
+
 def _membership(session: Session, user: User, project: Project, role: str) -> Membership | None:
     return session.execute(
         select(Membership).where(

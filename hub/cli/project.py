@@ -271,6 +271,60 @@ def set_limits(
         console.print(f"{slug} limits: mem {lim['mem']}, cpu {lim['cpu']}, pids {lim['pids']}")
 
 
+def _sdc_value(text: str) -> Any:
+    """`15` -> 15, `92.5` -> 92.5, `false` -> False, `10,5` -> [10, 5]; anything else stays text."""
+    import json
+
+    if "," in text:
+        return [_sdc_value(part) for part in text.split(",")]
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@app.command("sdc-rules")
+def sdc_rules(
+    slug: str,
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A rule setting as NAME=VALUE, e.g. threshold=15 (repeatable)."),
+    ] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Drop earlier overrides first.")] = False,
+    actor: Annotated[str | None, ActorOption] = None,
+    as_json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Show or override the disclosure-check rules of a project (administrators override).
+
+    The egress service and `tre egress check --project` use them for every file of the project.
+    """
+    import dataclasses
+
+    from egress.sdc.model import RuleConfig
+    from hub import registry
+
+    overrides: dict[str, Any] = {}
+    for item in assignments or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            fail(f"--set takes NAME=VALUE, not {item!r} (e.g. --set threshold=15)")
+        overrides[name.strip()] = _sdc_value(value.strip())
+    if overrides or reset:
+        with registry_session() as s:
+            project = registry.set_project_sdc_rules(s, acting_user(actor), slug, overrides, reset=reset)
+            custom = dict(project.sdc_config or {})
+    else:
+        with registry_session(readonly=True) as s:
+            custom = dict(registry.get_project(s, slug).sdc_config or {})
+    effective = dataclasses.asdict(RuleConfig.from_dict(custom))
+    if as_json:
+        print_json({"project": slug, "overrides": custom, "rules": effective})
+        return
+    for name, value in effective.items():
+        mark = "  [yellow](project override)[/]" if name in custom else ""
+        console.print(f"{name} = {value}{mark}", highlight=False)
+
+
 def _membership(slug: str, username: str, role: str, add: bool, actor: str | None, as_json: bool) -> None:
     from hub import registry
 

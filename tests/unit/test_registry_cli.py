@@ -625,3 +625,26 @@ def test_audit_verify_reports_tampering(cli_world):
     assert "event 3" in result.stderr and "edited" in result.stderr
     report = json.loads(tre("audit", "verify", "--json", actor=None).stdout)
     assert report["ok"] is False and report["problems"]
+
+
+def test_project_sdc_rules_override_the_checks_for_that_project(cli_world, tmp_path):
+    """An administrator raises the threshold for one project: its checks use it, and it is audited."""
+    table = tmp_path / "counts.csv"
+    table.write_text("diabetes_type,n\ntype_1,12\ntype_2,480\n")
+
+    def verdict() -> str:
+        result = ok("egress", "check", str(table), "--project", "diab-study", "--json", actor=None)
+        return json.loads(result.stdout)["files"][0]["verdict"]
+
+    assert verdict() == "pass"  # 12 >= the default threshold of 10
+    shown = ok_json("project", "sdc-rules", "diab-study", "--set", "threshold=15", "--set", "dominance_k=85")
+    assert shown["overrides"] == {"threshold": 15, "dominance_k": 85}
+    assert shown["rules"]["threshold"] == 15 and shown["rules"]["p_percent"] == 10.0
+    assert verdict() == "fail"
+    event = ok_json("audit", "show", "--action", "project.sdc_rules")[0]
+    assert event["actor"] == "admin" and event["details"]["sdc_config"]["threshold"] == 15
+
+    refused("project", "sdc-rules", "diab-study", "--set", "threshold=5", actor="lead", match="administrator")
+    refused("project", "sdc-rules", "diab-study", "--set", "treshold=5", match="unknown SDC setting")
+    ok("project", "sdc-rules", "diab-study", "--reset")
+    assert verdict() == "pass"
