@@ -115,11 +115,11 @@ def sdc_checker(paths: list[str], project: str, own_files: frozenset[int] = froz
     earlier versions are left out of "earlier" so a resubmitted file is not compared with itself."""
     import dataclasses
 
-    from egress.cli import _project_context
+    from egress.project_context import project_context
     from egress.sdc import RuleConfig, check_paths
 
     with tempfile.TemporaryDirectory(prefix="egress-context-") as scratch:
-        overrides, context = _project_context(project, Path(scratch))
+        overrides, context = project_context(project, Path(scratch))
         if context is not None:
             own = {str(i) for i in own_files}
             earlier = [

@@ -222,7 +222,7 @@ def test_metadata_found_when_submitted_from_another_folder(tmp_path):
 
 
 def test_project_pseudonym_lookup_reads_release_parquet(tmp_path):
-    from egress.cli import pseudonym_lookup
+    from egress.project_context import pseudonym_lookup
 
     data = tmp_path / "patients.parquet"
     pd.DataFrame({"nhs_number": ["a1b2c3d4e5f60718", "ffff000011112222"], "age": [40, 50]}).to_parquet(data)
