@@ -555,46 +555,14 @@ def test_grant_decisions_enforce_separation_of_duties(cli_world):
 
 
 def test_project_rules_refused(cli_world):
-    refused(
-        "project",
-        "create",
-        "other",
-        "--title",
-        "t",
-        "--lead",
-        "lead",
-        "--expires",
-        "2000-01-01",
-        match="past",
-    )
-    refused(
-        "project", "create", "other", "--title", "t", "--lead", "ghost", "--expires", "+9d", match="no user"
-    )
-    refused(
-        "project",
-        "create",
-        "other",
-        "--title",
-        "t",
-        "--lead",
-        "admin",
-        "--expires",
-        "+9d",
-        match="cannot appoint themselves",
-    )
-    refused(
-        "project",
-        "create",
-        "other",
-        "--title",
-        "t",
-        "--lead",
-        "lead",
-        "--expires",
-        "+9d",
-        actor="cus",
-        match="only an administrator",
-    )
+    def create(lead: str = "lead", expires: str = "+9d", actor: str = "admin", match: str = "") -> None:
+        args = ["project", "create", "other", "--title", "t", "--lead", lead, "--expires", expires]
+        refused(*args, actor=actor, match=match)
+
+    create(expires="2000-01-01", match="past")
+    create(lead="ghost", match="no user")
+    create(lead="admin", match="cannot appoint themselves")
+    create(actor="cus", match="only an administrator")
     refused(
         "project",
         "checker",
