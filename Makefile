@@ -35,6 +35,8 @@ bench: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/lint-imports
 
 fmt: venv
 	$(BIN)/ruff check --fix .

@@ -1,1 +1,1 @@
-"""TRE egress: output review service and statistical disclosure control engine."""
+"""TRE egress: the output review service (`review`, `web`) and the disclosure control engine (`sdc`)."""

@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures_docker",
     "tests.fixtures_hub",
     "tests.fixtures_egress",
+    "tests.fixtures_browser",
 ]
 
 

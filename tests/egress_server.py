@@ -1,25 +1,37 @@
-"""Start and kill the egress test server (tests.egress_testserver) as a real uvicorn subprocess."""
+"""The egress app as a real uvicorn subprocess with test identities (tests and benchmarks only).
+
+`Server(root).start()` runs `python -m tests.egress_server PORT [WORKERS]`, which serves the app with
+the identity taken from an X-Test-User header: a FastAPI dependency override installed here, in this
+test-only process; the production entry point (`python -m egress`) has no way to load it.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from egress.web.app import create_app
+from egress.web.auth import current_identity
+from hub.kernel.settings import get_settings
+from tests.fixtures_egress import injected_identity
+from tests.fixtures_hub import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = "/services/egress"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def app_factory() -> FastAPI:
+    app = create_app(get_settings(), prefix="/services/egress/", sso=False)
+    app.dependency_overrides[current_identity] = injected_identity
+    return app
 
 
 class Server:
@@ -34,7 +46,7 @@ class Server:
 
     def start(self, timeout: float = 60) -> Server:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.egress_testserver", str(self.port), str(self.workers)],
+            [sys.executable, "-m", "tests.egress_server", str(self.port), str(self.workers)],
             cwd=REPO, env=self.env, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
@@ -67,3 +79,21 @@ class Server:
         return httpx.Client(
             base_url=self.url, headers={"X-Test-User": user, "X-Test-Via": "token"}, timeout=timeout
         )
+
+
+def main() -> None:
+    port = int(sys.argv[1])
+    workers = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    uvicorn.run(
+        "tests.egress_server:app_factory",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

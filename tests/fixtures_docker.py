@@ -13,7 +13,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def docker_available() -> bool:
-    from hub.images import docker_available as engine_up
+    from hub.host.images import docker_available as engine_up
 
     if not engine_up():
         message = "no reachable Docker engine (start one with .ci/setup-host.sh)"
@@ -26,12 +26,12 @@ def docker_available() -> bool:
 @pytest.fixture(scope="session")
 def notebook_image(docker_available) -> str:
     """The spawner's image name (Settings.image), built or found up to date like `tre images build`."""
-    from hub.images import ImageBuildError, Reporter, build_image
-    from hub.settings import get_settings
+    from hub.host.images import BuildReporter, ImageBuildError, build_image
+    from hub.kernel.settings import get_settings
 
     settings = get_settings()
     try:
-        build_image(settings, reporter=Reporter())
+        build_image(settings, reporter=BuildReporter())
     except ImageBuildError as exc:
         pytest.fail(f"notebook image build failed: {exc}", pytrace=False)
     return settings.image

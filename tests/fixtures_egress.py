@@ -14,13 +14,15 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from egress.app import create_app
-from egress.auth import Identity, current_identity
-from egress.service import Egress
+from egress.review.base import EgressContext
+from egress.review.commands import EgressCommands
+from egress.review.queries import EgressQueries
+from egress.web.app import create_app
+from egress.web.auth import Identity, current_identity
 from hub import registry as reg
-from hub.db import session_scope, upgrade
-from hub.models import AuditEvent
-from hub.settings import Settings, get_settings
+from hub.kernel.audit import AuditEvent
+from hub.kernel.db import session_scope, upgrade
+from hub.kernel.settings import Settings, get_settings
 
 PROJECT = "diab-study"
 OTHER = "onco-study"
@@ -55,27 +57,29 @@ def build_world(settings: Settings) -> None:
 @dataclass
 class EgressWorld:
     settings: Settings
-    svc: Egress
+    ctx: EgressContext
+    commands: EgressCommands
+    queries: EgressQueries
 
     def home(self, user: str = AUTHOR) -> Path:
         return self.settings.home_dir(PROJECT, user)
 
     def draft(self, author: str = AUTHOR, files=(("out/counts.csv", "output"),)) -> tuple[int, list[int]]:
-        rid = self.svc.create_request(author, PROJECT, "Counts by region")
-        gid = self.svc.add_group(author, rid, "tables", "Patients by region", "Cells < 10 suppressed")
-        fids = [self.svc.add_file(author, rid, gid, path, kind) for path, kind in files]
+        rid = self.commands.create_request(author, PROJECT, "Counts by region")
+        gid = self.commands.add_group(author, rid, "tables", "Patients by region", "Cells < 10 suppressed")
+        fids = [self.commands.add_file(author, rid, gid, path, kind) for path, kind in files]
         return rid, fids
 
     def submitted(self, author: str = AUTHOR, **kw) -> tuple[int, list[int]]:
         rid, fids = self.draft(author, **kw)
-        self.svc.submit(author, rid)
+        self.commands.submit(author, rid)
         return rid, fids
 
     def approve_all(self, fids: list[int], checkers=(CHECKER1, CHECKER2)) -> str:
         state = ""
         for c in checkers:
             for f in fids:
-                state = self.svc.vote(c, f, "approve")
+                state = self.commands.vote(c, f, "approve")
         return state
 
     def audit(self, action_prefix: str) -> list[AuditEvent]:
@@ -88,7 +92,8 @@ class EgressWorld:
 def eg(tre_root) -> EgressWorld:
     settings = get_settings()
     build_world(settings)
-    return EgressWorld(settings, Egress(settings))
+    ctx = EgressContext(settings)
+    return EgressWorld(settings, ctx, EgressCommands(ctx), EgressQueries(ctx))
 
 
 async def injected_identity(request: Request) -> Identity:

@@ -18,10 +18,8 @@ import contextlib
 import ipaddress
 import os
 import secrets
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -69,7 +67,7 @@ class Hub:
 
     @property
     def gateway(self) -> str:
-        from hub.network import gateway_ip
+        from hub.host.network import gateway_ip
 
         return gateway_ip(self.settings)
 
@@ -128,13 +126,13 @@ class Hub:
         return r.json()["token"]
 
     def container(self, user: str, project: str) -> str:
-        return f"{self.env['TRE_CONTAINER_PREFIX']}-{user}--{project}"
+        return f"{self.settings.container_prefix}-{user}--{project}"
 
     def audit_events(self, action: str, object_id: str) -> list[Any]:
         from sqlalchemy import select
 
-        from hub.db import session_scope
-        from hub.models import AuditEvent
+        from hub.kernel.audit import AuditEvent
+        from hub.kernel.db import session_scope
 
         with session_scope(self.settings) as s:
             rows = s.execute(
@@ -168,9 +166,9 @@ def _build_registry(settings: Any, hub_logins: dict[str, str]) -> None:
     from sqlalchemy import update
 
     from hub import registry as reg
-    from hub.auth import create_login
-    from hub.db import session_scope, upgrade
-    from hub.models import Grant
+    from hub.kernel.db import session_scope, upgrade
+    from hub.registry.models import Grant
+    from hub.workspaces.login import create_login
     from tests.fixtures_registry import ADMIN, CUSTODIAN, LEAD, publish_release, write_cohort
 
     upgrade(settings)
@@ -189,7 +187,7 @@ def _build_registry(settings: Any, hub_logins: dict[str, str]) -> None:
         for name in (LEAD, "alice", "bob", "mallory"):
             reg.add_user(s, ADMIN, name, name.title())
         reg.register_dataset(
-            s, CUSTODIAN, "diabetes", [reg.SourceTable(k, v) for k, v in files.items()], "national_id"
+            s, CUSTODIAN, "diabetes", [reg.SourceFile(k, v) for k, v in files.items()], "national_id"
         )
         for slug, member in projects.items():
             reg.create_project(s, ADMIN, slug, f"Project {slug}", LEAD, far)
@@ -211,92 +209,43 @@ def _build_registry(settings: Any, hub_logins: dict[str, str]) -> None:
         hub_logins[name] = create_login(name, PASSWORD, settings)
 
 
-def _remove_workspace_containers(network: str) -> None:
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"network={network}"], capture_output=True, text=True
-    ).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
-
-
-@contextlib.contextmanager
-def _environ(env: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def start_hub(root: Path, image: str, extra_env: dict[str, str] | None = None) -> Iterator[Hub]:
-    """Network + registry + `tre hub`; yields a ready Hub and tears everything down afterwards."""
-    import httpx
-
-    from hub import network
-    from hub.jupyterhub_config import admin_token
-    from hub.settings import Settings
+def isolated_settings(root: Path, name: str, **overrides: Any) -> Any:
+    """Settings of a TRE of its own on this machine: its root, free ports, its own workspace network
+    (bridge, subnet, firewall chain) and container prefix, beside any other hub on the engine."""
+    from hub.kernel.settings import Settings
 
     suffix = secrets.token_hex(3)
-    env = {
-        "TRE_ROOT": str(root),
-        "TRE_IMAGE": image,
-        "TRE_NETWORK": f"tre-test-{suffix}",
-        "TRE_BRIDGE": f"trt{suffix}",
-        "TRE_SUBNET": free_subnet(),
-        "TRE_PUBLIC_PORT": str(free_port()),
-        "TRE_PROXY_API_PORT": str(free_port()),
-        "TRE_EGRESS_PORT": str(free_port()),
-        "TRE_HUB_PORT": str(free_port()),
-        "TRE_LOCKOUT_AFTER": "5",
-        # Unique container names: other hubs (other test sessions, the demo) share the Docker engine.
-        "TRE_CONTAINER_PREFIX": f"tre{suffix}",
-        **(extra_env or {}),
-    }
-    with _environ(env):  # Settings() and hub.auth read the environment
-        settings = Settings()
-    proc = None
-    log = root / "hub.log"
+    return Settings(
+        root=root,
+        network=f"tre-{name}-{suffix}",
+        bridge=f"tr{name[:2]}{suffix}",
+        subnet=free_subnet(),
+        public_port=free_port(),
+        proxy_api_port_override=free_port(),
+        egress_port=free_port(),
+        hub_port=free_port(),
+        container_prefix=f"tre{suffix}",
+        **overrides,
+    )
+
+
+def start_hub(root: Path, image: str, **overrides: Any) -> Iterator[Hub]:
+    """Network + registry + `tre hub` (hub.workspaces.hub_process, as the demo runs it); yields a
+    ready Hub and tears everything down afterwards. `overrides` are Settings fields."""
+    from hub.host import network
+    from hub.workspaces.hub_process import HubProcess
+    from hub.workspaces.jupyterhub_config import admin_token
+
+    settings = isolated_settings(root, "test", image=image, lockout_after=5, **overrides)
+    process = HubProcess(settings, log=root / "hub.log")
     try:
         network.setup(settings)
-        hub = Hub(settings, env, f"http://127.0.0.1:{settings.public_port}", admin_token(settings), log=log)
-        with _environ(env):
-            _build_registry(settings, hub.totp)
-        node_bin = REPO / ".node/node_modules/.bin"
-        inherited = {k: v for k, v in os.environ.items() if k not in ("TRE_DB_URL", "TRE_HUB_DB_URL")}
-        proc_env = {**inherited, **env, "PATH": f"{node_bin}:{os.environ.get('PATH', '')}"}
-        with open(log, "wb") as fh:
-            proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "tre"), "hub"],
-                env=proc_env,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + HUB_START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"tre hub exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if hub.api("GET", "/").status_code == 200 and hub.api("GET", "/users").status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"hub not up after {HUB_START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+        hub = Hub(settings, settings.to_env(), process.url, admin_token(settings), log=process.log)
+        _build_registry(settings, hub.totp)
+        process.start(timeout=HUB_START_TIMEOUT)
         yield hub
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=45)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        _remove_workspace_containers(settings.network)
+        process.stop(timeout=45)
         with contextlib.suppress(Exception):
             network.teardown(settings)
 

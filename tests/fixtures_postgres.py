@@ -40,7 +40,7 @@ def temporary_postgres_databases(*prefixes: str) -> Iterator[list[str]]:
     try:
         yield [server.set(database=name).render_as_string(hide_password=False) for name in names]
     finally:
-        from hub.db import dispose_engines
+        from hub.kernel.db import dispose_engines
 
         dispose_engines()  # pooled connections would block DROP DATABASE
         with admin.connect() as conn:

@@ -1,8 +1,8 @@
 """Statistical disclosure control: the checks behind every release (pure library, no web code).
 
-``check_paths(paths, config=RuleConfig(...), context=CheckContext(...))`` returns DESIGN.md's report
-document; it raises FileNotFoundError for a missing path and otherwise never fails on a file (what
-it cannot read or check is ``review``).
+``check_paths(paths, config=RuleConfig(...), context=CheckContext(...))`` returns the report
+document of docs/architecture.md; it raises FileNotFoundError for a missing path and otherwise
+never fails on a file (what it cannot read or check is ``review``).
 
 Modules: ``model`` (findings, settings, context, parsed outputs), ``parse`` (files -> tables,
 regressions, text, opaque items), ``structure`` (a DataFrame's labels, statistics, margins, counts),

@@ -1,7 +1,8 @@
 """``check_paths``: read each file, run every rule, compare tables with each other, build the report.
 
-The report is DESIGN.md's document: ``{"files": [{"path", "verdict", "findings": [...]}]}``. A file's
-verdict is the worst of its findings; what the engine cannot check is ``review`` at best.
+The report is the document of docs/architecture.md ("The disclosure report"):
+``{"files": [{"path", "verdict", "findings": [...]}]}``. A file's verdict is the worst of its
+findings; what the engine cannot check is ``review`` at best.
 """
 
 from __future__ import annotations
@@ -66,6 +67,17 @@ def check_paths(
     owner = {t.name: r for r in reports for t in r.tables}
     for name, found in differencing([t for r in reports for t in r.tables] + earlier, config).items():
         owner[name].findings.extend(_named(owner[name].path, name, found))
+    if context.unavailable:
+        for r in reports:
+            r.findings.append(
+                Finding(
+                    "context",
+                    "fail",
+                    f"the project's context could not be read ({context.unavailable}): its own rules, "
+                    "earlier outputs and pseudonyms were not used, so these checks may be laxer than "
+                    "the project's; check again once the registry answers",
+                )
+            )
     return {"files": [r.to_dict() for r in reports]}
 
 
@@ -168,6 +180,8 @@ def _check_item(
         if item.values.size == 0:
             found.append(Finding("format", "review", "a table without numeric cells: a checker must read it"))
         found += table_findings(item, config, context)
+        for f in found:
+            f.cells = item.file_cells(f.cells)
         report.tables.append(item)
     elif isinstance(item, Regression):
         found += regression(item, config)
@@ -244,6 +258,8 @@ def _check_acro(
             parsed = Parsed([as_reg])
         acro.apply_statistic(parsed, acro.statistic(output))
         report = _check_parsed(file, parsed, config, context)
+        if report.tables:  # ACRO counts cells in the table's body
+            verdict.cells = report.tables[0].file_cells(verdict.cells)
         report.findings.insert(0, verdict)
         reports.append(report)
     index.findings.append(

@@ -1,7 +1,9 @@
 """The engine's vocabulary: verdicts, findings, rule settings, check context and parsed outputs.
 
-Cell positions are ``[row, col]``, 0-based, in a table's body: rows after the header, columns after
-the label (index) columns; a margin row or column keeps its position at the end.
+Rules work on a table's body (rows after the header, columns after the label columns); the cells a
+finding reports are in file coordinates: ``[row, col]``, 0-based, the row counted from the first line
+after the header line, the column as it stands in the file (label columns included), so a viewer
+marks exactly the cell the rule meant.
 """
 
 from __future__ import annotations
@@ -94,11 +96,14 @@ class CheckContext:
     ``identifiers``: the project's pseudonyms and raw identifiers, as a set, or as a callable that
     takes candidate strings and returns those that are identifiers (for a registry lookup).
     ``sidecars``: output path -> its ``.sdc.json``, for callers that store files apart (snapshots).
+    ``unavailable``: why the project's context could not be read; every file then fails, since the
+    defaults may be laxer than the project's own rules.
     """
 
     earlier: Sequence[str | Path | pd.DataFrame] = ()
     identifiers: IdentifierSource | None = None
     sidecars: Mapping[str, Path] = field(default_factory=dict)  # when metadata is not beside its file
+    unavailable: str | None = None
 
     def matching_identifiers(self, candidates: Collection[str]) -> set[str]:
         if self.identifiers is None or not candidates:
@@ -136,6 +141,15 @@ class Table:
     top: np.ndarray | None = None  # (rows, cols, k): largest contributions per cell, descending
     minimum: np.ndarray | None = None
     current: bool = True  # False for the project's earlier outputs (context for differencing)
+    row_offset: int = 0  # body row 0 is this many lines below the first line after the header
+    col_positions: list[int] | None = None  # file column of each body column (None: the same)
+
+    def file_cells(self, cells: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Body positions as file coordinates (see the module docstring)."""
+        cols = self.col_positions
+        return [
+            (r + self.row_offset, cols[c] if cols is not None and 0 <= c < len(cols) else c) for r, c in cells
+        ]
 
     @property
     def shape(self) -> tuple[int, int]:

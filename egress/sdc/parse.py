@@ -80,7 +80,9 @@ def _merge_multiheader(frame: pd.DataFrame) -> pd.DataFrame:
         columns[0] = str(second.iloc[0])
     frame = frame.iloc[drop:].reset_index(drop=True)
     frame.columns = columns
-    return frame.infer_objects()
+    frame = frame.infer_objects()
+    frame.attrs["row_offset"] = drop  # findings name cells by their row in the file
+    return frame
 
 
 def read_parquet(path: Path) -> pd.DataFrame:

@@ -102,13 +102,14 @@ def _is_integer_like(values: np.ndarray) -> bool:
     return bool(seen.size) and bool(np.all(seen == np.round(seen)))
 
 
-def _drop_range_index(frame: pd.DataFrame) -> pd.DataFrame:
+def _drop_range_index(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The frame without a written 0..n-1 index column, and how many leading columns were dropped."""
     first = str(frame.columns[0]) if len(frame.columns) else ""
     if len(frame.columns) > 1 and (first == "" or first.startswith("Unnamed: 0")):
         col = frame.iloc[:, 0]
         if pd.api.types.is_integer_dtype(col) and np.array_equal(col.to_numpy(), np.arange(len(frame))):
-            return frame.iloc[:, 1:]
-    return frame
+            return frame.iloc[:, 1:], 1
+    return frame, 0
 
 
 def _label_count(frame: pd.DataFrame, numeric: list[bool], integer: list[bool]) -> int:
@@ -168,7 +169,12 @@ def _detect_rounding(values: np.ndarray, counts_mask: np.ndarray, config: RuleCo
 
 def interpret(frame: pd.DataFrame, name: str, config: RuleConfig, *, label_count: int | None = None) -> Table:
     """Read the structure of ``frame``; ``label_count`` overrides label detection (from metadata)."""
-    frame = _drop_range_index(frame.reset_index(drop=True))
+    row_offset = int(frame.attrs.get("row_offset", 0))
+    shift = int(frame.attrs.get("col_shift", 0))
+    frame, dropped = _drop_range_index(frame.reset_index(drop=True))
+    shift += dropped
+    # Kept on the frame, so a second reading of it (with the metadata's labels) keeps file positions.
+    frame.attrs.update(row_offset=row_offset, col_shift=shift)
     frame.columns = [str(c) for c in frame.columns]
     parsed = [numeric_body(frame.iloc[:, i]) for i in range(frame.shape[1])]
     numeric = [p[2] for p in parsed]
@@ -209,6 +215,8 @@ def interpret(frame: pd.DataFrame, name: str, config: RuleConfig, *, label_count
         row_stats=row_stats,
         margin_row=margin_row,
         margin_col=margin_col,
+        row_offset=row_offset,
+        col_positions=[i + shift for i in body_idx],
     )
     table.counts = _counts(table)
     table.rounding = _detect_rounding(values, table.is_stat("count"), config)

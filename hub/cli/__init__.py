@@ -1,19 +1,20 @@
-"""The `tre` command line: one Typer app with a sub-command group per concept.
+"""The `tre` command line: one Typer app with a sub-command group per concept, the outermost layer.
 
-Each group lives in its own module; heavy imports (duckdb, pandas, docker) stay inside the command
-functions so `tre --help` is instant.
+Each group lives in its own module; imports of the TRE's packages (and of duckdb, pandas, docker)
+stay inside the command functions so `tre --help` is instant. For automation: the portal and the
+egress service call the same operations.
 """
 
 from __future__ import annotations
 
 import typer
 
-from egress.cli import app as egress_app
 from hub.cli import (
     audit,
     catalog,
     dataset,
     demo,
+    egress,
     grant,
     hub_cmd,
     images,
@@ -37,7 +38,7 @@ app.add_typer(catalog.app, name="catalog")
 app.add_typer(demo.app, name="demo")
 app.add_typer(images.app, name="images")
 app.add_typer(network.app, name="network")
-app.add_typer(egress_app, name="egress")
+app.add_typer(egress.app, name="egress")
 app.command("hub")(hub_cmd.hub)
 
 

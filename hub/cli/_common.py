@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import sys
 from typing import Any, NoReturn
 
@@ -25,5 +24,5 @@ def print_json(obj: Any) -> None:
 
 
 def acting_user(explicit: str | None = None) -> str:
-    """Who runs this command: --as, else TRE_ACTOR, else the operating-system user."""
-    return explicit or os.environ.get("TRE_ACTOR") or getpass.getuser()
+    """Who runs this command: --as (or $TRE_ACTOR, its environment form), else the operating-system user."""
+    return explicit or getpass.getuser()

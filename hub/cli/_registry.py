@@ -15,34 +15,83 @@ from hub.cli._common import fail
 if TYPE_CHECKING:  # sqlalchemy is imported only when a command runs, so `tre --help` stays instant
     from sqlalchemy.orm import Session
 
+    from hub.kernel.settings import Settings
+    from hub.provisioning import StepCallback
+
 # For Annotated[...] parameters (defaults go on the parameter itself).
-ActorOption = typer.Option("--as", help="Act as this registry user (default: $TRE_ACTOR, else the OS user).")
+ActorOption = typer.Option(
+    "--as", envvar="TRE_ACTOR", help="Act as this registry user (default: $TRE_ACTOR, else the OS user)."
+)
 JsonOption = typer.Option("--json", help="Print JSON for scripts instead of a table.")
 
 RELATIVE_RE = re.compile(r"^\+(\d+)d$")
 
 
 @contextmanager
-def registry_session(readonly: bool = False) -> Iterator[Session]:
-    """Upgrade the schema, then run the command in one transaction: all of it commits or none."""
+def one_line_errors() -> Iterator[None]:
+    """Registry, rule and provisioning errors end the command with their one-line message."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from hub.access import AccessDenied
-    from hub.db import session_scope, upgrade
-    from hub.permissions import NotAllowed
-    from hub.registry import RegistryError
-    from hub.settings import get_settings
+    from hub.enforcement import WithdrawalIncomplete
+    from hub.provisioning import ProvisioningError
+    from hub.registry import NotAllowed, RegistryError
+    from hub.registry.access import AccessDenied
 
-    settings = get_settings()
     try:
-        upgrade(settings)
-        with session_scope(settings, readonly=readonly) as session:
-            yield session
-    except (RegistryError, NotAllowed, AccessDenied) as exc:
+        yield
+    except (RegistryError, NotAllowed, AccessDenied, ProvisioningError, WithdrawalIncomplete) as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
         first = str(exc).strip().splitlines()[0]
         fail(f"registry database error ({first}); check TRE_ROOT / TRE_DB_URL and try again")
+
+
+def cli_settings() -> Settings:
+    """The command's settings: read from the environment here, the one place a command reads them."""
+    from hub.kernel.settings import Settings, SettingsError
+
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def registry_settings() -> Settings:
+    """The command's settings, with the registry's schema brought to the current version."""
+    from hub.kernel.db import upgrade
+
+    settings = cli_settings()
+    with one_line_errors():
+        upgrade(settings)
+    return settings
+
+
+@contextmanager
+def registry_session(readonly: bool = False) -> Iterator[Session]:
+    """Run the command in one transaction: all of it commits or none."""
+    from hub.kernel.db import session_scope
+
+    settings = registry_settings()
+    with one_line_errors(), session_scope(settings, readonly=readonly) as session:
+        yield session
+
+
+@contextmanager
+def progress_bar(title: str) -> Iterator[StepCallback]:
+    """A Rich progress bar for a provisioning build; yields the step callback to hand it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hub.cli._common import console
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task(title, total=None)
+
+        def step(name: str, done: int, total: int) -> None:
+            bar.update(task, description=f"{title}: {name}", completed=done, total=total or None)
+
+        yield step
 
 
 def parse_when(value: str, option: str = "--expires") -> datetime:

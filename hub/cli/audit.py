@@ -17,7 +17,7 @@ app = typer.Typer(help="Audit log: verify the hash chain, show events.", no_args
 @app.command("verify")
 def verify(as_json: Annotated[bool, JsonOption] = False) -> None:
     """Check that no audit event was edited, deleted or reordered (exit 1 if one was)."""
-    from hub import audit
+    from hub.kernel import audit
 
     with registry_session(readonly=True) as s:
         result = audit.verify(s)
@@ -51,7 +51,7 @@ def show(
     """Show audit events, newest last."""
     from sqlalchemy import select
 
-    from hub.models import AuditEvent
+    from hub.kernel.audit import AuditEvent
 
     query = select(AuditEvent)
     if actor:

@@ -25,7 +25,7 @@ def export(
     ] = "urn:tre:",
 ) -> None:
     """Export every research dataset's latest version as HealthDCAT-AP JSON-LD."""
-    from hub.dcat import catalog_jsonld
+    from hub.registry.catalogue import catalog_jsonld
 
     with registry_session(readonly=True) as s:
         doc = catalog_jsonld(s, base_uri)

@@ -70,7 +70,7 @@ def add(
     """Register a dataset; re-adding changed sources creates a new version, unchanged ones nothing."""
     from hub import registry
 
-    tables = [registry.SourceTable(k, Path(v)) for k, v in parse_pairs(table, "--table").items()]
+    tables = [registry.SourceFile(k, Path(v)) for k, v in parse_pairs(table, "--table").items()]
     with registry_session() as s:
         ds, created = registry.register_dataset(
             s,
@@ -105,7 +105,7 @@ def list_datasets(
     """List datasets (latest version of each unless --all-versions)."""
     from sqlalchemy import select
 
-    from hub.models import Dataset
+    from hub.registry.models import Dataset
 
     with registry_session(readonly=True) as s:
         rows = [

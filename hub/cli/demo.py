@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from hub.cli.images import RichReporter
-from hub.demo import Account, Progress
+from hub.demo.stack import Account, DemoProgress
 
 app = typer.Typer(help="Demos.", no_args_is_help=True)
 
@@ -23,9 +23,9 @@ def data(
     csv: bool = typer.Option(False, "--csv", help="Also write a CSV copy of every table."),
     as_json: bool = typer.Option(False, "--json", help="Print row counts as JSON."),
 ) -> None:
-    """Generate synthetic diabetes, oncology and opt-out datasets (layout: hub/demo_data.py)."""
+    """Generate synthetic diabetes, oncology and opt-out datasets (layout: hub/demo/data.py)."""
     from hub.cli._common import console, fail, print_json
-    from hub.demo_data import generate
+    from hub.demo.data import generate
 
     try:
         with console.status(f"generating {patients:,} patients…", spinner="dots"):
@@ -51,18 +51,19 @@ def run(
     reset: bool = typer.Option(False, "--reset", help="Delete the demo's folder first and start over."),
 ) -> None:
     """Build (or reuse) the whole demo TRE, start it, print the accounts; Ctrl-C stops everything."""
+    import dataclasses
     import os
     import signal
 
     from hub.cli._common import console, fail
-    from hub.demo import DemoError, HubProcess, prepare
-    from hub.demo import reset as reset_demo
-    from hub.settings import get_settings
+    from hub.demo.stack import DemoError, prepare
+    from hub.demo.stack import reset as reset_demo
+    from hub.kernel.settings import Settings
+    from hub.workspaces.hub_process import HubProcess, HubStartError
 
     if os.geteuid() != 0:
         fail("the demo needs root (Docker, iptables for the workspace firewall); run it with sudo")
-    os.environ["TRE_ROOT"] = str(root.resolve())
-    settings = get_settings()
+    settings = dataclasses.replace(Settings.from_env(), root=root.resolve())
     started = time.monotonic()
     if reset:
         with console.status(f"removing {settings.root}…"):
@@ -83,7 +84,7 @@ def run(
         while hub.alive():
             time.sleep(1)
         fail(f"the hub stopped unexpectedly; see {hub.log}:\n{hub.tail()}")
-    except DemoError as exc:
+    except (DemoError, HubStartError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         console.print("\n[bold]Stopping[/] the hub, proxy, services and every workspace…")
@@ -94,8 +95,8 @@ def run(
         console.print("[green]✓[/] stopped; nothing left running.")
 
 
-class _RichProgress(Progress):
-    """hub.demo.Progress with a spinner per step and the image build's own Rich reporter."""
+class _RichProgress(DemoProgress):
+    """hub.demo.stack.DemoProgress with a spinner per step and the image build's own Rich reporter."""
 
     def __init__(self) -> None:
         self._reporter: RichReporter | None = None

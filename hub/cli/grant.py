@@ -8,7 +8,17 @@ import typer
 from rich.table import Table
 
 from hub.cli._common import acting_user, console, print_json
-from hub.cli._registry import ActorOption, JsonOption, iso, parse_pairs, parse_when, registry_session
+from hub.cli._registry import (
+    ActorOption,
+    JsonOption,
+    iso,
+    one_line_errors,
+    parse_pairs,
+    parse_when,
+    progress_bar,
+    registry_session,
+    registry_settings,
+)
 
 app = typer.Typer(help="Dataset grants: request, approve, reject, revoke, list.", no_args_is_help=True)
 
@@ -16,7 +26,7 @@ NoteOption = typer.Option("--note", help="Recorded with the grant and in the aud
 
 
 def grant_row(g) -> dict[str, Any]:
-    from hub.permissions import grant_is_active
+    from hub.registry.permissions import grant_is_active
 
     return {
         "id": g.id,
@@ -145,14 +155,18 @@ def revoke(
 ) -> None:
     """Revoke a grant and rebuild the project's release without that data."""
     from hub import registry
-    from hub.cli.project import run_provisioning
+    from hub.cli.project import report_release
+    from hub.enforcement import revoke_grant
 
-    who = acting_user(actor)
-    with registry_session() as s:
-        row = grant_row(registry.revoke_grant(s, who, grant_id, reason))
-    _show(row, as_json, "revoked")
-    if not no_provision:
-        run_provisioning(row["project"], who, f"grant {grant_id} revoked")
+    settings = registry_settings()
+    with one_line_errors(), progress_bar(f"revoking {grant_id}") as step:
+        withdrawal = revoke_grant(
+            settings, acting_user(actor), grant_id, reason, rebuild=not no_provision, progress=step
+        )
+    with registry_session(readonly=True) as s:
+        _show(grant_row(registry.get_grant(s, grant_id)), as_json, "revoked")
+    if not as_json:
+        report_release(withdrawal.project, withdrawal.release)
 
 
 @app.command("list")
@@ -167,7 +181,7 @@ def list_grants(
     from sqlalchemy import select
 
     from hub import registry
-    from hub.models import Grant
+    from hub.registry.models import Grant
 
     with registry_session(readonly=True) as s:
         query = select(Grant).order_by(Grant.requested_at)

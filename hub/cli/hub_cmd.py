@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-from pathlib import Path
 
 import typer
 
@@ -23,34 +23,29 @@ def hub(
     ),
 ) -> None:
     """Start configurable-http-proxy, JupyterHub and the managed services (egress, idle culler)."""
-    from hub.network import status
-    from hub.settings import get_settings
+    from hub.cli._registry import registry_settings
+    from hub.host.network import status
+    from hub.workspaces import jupyterhub_config
 
-    settings = get_settings()
-    overrides = {"TRE_IDLE_TIMEOUT": idle_timeout, "TRE_MAX_AGE": max_age, "TRE_PUBLIC_IP": public_ip}
-    for name, value in overrides.items():
-        if value is not None:
-            os.environ[name] = str(value)
+    overrides = {"idle_timeout": idle_timeout, "max_age": max_age, "public_ip": public_ip}
+    settings = dataclasses.replace(
+        registry_settings(), **{k: v for k, v in overrides.items() if v is not None}
+    )
     st = status(settings)
     if not st.ok:
         fail(
             "the workspace network is not in place (" + "; ".join(st.problems) + "); run `tre network setup`"
         )
-    try:
-        from hub.db import upgrade
-
-        upgrade(settings)
-    except ImportError:  # registry not installed in this checkout yet
-        pass
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    config = Path(__file__).resolve().parent.parent / "jupyterhub_config.py"
     p = st.plan
     console.print(
         f"hub API on {p.gateway}:{p.hub_port} (workspace bridge {p.bridge}), "
-        f"public proxy on {os.environ.get('TRE_PUBLIC_IP', '127.0.0.1')}:{settings.public_port}",
+        f"public proxy on {settings.public_ip}:{settings.public_port}",
         soft_wrap=True,
     )
     os.chdir(settings.state_dir)
-    # exec: JupyterHub handles SIGTERM itself (stops workspaces, the proxy and the services).
-    argv = [sys.executable, "-m", "jupyterhub", "-f", str(config)]
-    os.execv(sys.executable, argv)  # noqa: S606 - a fixed argv, no shell
+    # exec, with exactly these settings: JupyterHub handles SIGTERM itself (stops workspaces, the proxy
+    # and the services) and passes the settings on to the services it starts.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")} | settings.to_env()
+    argv = [sys.executable, "-m", "jupyterhub", "-f", jupyterhub_config.__file__]
+    os.execve(sys.executable, argv, env)  # noqa: S606 - a fixed argv, no shell

@@ -7,6 +7,7 @@ import time
 import typer
 
 from hub.cli._common import console, fail, print_json
+from hub.cli._registry import cli_settings
 
 app = typer.Typer(
     help="The notebook image: build it without a registry, list what is built.", no_args_is_help=True
@@ -50,14 +51,20 @@ def build(
     mirror: str = typer.Option(
         None, help="Debian mirror for debootstrap (default TRE_DEBIAN_MIRROR or deb.debian.org)."
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show the recipe and what would be built; change nothing, need no Docker."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Build tre-notebook:<version> and :latest from a local wheel house, with no network in the build."""
-    from hub.images import ImageBuildError, build_image
+    from hub.host.images import ImageBuildError, build_image
 
+    if dry_run:
+        _dry_run(base, as_json)
+        return
     reporter = RichReporter()
     try:
-        result = build_image(force=force, base=base, reporter=reporter, mirror=mirror)
+        result = build_image(cli_settings(), force=force, base=base, reporter=reporter, mirror=mirror)
     except ImageBuildError as exc:
         reporter.close()
         fail(str(exc))
@@ -74,15 +81,42 @@ def build(
     )
 
 
+def _dry_run(base: str, as_json: bool) -> None:
+    from hub.host import images
+
+    settings = cli_settings()
+    try:
+        p = images.plan(settings, base, base)  # the base's image ID joins the hash at build time
+        files = images.recipe_files()
+    except images.ImageBuildError as exc:
+        fail(str(exc))
+    doc = {
+        "recipe": str(images.RECIPE_DIR.resolve()),
+        "files": sorted(files),
+        "requirements": p.requirements,
+        "tags": p.tags,
+        "recipe_hash_without_base_id": p.recipe_hash,
+        "cache": str(settings.image_cache),
+    }
+    if as_json:
+        print_json(doc)
+        return
+    console.print(
+        f"recipe {doc['recipe']}: {len(files)} files; would tag {', '.join(p.tags)}", highlight=False
+    )
+    for req in p.requirements:
+        console.print(f"  {req}", highlight=False)
+
+
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Notebook and base images present on this Docker engine."""
     from rich.table import Table
 
-    from hub.images import ImageBuildError, list_images
+    from hub.host.images import ImageBuildError, list_images
 
     try:
-        rows = list_images()
+        rows = list_images(cli_settings())
     except ImageBuildError as exc:
         fail(str(exc))
     if as_json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from hub.cli._common import console, fail
+from hub.cli._registry import cli_settings
 
 app = typer.Typer(help="The isolated workspace network and its host firewall.", no_args_is_help=True)
 
@@ -12,11 +13,11 @@ app = typer.Typer(help="The isolated workspace network and its host firewall.", 
 @app.command()
 def setup() -> None:
     """Create (or repair) the internal workspace network and the firewall rules; safe to re-run."""
-    from hub.network import NetworkError
-    from hub.network import setup as do_setup
+    from hub.host.network import NetworkError
+    from hub.host.network import setup as do_setup
 
     try:
-        lines = do_setup()
+        lines = do_setup(cli_settings())
     except NetworkError as exc:
         fail(str(exc))
     for line in lines:
@@ -27,9 +28,9 @@ def setup() -> None:
 @app.command()
 def status() -> None:
     """Check the network and firewall are in place (exit 1 if not: workspaces will not start)."""
-    from hub.network import status as get_status
+    from hub.host.network import status as get_status
 
-    st = get_status()
+    st = get_status(cli_settings())
     p = st.plan
     console.print(
         f"network {p.name}, bridge {p.bridge}, subnet {p.subnet}, hub API {p.gateway}:{p.hub_port}",
@@ -46,11 +47,11 @@ def status() -> None:
 @app.command()
 def teardown() -> None:
     """Remove the firewall rules and the network (stop all workspaces first)."""
-    from hub.network import NetworkError
-    from hub.network import teardown as do_teardown
+    from hub.host.network import NetworkError
+    from hub.host.network import teardown as do_teardown
 
     try:
-        lines = do_teardown()
+        lines = do_teardown(cli_settings())
     except NetworkError as exc:
         fail(str(exc))
     for line in lines:

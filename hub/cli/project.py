@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from hub.cli._common import acting_user, console, fail, print_json
-from hub.cli._registry import ActorOption, JsonOption, iso, parse_when, registry_session
+from hub.cli._registry import (
+    ActorOption,
+    JsonOption,
+    iso,
+    one_line_errors,
+    parse_when,
+    progress_bar,
+    registry_session,
+    registry_settings,
+)
+
+if TYPE_CHECKING:
+    from hub.provisioning import ReleaseResult
 
 app = typer.Typer(
     help="Projects: create, members, checkers, limits, status, provisioning.", no_args_is_help=True
@@ -22,10 +34,11 @@ app.add_typer(checker_app, name="checker")
 
 
 def project_row(project) -> dict[str, Any]:
-    from hub.access import project_limits
-    from hub.permissions import grant_is_active, project_is_open
+    from hub.registry.access import project_limits
+    from hub.registry.permissions import grant_is_active, project_is_open
+    from hub.registry.vocabulary import Role
 
-    members: dict[str, list[str]] = {"lead": [], "researcher": [], "checker": []}
+    members: dict[str, list[str]] = {role.value: [] for role in Role}
     for m in sorted(project.memberships, key=lambda m: m.user.username):
         members[m.role].append(m.user.username)
     limits = project_limits(project)
@@ -96,7 +109,7 @@ def list_projects(as_json: Annotated[bool, JsonOption] = False) -> None:
     """List projects."""
     from sqlalchemy import select
 
-    from hub.models import Project
+    from hub.registry.models import Project
 
     with registry_session(readonly=True) as s:
         rows = [project_row(p) for p in s.execute(select(Project).order_by(Project.slug)).scalars()]
@@ -143,73 +156,39 @@ def show(slug: str, as_json: Annotated[bool, JsonOption] = False) -> None:
     console.print(out)
 
 
-def run_provisioning(slug: str, actor: str, reason: str) -> bool:
-    """Rebuild a project's release (after a revoke/close, or on demand) with a progress bar.
-
-    Returns False, after saying so, when the provisioning module is not installed.
-    """
-    try:
-        from hub.provisioning import provision_project
-    except ImportError:
-        console.print(
-            f"[yellow]provisioning is not available in this installation; run `tre project provision {slug}` "
-            "once it is, to rebuild the release[/]"
-        )
-        return False
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from hub.settings import get_settings
-
-    settings = get_settings()
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
-    ) as bar:
-        task = bar.add_task(f"provisioning {slug} ({reason})", total=None)
-
-        def progress(step: str, done: int, total: int) -> None:
-            bar.update(task, description=f"{slug}: {step}", completed=done, total=total or None)
-
-        try:
-            result = provision_project(settings, slug, actor, progress=progress)
-        except Exception as exc:
-            from hub.permissions import NotAllowed
-            from hub.provisioning.spec import ProvisioningError
-            from hub.registry import RegistryError
-
-            if isinstance(exc, ProvisioningError | RegistryError | NotAllowed):
-                fail(f"provisioning {slug} ({reason}) failed, the previous release stays current: {exc}")
-            raise
-    release = getattr(result, "release", None)
-    console.print(f"provisioned {slug}" + (f": release {release} is current" if release is not None else ""))
-    return True
+def report_release(slug: str, release: ReleaseResult | None) -> None:
+    if release is not None:
+        console.print(f"provisioned {slug}: release {release.release} is current", highlight=False)
 
 
 @app.command("provision")
 def provision(slug: str, actor: Annotated[str | None, ActorOption] = None) -> None:
     """Build and publish the project's data release from its approved grants."""
-    from hub import registry
-    from hub.permissions import Action
+    from hub.provisioning import provision_project
 
-    who = acting_user(actor)
+    settings = registry_settings()
+    with one_line_errors(), progress_bar(f"provisioning {slug}") as step:
+        result = provision_project(settings, slug, acting_user(actor), progress=step)
+    report_release(slug, result)
+
+
+def _show_project(slug: str, as_json: bool) -> None:
+    from hub import registry
+
     with registry_session(readonly=True) as s:
-        registry.authorise(s, who, Action.PROVISION, slug)
-    if not run_provisioning(slug, who, "on request"):
-        raise SystemExit(1)
+        row = project_row(registry.get_project(s, slug))
+    if as_json:
+        print_json(row)
+    else:
+        console.print(f"project [bold]{slug}[/] is now {row['status']}")
 
 
 def _status(slug: str, change: str, reason: str, actor: str | None, as_json: bool) -> None:
     from hub import registry
 
-    who = acting_user(actor)
     with registry_session() as s:
-        row = project_row(registry.change_project_status(s, who, slug, change, reason))
-    if as_json:
-        print_json(row)
-    else:
-        console.print(f"project [bold]{slug}[/] is now {row['status']}")
-    if change == "close":
-        # Closing ends all access; rebuilding purges the project's released data.
-        run_provisioning(slug, who, "project closed")
+        registry.change_project_status(s, acting_user(actor), slug, change, reason)
+    _show_project(slug, as_json)
 
 
 ReasonOption = typer.Option("--reason", help="Why (recorded in the audit log).")
@@ -245,7 +224,14 @@ def close(
     as_json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Close a project for good and remove its released data."""
-    _status(slug, "close", reason, actor, as_json)
+    from hub.enforcement import close_project
+
+    settings = registry_settings()
+    with one_line_errors(), progress_bar(f"closing {slug}") as step:
+        withdrawal = close_project(settings, acting_user(actor), slug, reason, progress=step)
+    _show_project(slug, as_json)
+    if not as_json:
+        report_release(slug, withdrawal.release)
 
 
 @app.command("set-limits")
@@ -300,7 +286,7 @@ def sdc_rules(
     """
     import dataclasses
 
-    from egress.sdc.model import RuleConfig
+    from egress.sdc import RuleConfig
     from hub import registry
 
     overrides: dict[str, Any] = {}

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from hub.cli._common import acting_user, console, print_json
-from hub.cli._registry import ActorOption, JsonOption, iso, registry_session
+from hub.cli._registry import ActorOption, JsonOption, cli_settings, iso, registry_session
 
 app = typer.Typer(help="Registry users and their roles.", no_args_is_help=True)
 
@@ -58,20 +58,18 @@ def add(
     else:
         console.print(f"added user [bold]{username}[/]")
         if login:
-            from hub.auth import print_login
-
-            print_login(console, username, row["login"])
+            print_login(username, row["login"])
 
 
 def _issue_login(username: str, password_stdin: bool) -> dict:
     import sys
 
-    from hub.auth import issue_login
     from hub.cli._common import fail
+    from hub.workspaces.login import issue_login
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     try:
-        return issue_login(username, password)
+        return issue_login(username, cli_settings(), password)
     except ValueError as exc:
         fail(f"{exc}; the registry user exists, so set the login with `tre user reset-login {username}`")
 
@@ -96,9 +94,7 @@ def reset_login(
     if as_json:
         print_json({"username": username, "login": login})
     else:
-        from hub.auth import print_login
-
-        print_login(console, username, login)
+        print_login(username, login)
 
 
 @app.command("list")
@@ -106,7 +102,7 @@ def list_users(as_json: Annotated[bool, JsonOption] = False) -> None:
     """List registry users."""
     from sqlalchemy import select
 
-    from hub.models import User
+    from hub.registry.models import User
 
     with registry_session(readonly=True) as s:
         rows = [_row(u) for u in s.execute(select(User).order_by(User.username)).scalars()]
@@ -169,3 +165,22 @@ def grant_role(
     else:
         change = f"removed role {role} from" if revoke else f"granted role {role} to"
         console.print(f"{change} {username}")
+
+
+def print_login(username: str, login: dict) -> None:
+    """Show a new login's secrets once, with the TOTP QR code for an authenticator app."""
+    import io
+
+    import qrcode
+
+    if "password" in login:
+        console.print(f"initial password for {username}: [bold]{login['password']}[/]", highlight=False)
+    console.print(
+        f"TOTP secret: {login['totp_secret']}  ({login['totp_uri']})", highlight=False, soft_wrap=True
+    )
+    qr = qrcode.QRCode(border=1)
+    qr.add_data(login["totp_uri"])
+    buf = io.StringIO()
+    qr.print_ascii(out=buf)
+    console.print(buf.getvalue(), highlight=False)
+    console.print("Hand these over privately; they are not shown again (reset: tre user reset-login).")

@@ -1,7 +1,8 @@
 """Provisioning: per-project data releases (see builder.py for the layout and the rules).
 
 `build_release(project_dir, spec)` is the pure builder; `provision_project(settings, slug, actor)`
-reads a project's grants from the registry, builds, and audits the result.
+reads a project's grants from the registry, builds, and audits the result; `withdraw` holds the
+operations that take data away (revoke a grant, close a project) and rebuild at once.
 """
 
 from hub.provisioning.builder import (
@@ -11,24 +12,24 @@ from hub.provisioning.builder import (
     read_manifest,
     releases,
 )
-from hub.provisioning.project import provision_project
+from hub.provisioning.provision import provision_project
 from hub.provisioning.spec import (
     DatasetSpec,
-    Progress,
     ProvisioningError,
     ReleaseResult,
     ReleaseSpec,
     SourceTable,
+    StepCallback,
 )
 
 __all__ = [
     "CATALOG_STORAGE_VERSION",
     "DatasetSpec",
-    "Progress",
     "ProvisioningError",
     "ReleaseResult",
     "ReleaseSpec",
     "SourceTable",
+    "StepCallback",
     "build_release",
     "current_release",
     "provision_project",

@@ -1,6 +1,6 @@
 """Pure release builder: a ReleaseSpec in, a published release directory out.
 
-Layout of a project directory (DESIGN.md, "Storage layout"):
+Layout of a project directory (docs/architecture.md, "Storage layout"):
 
 ```
 <project_dir>/
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -41,16 +40,19 @@ from typing import Any
 
 import duckdb
 
+from hub.kernel.hashing import file_sha256
 from hub.provisioning.pseudonym import create_pseudonym_table, project_key
 from hub.provisioning.spec import (
     NAME_RE,
     DatasetSpec,
-    Progress,
     ProvisioningError,
     ReleaseResult,
     ReleaseSpec,
     SourceTable,
+    StepCallback,
 )
+from hub.registry.errors import RegistryError
+from hub.registry.intake import source_relation
 
 # The oldest storage format the catalogue is written in; the notebook image's DuckDB must read it.
 CATALOG_STORAGE_VERSION = "v1.4.0"
@@ -121,11 +123,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 class _Build:
     """One build of one release, in its own in-memory DuckDB."""
 
@@ -142,22 +139,17 @@ class _Build:
 
     # --- sources -------------------------------------------------------------------------------
     def _reader(self, table: SourceTable, where: str) -> str:
-        path = _lit(str(table.path))
-        if table.format == "parquet":
-            return f"read_parquet({path})"
-        if table.format == "csv":
-            # Identifiers stay text: a number type would drop leading zeros and change pseudonyms.
-            text_cols = {c for c in (table.identifier_column, *table.pseudonymise) if c}
-            types = ", ".join(f"{_lit(c)}: 'VARCHAR'" for c in sorted(text_cols))
-            delim = _lit("\t" if table.path.suffix.lower() == ".tsv" else ",")
-            typed = f", types = {{{types}}}" if types else ""
-            # The registry's dialect (hub.registry.source_relation), so the schema checked is the one
-            # registered.
-            return (
-                f"read_csv({path}, header = true, delim = {delim}, quote = '\"', strict_mode = true, "
-                f"null_padding = false{typed})"
+        if table.format not in ("parquet", "csv"):
+            raise ProvisioningError(
+                f"{where}: unsupported source format {table.format!r}; use parquet or csv"
             )
-        raise ProvisioningError(f"{where}: unsupported source format {table.format!r}; use parquet or csv")
+        # Identifiers stay text: a number type would drop leading zeros and change pseudonyms.
+        text_cols = {c for c in (table.identifier_column, *table.pseudonymise) if c}
+        try:
+            # The registry's reader (same dialect), so the schema checked is the one registered.
+            return source_relation(table.path, text_cols)[1]
+        except RegistryError as exc:
+            raise ProvisioningError(f"{where}: {exc}") from None
 
     def check_source(self, dataset: str, table: SourceTable) -> None:
         where = f"{dataset}/{table.name}"
@@ -172,7 +164,7 @@ class _Build:
             )
         if table.content_hash is not None:
             try:
-                digest = "sha256:" + _sha256(path)
+                digest = "sha256:" + file_sha256(path)
             except OSError as exc:
                 raise ProvisioningError(f"{where}: cannot read {path}: {exc.strerror}") from exc
             if digest != table.content_hash:
@@ -403,7 +395,7 @@ def _manifest(
     files = []
     for path in sorted(p for p in build_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(build_dir).as_posix()
-        entry: dict[str, Any] = {"path": rel, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+        entry: dict[str, Any] = {"path": rel, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
         parts = rel.split("/")
         if parts[0] == "data" and len(parts) == 3:
             entry["rows"] = written[parts[1], parts[2].removesuffix(".parquet")]
@@ -460,7 +452,9 @@ def _prune(project_dir: Path, keep_from: int, purge: bool, keep: int) -> tuple[i
     return tuple(doomed)
 
 
-def build_release(project_dir: Path, spec: ReleaseSpec, progress: Progress | None = None) -> ReleaseResult:
+def build_release(
+    project_dir: Path, spec: ReleaseSpec, progress: StepCallback | None = None
+) -> ReleaseResult:
     """Build `spec` beside the live release, publish it atomically, prune old releases.
 
     Raises ProvisioningError (one-line message) on any failure; then the previous release is
@@ -470,7 +464,9 @@ def build_release(project_dir: Path, spec: ReleaseSpec, progress: Progress | Non
         return publish_release(project_dir, spec, progress)
 
 
-def publish_release(project_dir: Path, spec: ReleaseSpec, progress: Progress | None = None) -> ReleaseResult:
+def publish_release(
+    project_dir: Path, spec: ReleaseSpec, progress: StepCallback | None = None
+) -> ReleaseResult:
     """`build_release` for a caller that already holds `project_lock(project_dir)`."""
     progress = progress or _no_progress
     _validate(spec)

@@ -12,7 +12,8 @@ from typing import Any
 # Dataset and table names become folder names and SQL schema/view names.
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
-Progress = Callable[[str, int, int], None]
+# Told each step of a build: (step title, steps done, steps in all).
+StepCallback = Callable[[str, int, int], None]
 
 
 class ProvisioningError(Exception):

@@ -29,10 +29,10 @@ def seed(root: Path) -> None:
     import os
 
     os.environ["TRE_ROOT"] = str(root)
-    from egress.models import EgressFile, EgressGroup, EgressRequest, EgressReview
-    from egress.storage import BlobStore
-    from hub.db import session_scope, utcnow
-    from hub.settings import get_settings
+    from egress.review.models import EgressFile, EgressGroup, EgressRequest, EgressReview
+    from egress.review.storage import BlobStore
+    from hub.kernel.db import session_scope, utcnow
+    from hub.kernel.settings import get_settings
     from tests.fixtures_egress import AUTHOR, CHECKER1, CHECKER2, CSV, PROJECT, build_world
 
     settings = get_settings()

@@ -30,7 +30,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hub.demo_data import TABLES, generate
+from hub.demo.data import TABLES, generate
 from hub.provisioning import DatasetSpec, ReleaseSpec, SourceTable, build_release
 
 TARGET_ROWS_PER_S = 3_000_000

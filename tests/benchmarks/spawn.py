@@ -63,7 +63,7 @@ def timed_spawn(hub: Hub, user: str, project: str) -> float:
 
 def add_bench_users(hub: Hub) -> list[str]:
     from hub import registry as reg
-    from hub.db import session_scope
+    from hub.kernel.db import session_scope
 
     users = [f"bench{i}" for i in range(N)]
     with session_scope(hub.settings) as s:
@@ -109,7 +109,7 @@ def mem_mb(containers: list[str]) -> list[float]:
 
 
 def main() -> int:
-    from hub.settings import get_settings
+    from hub.kernel.settings import get_settings
 
     # A plain `kill` must still stop the hub and remove its containers and network (finally below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -8,7 +8,6 @@ Screenshots go to artifacts/e2e/ at the top of the checkout (git-ignored).
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,12 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_hub import free_port, free_subnet
+from tests.fixtures_hub import isolated_settings
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "artifacts" / "e2e"
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
-CHROMIUM = "/usr/bin/chromium"
 PATIENTS = 3_000
 WORKSPACE_UID = 1000
 
@@ -30,7 +26,7 @@ WORKSPACE_UID = 1000
 @dataclass
 class Stack:
     settings: Any  # hub.settings.Settings
-    hub: Any  # hub.demo.HubProcess
+    hub: Any  # hub.workspaces.hub_process.HubProcess
     accounts: dict[str, Any]  # username -> hub.demo.Account
 
     @property
@@ -54,48 +50,21 @@ def _seed_home(home: Path) -> None:
 def stack(tmp_path_factory, docker_available) -> Iterator[Stack]:
     if os.geteuid() != 0:
         pytest.skip("the end-to-end journey needs root (Docker, iptables)")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (.ci/setup-host.sh installs it)")
-    from hub import demo, network
-    from hub.settings import Settings
+    from hub.demo import stack as demo
+    from hub.host import network
+    from hub.workspaces.hub_process import HubProcess
 
-    suffix = secrets.token_hex(3)
     root = tmp_path_factory.mktemp("e2e") / "tre"
-    settings = Settings(
-        root=root,
-        network=f"tre-e2e-{suffix}",
-        bridge=f"tre2e{suffix}",
-        subnet=free_subnet(),
-        hub_port=free_port(),
-        public_port=free_port(),
-        egress_port=free_port(),
-    )
+    settings = isolated_settings(root, "e2e")
     accounts = demo.prepare(settings, patients=PATIENTS)
     _seed_home(settings.home_dir(demo.DIABETES_PROJECT, demo.RESEARCHER))
-    hub = demo.HubProcess(settings, env={"TRE_PROXY_API_PORT": str(free_port())})
+    hub = HubProcess(settings)
     try:
         hub.start()
         yield Stack(settings, hub, {a.username: a for a in accounts})
     finally:
         hub.stop()
         network.teardown(settings)
-
-
-# Module scope: a live sync Playwright runs an event loop on the main thread, which would break
-# later tests that use Playwright or asyncio.run() in the same session.
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking"]
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -26,7 +26,8 @@ import pyotp
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.e2e.conftest import ARTIFACTS, Stack
+from tests.e2e.conftest import Stack
+from tests.fixtures_browser import ARTIFACTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 
@@ -146,7 +147,7 @@ def people(request: pytest.FixtureRequest) -> Iterator[None]:
 def test_researcher_to_release_through_two_checkers(
     stack: Stack, browser: Any, people: None, tmp_path: Path
 ) -> None:
-    from hub.demo import CHECKERS, DIABETES_PROJECT, LINKED_PROJECT, OTHER_RESEARCHER, RESEARCHER
+    from hub.demo.stack import CHECKERS, DIABETES_PROJECT, LINKED_PROJECT, OTHER_RESEARCHER, RESEARCHER
 
     home = stack.home(DIABETES_PROJECT, RESEARCHER)
     ada = Person(browser, stack, RESEARCHER)

@@ -3,26 +3,12 @@ flagged cells are highlighted, and researcher HTML cannot run script even inside
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from tests.egress_server import Server
 from tests.fixtures_egress import AUTHOR, CHECKER1
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    if CHROMIUM is None:
-        pytest.skip("no Chromium on this machine")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def test_pages_in_chromium(eg, browser, tmp_path):

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from egress.models import EgressFile, EgressRelease, EgressRequest, EgressReview
-from egress.service import Egress
-from hub.audit import verify as audit_verify
-from hub.db import dispose_engines, session_scope
+from egress.review.base import EgressContext
+from egress.review.models import EgressFile, EgressRelease, EgressRequest, EgressReview
+from hub.kernel.audit import verify as audit_verify
+from hub.kernel.db import dispose_engines, session_scope
 from tests.egress_server import Server
 from tests.fixtures_egress import AUTHOR, CHECKER1, CHECKER2, PROJECT
 
@@ -34,15 +34,15 @@ def assert_consistent(eg) -> None:
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert con.execute("PRAGMA foreign_key_check").fetchall() == []
     con.close()
-    svc = Egress(eg.settings)
+    ctx = EgressContext(eg.settings)
     with session_scope(eg.settings) as s:
         result = audit_verify(s)
         assert result.ok, result.problems
         for f in s.execute(select(EgressFile)).scalars():
-            assert svc.store.verify(f.sha256), f"file {f.id} points at a missing or partial blob"
+            assert ctx.store.verify(f.sha256), f"file {f.id} points at a missing or partial blob"
     # every blob on disk is whole: its bytes hash to its address
     for blob in (eg.settings.egress_dir / "blobs" / "sha256").glob("*/*"):
-        assert svc.store.verify(blob.parent.name + blob.name), blob
+        assert ctx.store.verify(blob.parent.name + blob.name), blob
     assert not list((eg.settings.egress_dir / "blobs" / "tmp").glob("*")), "temporary left after restart"
 
 

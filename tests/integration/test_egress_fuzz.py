@@ -6,8 +6,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from egress.app import create_app
-from egress.auth import current_identity
+from egress.web.app import create_app
+from egress.web.auth import current_identity
 from tests.fixtures_egress import ADMIN, AUTHOR, CHECKER1, injected_identity
 
 pytestmark = pytest.mark.slow

@@ -7,15 +7,15 @@ from pathlib import Path
 
 from traitlets.config.loader import PyFileConfigLoader
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "hub" / "examples" / "oidc_config.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "hub" / "workspaces" / "oidc_config.py"
 
 
 def test_oidc_example_config_loads_and_admits_only_registry_users(
     registry, make_users, tmp_path, monkeypatch
 ):
-    from hub.auth import TREOIDCAuthenticator
-    from hub.db import session_scope
+    from hub.kernel.db import session_scope
     from hub.registry import set_user_disabled
+    from hub.workspaces.oidc import TREOIDCAuthenticator
 
     secret = tmp_path / "oidc-client-secret"
     secret.write_text("s3cret\n")
@@ -26,8 +26,8 @@ def test_oidc_example_config_loads_and_admits_only_registry_users(
     monkeypatch.setenv("TRE_OIDC_ACR_VALUES", "mfa")
     config = PyFileConfigLoader(EXAMPLE.name, path=str(EXAMPLE.parent)).load_config()
 
-    assert config.JupyterHub.authenticator_class == "hub.auth.TREOIDCAuthenticator"
-    assert config.JupyterHub.spawner_class == "hub.spawner.TRESpawner"  # the rest is the TRE's config
+    assert config.JupyterHub.authenticator_class == "hub.workspaces.oidc.TREOIDCAuthenticator"
+    assert config.JupyterHub.spawner_class == "hub.workspaces.spawner.TRESpawner"  # the TRE's config
     auth = TREOIDCAuthenticator(config=config)
     assert auth.client_id == "tre-hub" and auth.client_secret == "s3cret"
     assert auth.authorize_url == "https://login.example.invalid/realms/research/protocol/openid-connect/auth"

@@ -31,10 +31,14 @@ def pg_hub(tmp_path_factory, hub_image) -> Iterator[tuple[Hub, str]]:
         pytest.skip("the hub tests need root (Docker, iptables)")
     with temporary_postgres_databases("tre_reg", "tre_hub") as (registry_url, hub_url):
         # This hub also proves the idle culler works: workspaces idle for 20 s are stopped.
-        env = {"TRE_DB_URL": registry_url, "TRE_HUB_DB_URL": hub_url, "TRE_IDLE_TIMEOUT": str(IDLE_TIMEOUT)}
         root = tmp_path_factory.mktemp("pghub") / "tre"
         root.mkdir()
-        for hub in start_hub(root, hub_image, env):
+        overrides = {
+            "db_url_override": registry_url,
+            "hub_db_url_override": hub_url,
+            "idle_timeout": IDLE_TIMEOUT,
+        }
+        for hub in start_hub(root, hub_image, **overrides):
             yield hub, hub_url
 
 

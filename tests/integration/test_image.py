@@ -17,7 +17,8 @@ import duckdb
 import httpx
 import pytest
 
-from hub import images
+from hub.host import images
+from hub.kernel.settings import get_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -81,7 +82,7 @@ def test_labels_record_the_recipe_and_versions(notebook_image):
 
 
 def test_rebuild_with_nothing_changed_is_cached(notebook_image):
-    result = images.build_image(reporter=images.Reporter())
+    result = images.build_image(get_settings(), reporter=images.BuildReporter())
     assert result.cached
     assert result.seconds < 30
 

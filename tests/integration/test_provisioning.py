@@ -96,7 +96,7 @@ if __name__ == "__main__":  # the separate process: python test_provisioning.py 
 
 import duckdb  # noqa: E402  (the script above needs only the standard library to start)
 
-from hub.demo_data import TABLES, generate  # noqa: E402
+from hub.demo.data import TABLES, generate  # noqa: E402
 from hub.provisioning import (  # noqa: E402
     DatasetSpec,
     ProvisioningError,
@@ -554,7 +554,7 @@ def test_failure_at_publish_leaves_previous_current(demo, published, monkeypatch
 def world(registry, make_users, demo):
     """The demo datasets registered, project `onco-diab` with approved diabetes + oncology grants."""
     from hub import registry as reg
-    from hub.db import session_scope
+    from hub.kernel.db import session_scope
     from tests.fixtures_registry import ADMIN, CUSTODIAN, LEAD, future
 
     make_users()
@@ -564,7 +564,7 @@ def world(registry, make_users, demo):
                 s,
                 CUSTODIAN,
                 name,
-                [reg.SourceTable(t, demo.path(name, t)) for t in TABLES[name]],
+                [reg.SourceFile(t, demo.path(name, t)) for t in TABLES[name]],
                 "nhs_number",
                 kind="optout" if name == "optout" else "cohort",
             )
@@ -599,8 +599,8 @@ def provision(settings, actor: str = "custodian"):
 def audit_events(settings, action: str) -> list:
     from sqlalchemy import select
 
-    from hub.db import session_scope
-    from hub.models import AuditEvent
+    from hub.kernel.audit import AuditEvent
+    from hub.kernel.db import session_scope
 
     with session_scope(settings) as s:
         rows = s.execute(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id))
@@ -608,9 +608,9 @@ def audit_events(settings, action: str) -> list:
 
 
 def test_registry_provision_revoke_close(world, raw_ids):
-    from hub import audit
     from hub import registry as reg
-    from hub.db import session_scope
+    from hub.kernel import audit
+    from hub.kernel.db import session_scope
     from tests.fixtures_registry import ADMIN, CUSTODIAN
 
     settings, grants = world
@@ -660,12 +660,34 @@ def test_registry_provision_revoke_close(world, raw_ids):
         assert audit.verify(s).ok
 
 
+def test_withdrawal_operations_purge_whoever_calls_them(world):
+    """Revoking or closing through hub.enforcement (the CLI and the portal both do) deletes the old
+    data at once: no caller has to remember to re-provision."""
+    from hub.enforcement import close_project, revoke_grant
+    from tests.fixtures_registry import ADMIN, CUSTODIAN
+
+    settings, grants = world
+    project_dir = settings.project_dir("onco-diab")
+    first = provision(settings)
+    withdrawal = revoke_grant(settings, CUSTODIAN, grants["oncology"], "consent withdrawn")
+    assert withdrawal.release is not None and withdrawal.release.deleted_releases == (first.release,)
+    assert releases(project_dir) == [withdrawal.release.release]
+    assert not [p for p in project_dir.rglob("*") if "oncology" in p.name]
+    closed = close_project(settings, ADMIN, "onco-diab", "finished")
+    assert releases(project_dir) == [closed.release.release]
+    assert sorted(p.name for p in settings.current_release("onco-diab").iterdir()) == [
+        "catalog.duckdb",
+        "manifest.json",
+    ]
+    assert audit_events(settings, "release.delete")[-1][1]["reason"] == "project not open"
+
+
 def test_registry_stays_writable_while_a_release_builds(world):
     """A build must not hold the registry's write lock: spawns, logins and reviews write meanwhile."""
     import time
 
-    from hub import audit
-    from hub.db import session_scope
+    from hub.kernel import audit
+    from hub.kernel.db import session_scope
     from hub.provisioning import provision_project
 
     settings, _ = world
@@ -675,7 +697,7 @@ def test_registry_stays_writable_while_a_release_builds(world):
         if step == "pseudonymising":
             started = time.perf_counter()
             with session_scope(settings) as s:
-                audit.record(s, "someone", "test.write", "test", "during-build", {})
+                audit.record(s, "someone", "user.add", "test", "during-build", {})
             waited.append(time.perf_counter() - started)
 
     provision_project(settings, "onco-diab", "custodian", progress=write_during_build)
@@ -703,7 +725,7 @@ def test_registry_changed_source_fails_without_partial_state(world, demo, tmp_pa
 
 
 def test_registry_provision_needs_a_custodian(world):
-    from hub.permissions import NotAllowed
+    from hub.registry.permissions import NotAllowed
 
     settings, _ = world
     with pytest.raises(NotAllowed):
@@ -714,14 +736,14 @@ def test_registry_provision_needs_a_custodian(world):
 def test_registry_csv_sources(registry, make_world, tmp_path, raw_ids):
     """CSV sources as the registry scans them: identifiers stay text, opt-outs from a CSV list."""
     from hub import registry as reg
-    from hub.db import session_scope
+    from hub.kernel.db import session_scope
     from tests.fixtures_registry import CUSTODIAN, write_optout
 
     world = make_world(n=50)
     optout = write_optout(tmp_path / "optout", ["9000000003", "9000000007"])
     with session_scope(registry) as s:
         reg.register_dataset(
-            s, CUSTODIAN, "national-optout", [reg.SourceTable("optout", optout)], "national_id", kind="optout"
+            s, CUSTODIAN, "national-optout", [reg.SourceFile("optout", optout)], "national_id", kind="optout"
         )
     result = provision_project_for(registry, world.project)
     release = registry.current_release(world.project)

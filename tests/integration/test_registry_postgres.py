@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text, update
 
-from hub import audit
 from hub import registry as reg
-from hub.access import project_roles, workspace_permit
-from hub.db import alembic_config, session_scope, upgrade
-from hub.models import AuditEvent, Grant
-from hub.settings import Settings, get_settings
+from hub.kernel import audit
+from hub.kernel.audit import AuditEvent
+from hub.kernel.db import session_scope, upgrade
+from hub.kernel.settings import Settings, get_settings
+from hub.registry.access import project_roles, workspace_permit
+from hub.registry.models import Grant
 from tests.fixtures_postgres import temporary_postgres_databases
 from tests.fixtures_registry import publish_release, write_cohort
 
@@ -39,8 +40,10 @@ def test_migrations_match_models_and_rerun_cleanly(pg_settings):
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
+    from tests.fixtures_registry import schema_check_config
+
     upgrade(pg_settings)  # second run is a no-op
-    cfg = alembic_config(pg_settings.db_url)
+    cfg = schema_check_config(pg_settings.db_url)
     command.check(cfg)  # raises if models and migrations differ
     with session_scope(pg_settings) as s:
         current = MigrationContext.configure(s.connection()).get_current_heads()
@@ -54,7 +57,7 @@ def test_registry_flow_on_postgres(pg_settings, tmp_path):
         for name in ("cus", "lead", "res"):
             reg.add_user(s, "admin", name, is_custodian=name == "cus")
         reg.register_dataset(
-            s, "cus", "diabetes", [reg.SourceTable(k, v) for k, v in files.items()], "national_id"
+            s, "cus", "diabetes", [reg.SourceFile(k, v) for k, v in files.items()], "national_id"
         )
         reg.create_project(
             s, "admin", "diab-study", "Diabetes", "lead", datetime.now(UTC) + timedelta(days=30)
@@ -68,7 +71,7 @@ def test_registry_flow_on_postgres(pg_settings, tmp_path):
         stored = s.get(Grant, grant_id)
         assert stored.approved_at.tzinfo is not None and stored.approved_at.utcoffset() == timedelta(0)
         assert stored.columns == {"patients": ["national_id", "birth_date", "sex", "postcode"]}
-        assert workspace_permit(s, "res", "diab-study").release_number == 1
+        assert workspace_permit(s, "res", "diab-study", pg_settings).release_number == 1
         assert project_roles(s, "res", "diab-study") == {"researcher"}
         result = audit.verify(s)
         assert result.ok and result.count == 9
@@ -92,7 +95,7 @@ def test_concurrent_audit_writers_keep_one_chain_on_postgres(pg_settings):
         try:
             for i in range(20):
                 with session_scope(pg_settings) as s:
-                    audit.record(s, f"w{n}", "test.concurrent", "thing", str(i), {"n": n})
+                    audit.record(s, f"w{n}", "user.enable", "thing", str(i), {"n": n})
         except Exception as exc:  # surfaced by the assertion below
             errors.append(exc)
 
@@ -110,9 +113,7 @@ def test_concurrent_audit_writers_keep_one_chain_on_postgres(pg_settings):
 def test_tampering_detected_on_postgres(pg_settings):
     with session_scope(pg_settings) as s:
         for i in range(4):
-            audit.record(
-                s, "alice", "test.event", "thing", str(i), {"i": i, "nested": {"b": 1, "a": [1.5, 2]}}
-            )
+            audit.record(s, "alice", "user.add", "thing", str(i), {"i": i, "nested": {"b": 1, "a": [1.5, 2]}})
     with session_scope(pg_settings) as s:
         assert audit.verify(s).ok
         s.execute(update(AuditEvent).where(AuditEvent.id == 2).values(details={"i": 99}))

@@ -13,14 +13,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
-from egress.bundle import RECORD_NAME, file_sha256
-from egress.models import EgressRelease
-from egress.service import Denied
-from egress.signing import InvalidRecord, Signer
-from egress.storage import Refused
-from hub.audit import verify as audit_verify
+from egress.review.bundle import RECORD_NAME, file_sha256
+from egress.review.errors import Denied
+from egress.review.models import EgressRelease
+from egress.review.signing import InvalidRecord, Signer
+from egress.review.storage import Refused
 from hub.cli import app as tre
-from hub.db import session_scope
+from hub.kernel.audit import verify as audit_verify
+from hub.kernel.db import session_scope
 from tests.fixtures_egress import (
     AUTHOR,
     AUTHOR_CHECKER,
@@ -51,21 +51,21 @@ def assert_audited(eg, action, who, count=1):
 def test_self_approval(eg):
     rid, [fid] = eg.submitted(author=AUTHOR_CHECKER, files=(("out/counts.csv", "output"),))
     with pytest.raises(Denied, match="your own request"):
-        eg.svc.vote(AUTHOR_CHECKER, fid, "approve")
+        eg.commands.vote(AUTHOR_CHECKER, fid, "approve")
     assert_audited(eg, "vote", AUTHOR_CHECKER)
-    eg.svc.vote(CHECKER1, fid, "approve")
-    assert eg.svc.request_view(AUTHOR_CHECKER, rid)["state"] == "under_review"
+    eg.commands.vote(CHECKER1, fid, "approve")
+    assert eg.queries.request_view(AUTHOR_CHECKER, rid)["state"] == "under_review"
 
 
 def test_single_checker_cannot_approve_or_release(eg):
     rid, [fid] = eg.submitted()
-    assert eg.svc.vote(CHECKER1, fid, "approve") == "under_review"
-    assert eg.svc.vote(CHECKER1, fid, "approve") == "under_review"  # voting twice counts once
+    assert eg.commands.vote(CHECKER1, fid, "approve") == "under_review"
+    assert eg.commands.vote(CHECKER1, fid, "approve") == "under_review"  # voting twice counts once
     with pytest.raises(Denied, match="must be approved first"):
-        eg.svc.release(CHECKER1, rid)
+        eg.commands.release(CHECKER1, rid)
     assert_audited(eg, "release", CHECKER1)
     with pytest.raises(Denied, match="Two checkers"):
-        eg.svc.return_request(CHECKER1, rid)
+        eg.commands.return_request(CHECKER1, rid)
     assert_audited(eg, "return", CHECKER1)
 
 
@@ -73,7 +73,7 @@ def test_single_checker_cannot_approve_or_release(eg):
 def test_non_checker_vote(eg, who):
     _, [fid] = eg.submitted()
     with pytest.raises(Denied):
-        eg.svc.vote(who, fid, "approve")
+        eg.commands.vote(who, fid, "approve")
     assert_audited(eg, "vote", who)
 
 
@@ -97,10 +97,10 @@ def test_file_changed_in_workspace_after_submission(eg):
     rid, [fid] = eg.submitted()
     (eg.home() / "out" / "counts.csv").write_bytes(b"region,count\nNorth,1\nSouth,2\n")
     with pytest.raises(Denied, match="cannot be changed"):
-        eg.svc.update_file(AUTHOR, fid)
+        eg.commands.update_file(AUTHOR, fid)
     assert_audited(eg, "update_file", AUTHOR)
     assert eg.approve_all([fid]) == "released"
-    path, _ = eg.svc.download(AUTHOR, rid)
+    path, _ = eg.commands.download(AUTHOR, rid)
     with zipfile.ZipFile(path) as zf:
         [member] = [n for n in zf.namelist() if n.startswith("files/")]
         assert zf.read(member) == CSV  # what was reviewed, not what the workspace holds now
@@ -108,21 +108,21 @@ def test_file_changed_in_workspace_after_submission(eg):
 
 def test_stored_copy_tampered_after_review_is_not_released(eg):
     rid, [fid] = eg.submitted()
-    sha = eg.svc.request_view(AUTHOR, rid)["files"][0]["sha256"]
-    blob = eg.svc.store.path(sha)
+    sha = eg.queries.request_view(AUTHOR, rid)["files"][0]["sha256"]
+    blob = eg.ctx.store.path(sha)
     blob.chmod(0o600)
     blob.write_bytes(b"region,count\nNorth,1\n")
     assert eg.approve_all([fid]) == "approved"  # approved, but the release refuses
     assert_audited(eg, "release", CHECKER2)
-    assert eg.svc.request_view(AUTHOR, rid)["release"] is None
+    assert eg.queries.request_view(AUTHOR, rid)["release"] is None
 
 
 @pytest.mark.parametrize("path", ["../diab-study/lee/x.csv", "out/../../ozz/x.csv", "/etc/passwd.txt"])
 def test_dot_dot_and_absolute_paths(eg, path):
     rid, _ = eg.draft()
-    gid = eg.svc.request_view(AUTHOR, rid)["groups"][0]["id"]
+    gid = eg.queries.request_view(AUTHOR, rid)["groups"][0]["id"]
     with pytest.raises(Refused):
-        eg.svc.add_file(AUTHOR, rid, gid, path, "output")
+        eg.commands.add_file(AUTHOR, rid, gid, path, "output")
     assert_audited(eg, "add_file", AUTHOR)
 
 
@@ -133,20 +133,20 @@ def test_symlink_to_data(eg, tmp_path):
     os.symlink(data / "raw" / "patients.csv", eg.home() / "out" / "patients.csv")
     os.symlink(data, eg.home() / "data")
     rid, _ = eg.draft()
-    gid = eg.svc.request_view(AUTHOR, rid)["groups"][0]["id"]
+    gid = eg.queries.request_view(AUTHOR, rid)["groups"][0]["id"]
     for path in ("out/patients.csv", "data/raw/patients.csv"):
         with pytest.raises(Refused, match="symbolic link"):
-            eg.svc.add_file(AUTHOR, rid, gid, path, "output")
+            eg.commands.add_file(AUTHOR, rid, gid, path, "output")
     assert_audited(eg, "add_file", AUTHOR, count=2)
     with pytest.raises(Refused, match="symbolic link"):
-        eg.svc.workspace_preview(AUTHOR, PROJECT, "data/raw/patients.csv")
+        eg.queries.workspace_preview(AUTHOR, PROJECT, "data/raw/patients.csv")
     assert_audited(eg, "preview", AUTHOR)
 
 
 def _released(eg):
     rid, [fid] = eg.submitted()
     eg.approve_all([fid])
-    return rid, eg.svc.download(AUTHOR, rid)[0]
+    return rid, eg.commands.download(AUTHOR, rid)[0]
 
 
 def _b64(obj):
@@ -173,13 +173,13 @@ def _forgeries(eg, bundle, tmp_path):
         "alg-none": f"{_b64({'alg': 'none', 'kid': kid, 'typ': 'JWT'})}.{_b64(claims)}.",
         "forged": jwt.encode(claims, attacker_key, algorithm="EdDSA", headers={"kid": kid}),
         "wrong-key": other.sign(claims),
-        "expired": eg.svc.signer.sign(claims, validity=timedelta(seconds=-5)),
+        "expired": eg.ctx.signer.sign(claims, validity=timedelta(seconds=-5)),
     }
 
 
 def test_forged_expired_and_alg_none_records_refused_offline(eg, tmp_path):
     _, bundle = _released(eg)
-    keyset = eg.svc.signer.keyset_path
+    keyset = eg.ctx.signer.keyset_path
     runner = CliRunner()
     ok = runner.invoke(tre, ["egress", "verify", str(bundle), "--keyset", str(keyset)])
     assert ok.exit_code == 0, ok.output
@@ -201,7 +201,7 @@ def test_forged_record_on_the_server_is_refused_at_download_and_audited(eg, tmp_
         rel = s.query(EgressRelease).filter_by(request_id=rid).one()
         rel.bundle_sha256 = file_sha256(bundle)
     with pytest.raises(InvalidRecord, match="'none'"):
-        eg.svc.download(AUTHOR, rid)
+        eg.commands.download(AUTHOR, rid)
     assert_audited(eg, "download", AUTHOR)
 
 
@@ -218,7 +218,7 @@ def test_cross_site_form_post(web):
     for headers, data in attacks:
         r = c.post(P + f"/requests/{rid}/withdraw", data=data, headers=headers, follow_redirects=False)
         assert r.status_code == 403, (headers, data)
-    assert eg.svc.request_view(AUTHOR, rid)["state"] == "draft"
+    assert eg.queries.request_view(AUTHOR, rid)["state"] == "draft"
     assert len([e for e in refusals(eg, "csrf") if e.actor == AUTHOR]) == len(attacks)
     # cookie-authenticated API writes need the header token too
     r = c.post(P + f"/api/requests/{rid}/actions/withdraw")
@@ -230,16 +230,16 @@ def test_cross_site_form_post(web):
 def test_download_before_approval(web):
     eg, _, client = web
     rid, [fid] = eg.submitted()
-    eg.svc.vote(CHECKER1, fid, "approve")
+    eg.commands.vote(CHECKER1, fid, "approve")
     for who in (AUTHOR, LEAD):
         assert client(who).get(P + f"/requests/{rid}/download").status_code == 403
         assert_audited(eg, "download", who)
-    eg.svc.vote(CHECKER2, fid, "approve")
+    eg.commands.vote(CHECKER2, fid, "approve")
     assert client(CHECKER1).get(P + f"/requests/{rid}/download").status_code == 403  # checkers never
     assert_audited(eg, "download", CHECKER1)
     # a link on another site must not "download" (which would end the chance to revoke)
     cross = client(AUTHOR).get(P + f"/requests/{rid}/download", headers={"Sec-Fetch-Site": "cross-site"})
-    assert cross.status_code == 403 and eg.svc.request_view(AUTHOR, rid)["release"]["downloads"] == 0
+    assert cross.status_code == 403 and eg.queries.request_view(AUTHOR, rid)["release"]["downloads"] == 0
     assert_audited(eg, "csrf", AUTHOR)
     assert client(AUTHOR).get(P + f"/requests/{rid}/download").status_code == 200
 
@@ -248,10 +248,10 @@ def test_revoke_only_before_download_and_only_by_admin(eg):
     rid, [fid] = eg.submitted()
     eg.approve_all([fid])
     with pytest.raises(Denied):
-        eg.svc.revoke(CHECKER1, rid, "no")
-    eg.svc.download(AUTHOR, rid)
+        eg.commands.revoke(CHECKER1, rid, "no")
+    eg.commands.download(AUTHOR, rid)
     with pytest.raises(Denied, match="already been downloaded"):
-        eg.svc.revoke("admin", rid, "too late")
+        eg.commands.revoke("admin", rid, "too late")
     assert_audited(eg, "revoke", "admin")
 
 

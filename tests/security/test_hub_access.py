@@ -51,7 +51,7 @@ def test_spawn_refused_with_403_and_audited(tre_hub, running, user, project, rea
 def test_membership_rechecked_on_every_spawn(tre_hub):
     """A restart replays the stored request; losing membership in between must stop it."""
     from hub import registry as reg
-    from hub.db import session_scope
+    from hub.kernel.db import session_scope
 
     tre_hub.start("alice", "proj-c")
     tre_hub.stop("alice", "proj-c")
@@ -155,7 +155,7 @@ def open_host_port() -> Iterator[int]:
 
 def test_no_spawn_without_network_controls_and_the_firewall_is_what_blocks(tre_hub, running, open_host_port):
     """Remove the INPUT hook: spawns are refused (503), and a probe shows the hook was the control."""
-    from hub import network
+    from hub.host import network
     from tests.fixtures_hub import probe_tcp
 
     plan = network.plan(tre_hub.settings)

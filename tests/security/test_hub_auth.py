@@ -56,9 +56,7 @@ def test_no_self_signup(tre_hub):
 def test_password_is_stored_as_bcrypt_hash(tre_hub):
     from sqlalchemy import create_engine, text
 
-    from hub.auth import hub_db_url
-
-    engine = create_engine(hub_db_url(tre_hub.settings))
+    engine = create_engine(tre_hub.settings.hub_db_url)
     with engine.connect() as conn:
         stored = conn.execute(text("select password from users_info where username='alice'")).scalar_one()
     engine.dispose()
@@ -92,7 +90,7 @@ def test_refused_spawn_is_a_clear_403_page(tre_hub):
 
 
 def test_demo_switch_turns_mfa_off_loudly(monkeypatch, caplog):
-    from hub.auth import TREAuthenticator
+    from hub.workspaces.login import TREAuthenticator
 
     assert TREAuthenticator(add_new_table=False).mfa_required is True
     monkeypatch.setenv("TRE_DEMO_NO_MFA", "1")

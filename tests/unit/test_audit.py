@@ -9,15 +9,16 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import delete, func, select, text, update
 
-from hub import audit
-from hub.db import session_scope
-from hub.models import AuditEvent
+from hub.kernel import audit
+from hub.kernel.audit import AuditEvent
+from hub.kernel.db import session_scope, upgrade
+from hub.kernel.settings import get_settings
 
 
 def _fill(settings, n: int = 5) -> None:
     with session_scope(settings) as s:
         for i in range(n):
-            audit.record(s, "alice", "test.event", "thing", f"t{i}", {"i": i, "when": datetime.now(UTC)})
+            audit.record(s, "alice", "user.add", "thing", f"t{i}", {"i": i, "when": datetime.now(UTC)})
 
 
 def _verify(settings) -> audit.VerifyResult:
@@ -44,7 +45,7 @@ def test_chain_links_and_verifies(registry):
 
 def test_event_rolls_back_with_its_transaction(registry):
     with pytest.raises(RuntimeError), session_scope(registry) as s:
-        audit.record(s, "alice", "test.event", "thing", "x")
+        audit.record(s, "alice", "user.add", "thing", "x")
         raise RuntimeError("boom")
     with session_scope(registry) as s:
         assert s.execute(select(func.count(AuditEvent.id))).scalar_one() == 0
@@ -52,7 +53,7 @@ def test_event_rolls_back_with_its_transaction(registry):
 
 @pytest.mark.parametrize(
     "field,value",
-    [("actor", "mallory"), ("action", "test.other"), ("object_id", "t9"), ("details", {"i": 99})],
+    [("actor", "mallory"), ("action", "user.disable"), ("object_id", "t9"), ("details", {"i": 99})],
 )
 def test_edited_event_detected(registry, field, value):
     _fill(registry)
@@ -112,7 +113,7 @@ def test_concurrent_writers_keep_one_chain(registry):
         try:
             for i in range(15):
                 with session_scope(registry) as s:
-                    audit.record(s, name, "test.concurrent", "thing", str(i))
+                    audit.record(s, name, "user.enable", "thing", str(i))
         except Exception as exc:  # surfaced by the assertion below
             errors.append(exc)
 
@@ -132,13 +133,23 @@ def test_concurrent_processes_keep_one_chain(registry):
 
     script = (
         "import sys\n"
-        "from hub import audit\n"
-        "from hub.db import session_scope\n"
+        "from hub.kernel import audit\n"
+        "from hub.kernel.db import session_scope\n"
+        "from hub.kernel.settings import get_settings\n"
         "for i in range(10):\n"
-        "    with session_scope() as s:\n"
-        "        audit.record(s, sys.argv[1], 'test.process', 'thing', str(i))\n"
+        "    with session_scope(get_settings()) as s:\n"
+        "        audit.record(s, sys.argv[1], 'user.role', 'thing', str(i))\n"
     )
     procs = [subprocess.Popen([sys.executable, "-c", script, f"p{n}"]) for n in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     result = _verify(registry)
     assert result.ok and result.count == 30
+
+
+def test_only_catalogued_actions_are_recorded(tre_root):
+    settings = get_settings()
+    upgrade(settings)
+    with pytest.raises(ValueError, match="not a valid AuditAction"), session_scope(settings) as s:
+        audit.record(s, "alice", "user.adds", "user", "x")  # a typo of a catalogued action
+    with session_scope(settings) as s:
+        assert audit.verify(s).count == 0

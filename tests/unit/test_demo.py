@@ -7,15 +7,15 @@ import json
 import duckdb
 from sqlalchemy import func, select
 
-from hub import demo
-from hub.db import session_scope
-from hub.models import AuditEvent
+from hub.demo import stack as demo
+from hub.kernel.audit import AuditEvent
+from hub.kernel.db import session_scope
+from hub.kernel.settings import get_settings
 from hub.provisioning import read_manifest
-from hub.settings import get_settings
 
 
 def _build(settings) -> list[demo.Account]:
-    progress = demo.Progress()
+    progress = demo.DemoProgress()
     data = demo.ensure_data(settings, 400, 0, progress)
     demo.ensure_registry(settings, data, progress)
     accounts = demo.ensure_logins(settings, progress)

@@ -8,7 +8,7 @@ import json
 import duckdb
 import pytest
 
-from hub.demo_data import TABLES, generate, is_valid_nhs_number
+from hub.demo.data import TABLES, generate, is_valid_nhs_number
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,9 @@
 
 - `mkdocs build --strict` passes (every nav page exists, no broken links);
 - every `tests/<path>.py::<test name>` cited as evidence in docs/ names a test function that exists;
-- every `tre ...` command shown in docs/ exists in the Typer app, with the options it is shown with.
+- every repository file named anywhere (docs, READMEs, code comments and docstrings) exists;
+- every `tre ...` command shown in docs/ exists in the Typer app, with the options it is shown with;
+- the audit actions and the TRE_* settings the docs list are exactly the ones the code has.
 """
 
 from __future__ import annotations
@@ -109,17 +111,48 @@ def test_every_cited_test_exists():
     assert not missing, "\n".join(sorted(set(missing)))
 
 
-def test_every_repository_path_in_the_docs_exists():
-    """`hub/auth.py`, `images/notebook/requirements.in`, ...: files the docs point at must exist."""
-    path_re = re.compile(
-        r"`((?:hub|egress|images|ansible|tests|\.ci)/[\w./-]+\.(?:py|yml|json|toml|in|md|sh))`"
-    )
+# A repository path as prose names it: hub/kernel/db.py, docs/security.md, images/notebook/Dockerfile.
+REPO_PATH = re.compile(
+    r"(?<![\w./-])((?:hub|egress|images|ansible|tests|docs|\.ci)/[\w.-]+(?:/[\w.-]+)*"
+    r"\.(?:py|yml|yaml|json|toml|in|md|sh|j2|html|css|ipynb))\b"
+)
+TEXT_SUFFIXES = {".py", ".md", ".yml", ".yaml", ".toml", ".sh", ".j2", ".in", ".cfg"}
+
+
+def _repository_texts() -> list[Path]:
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    return [REPO / f for f in tracked if Path(f).suffix in TEXT_SUFFIXES or Path(f).name == "Makefile"]
+
+
+def test_every_repository_path_named_anywhere_exists():
+    """Docs, READMEs and the code's own comments name files that must exist (not a retired layout)."""
     missing = []
-    for doc in DOC_FILES:
-        for m in path_re.finditer(doc.read_text(encoding="utf-8")):
-            if not (REPO / m.group(1)).exists():
-                missing.append(f"{_rel(doc)}: {m.group(1)}")
-    assert not missing, "\n".join(missing)
+    for path in _repository_texts():
+        if not path.is_file():
+            continue
+        for m in REPO_PATH.finditer(path.read_text(encoding="utf-8", errors="replace")):
+            name = m.group(1)
+            if "*" in name or "<" in name or name.startswith("tests/sdc_corpus/files/"):
+                continue
+            if not (REPO / name).exists():
+                missing.append(f"{_rel(path)}: {name}")
+    assert not missing, "\n".join(sorted(set(missing)))
+
+
+def test_nothing_refers_to_a_design_file_the_repository_does_not_have():
+    refs = [
+        _rel(p)
+        for p in _repository_texts()
+        if p.is_file() and p.name != "test_docs.py" and "DESIGN.md" in p.read_text(errors="replace")
+    ]
+    assert not refs, refs
+
+
+def test_the_path_finder_sees_prose_and_code_references():
+    text = "see hub/kernel/db.py and `docs/security.md`; not foo/hub/x.py or hub/*.py"
+    assert [m.group(1) for m in REPO_PATH.finditer(text)] == ["hub/kernel/db.py", "docs/security.md"]
 
 
 # --- tre commands ------------------------------------------------------------------------------
@@ -258,3 +291,38 @@ def test_satre_summary_matches_its_tables():
     for index, _, status, evidence in rows:
         if status == "met":
             assert TEST_REF.search(evidence) or ".md" in evidence, f"{index} is met without evidence"
+
+
+# --- the catalogues the docs publish -------------------------------------------------------------
+
+
+def test_the_audit_catalogue_is_documented_exactly():
+    """docs/operations.md lists every audit action the code can write, and only those."""
+    from hub.kernel.audit_actions import AuditAction
+
+    text = (DOCS / "operations.md").read_text(encoding="utf-8")
+    section = text.split("## Audit events", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([a-z_.]+)` \|", section, re.M))
+    assert listed == {a.value for a in AuditAction}
+
+
+def test_every_tre_setting_is_in_the_settings_object_and_documented():
+    """No TRE_* value is read past the settings object, and operations.md lists each one."""
+    from hub.kernel.settings import Settings
+
+    known = set(Settings.variables())
+    text = (DOCS / "operations.md").read_text(encoding="utf-8")
+    section = text.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"^\| `(TRE_[A-Z_]+)` \|", section, re.M)) == known
+    # Inside the workspace (the image's own package and config) a few variables are the container's.
+    in_container = {"TRE_DATA_DIR", "TRE_PROJECT", "TRE_RELEASE", "TRE_MAX_UPLOAD_BYTES"}
+    reads = re.compile(r"environ(?:\.get)?\(?\[?[\"'](TRE_[A-Z_]+)")
+    bypass = []
+    for path in _repository_texts():
+        rel = _rel(path)
+        if path.suffix != ".py" or rel.startswith("tests/") or rel == "hub/kernel/settings.py":
+            continue
+        for name in reads.findall(path.read_text(encoding="utf-8")):
+            if not (rel.startswith("images/") and name in in_container):
+                bypass.append(f"{rel}: {name}")
+    assert not bypass, bypass

@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from egress.bundle import RECORD_NAME, BundleFile, build_bundle, verify_bundle
-from egress.signing import InvalidRecord, Signer, load_keyset, verify_record
-from egress.storage import BlobStore
+from egress.review.bundle import RECORD_NAME, BundleFile, build_bundle, verify_bundle
+from egress.review.signing import InvalidRecord, Signer, load_keyset, verify_record
+from egress.review.storage import BlobStore
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_cli_rotate_key_and_verify(tre_root, tmp_path):
     from typer.testing import CliRunner
 
     from hub.cli import app as tre
-    from hub.settings import get_settings
+    from hub.kernel.settings import get_settings
 
     signer = Signer(get_settings().keys_dir)
     dest, _ = _bundle(tmp_path, signer)

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from egress.storage import BlobStore, Refused, check_relpath, list_workspace, open_workspace_file
+from egress.review.storage import BlobStore, Refused, check_relpath, list_workspace, open_workspace_file
 
 MAX = 1000
 

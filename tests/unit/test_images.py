@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from hub import images
-from hub.settings import Settings
+from hub.host import images
+from hub.kernel.settings import Settings
 
 
 def test_base_recipe_digest_is_stable_and_follows_the_recipe():
@@ -118,15 +118,16 @@ def fake_docker(monkeypatch, tmp_path):
     monkeypatch.setattr(images, "docker", fake.docker)
     monkeypatch.setattr(images, "try_pull", lambda ref, timeout: False)
 
-    def fake_debootstrap(recipe, reporter, mirror):
+    def fake_debootstrap(recipe, reporter, mirror, cache):
         fake.labels_by_ref[recipe.tag] = {}  # imported: now it has an image ID
         return recipe.tag
 
     monkeypatch.setattr(images, "ensure_debootstrap_base", fake_debootstrap)
-    monkeypatch.setattr(images, "BUILD_DIR", tmp_path / "build")
+    # Settings whose build cache is this test's own folder.
+    fake.settings = lambda **kw: Settings(image_cache=tmp_path / "build", **kw)
 
-    def fake_wheelhouse(requirements, reporter):
-        house = tmp_path / "build" / "wheelhouse"
+    def fake_wheelhouse(requirements, reporter, cache):
+        house = cache / "wheelhouse"
         house.mkdir(parents=True, exist_ok=True)
         (house / "tre_notebook-0.1.0-py3-none-any.whl").write_bytes(b"")
         return house
@@ -142,8 +143,8 @@ def _plan(settings):
 
 
 def test_build_runs_without_network_and_labels_the_image(fake_docker):
-    settings = Settings(image="tre-notebook:latest")
-    result = images.build_image(settings, reporter=images.Reporter())
+    settings = fake_docker.settings(image="tre-notebook:latest")
+    result = images.build_image(settings, reporter=images.BuildReporter())
     assert not result.cached
     (cmd,) = fake_docker.streamed
     assert cmd[:4] == ["docker", "build", "--network", "none"]
@@ -154,7 +155,7 @@ def test_build_runs_without_network_and_labels_the_image(fake_docker):
 
 
 def test_a_remade_base_means_a_new_notebook_image(fake_docker, monkeypatch):
-    settings = Settings(image="tre-notebook:latest")
+    settings = fake_docker.settings(image="tre-notebook:latest")
     tag = images.BaseRecipe().tag
     fake_docker.labels_by_ref[tag] = {}
     before = _plan(settings).recipe_hash
@@ -163,11 +164,11 @@ def test_a_remade_base_means_a_new_notebook_image(fake_docker, monkeypatch):
 
 
 def test_unchanged_recipe_is_not_rebuilt(fake_docker):
-    settings = Settings(image="tre-notebook:latest")
+    settings = fake_docker.settings(image="tre-notebook:latest")
     fake_docker.labels_by_ref[images.BaseRecipe().tag] = {}
     p = _plan(settings)
     fake_docker.labels_by_ref[p.tags[0]] = {images.LABEL_RECIPE: p.recipe_hash}
-    result = images.build_image(settings, reporter=images.Reporter())
+    result = images.build_image(settings, reporter=images.BuildReporter())
     assert result.cached
     assert fake_docker.streamed == []
     # a missing :latest is re-tagged from the versioned image rather than rebuilt
@@ -175,34 +176,35 @@ def test_unchanged_recipe_is_not_rebuilt(fake_docker):
 
 
 def test_changed_recipe_or_force_rebuilds(fake_docker):
-    settings = Settings(image="tre-notebook:latest")
+    settings = fake_docker.settings(image="tre-notebook:latest")
     fake_docker.labels_by_ref[images.BaseRecipe().tag] = {}
     p = _plan(settings)
     for tag in p.tags:
         fake_docker.labels_by_ref[tag] = {images.LABEL_RECIPE: "0000000000000000"}
-    assert not images.build_image(settings, reporter=images.Reporter()).cached
+    assert not images.build_image(settings, reporter=images.BuildReporter()).cached
     for tag in p.tags:
         fake_docker.labels_by_ref[tag] = {images.LABEL_RECIPE: p.recipe_hash}
-    assert not images.build_image(settings, force=True, reporter=images.Reporter()).cached
+    assert not images.build_image(settings, force=True, reporter=images.BuildReporter()).cached
     assert len(fake_docker.streamed) == 2
 
 
 def test_missing_docker_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(images, "docker_available", lambda: False)
     with pytest.raises(images.ImageBuildError, match="Docker engine"):
-        images.build_image(Settings(), reporter=images.Reporter())
+        images.build_image(Settings(), reporter=images.BuildReporter())
 
 
 def test_a_local_slim_python_image_is_preferred_to_debootstrap(fake_docker):
     fake_docker.labels_by_ref[images.SLIM_BASE] = {}
-    result = images.build_image(Settings(image="tre-notebook:latest"), reporter=images.Reporter())
+    settings = fake_docker.settings(image="tre-notebook:latest")
+    result = images.build_image(settings, reporter=images.BuildReporter())
     assert result.base == images.SLIM_BASE
     assert f"BASE={images.SLIM_BASE}" in fake_docker.streamed[0]
 
 
 def test_an_explicit_base_must_be_present(fake_docker):
     with pytest.raises(images.ImageBuildError, match="docker load"):
-        images.build_image(Settings(), base="debian:bookworm", reporter=images.Reporter())
+        images.build_image(fake_docker.settings(), base="debian:bookworm", reporter=images.BuildReporter())
 
 
 def test_cli_reports_build_errors_in_one_line(monkeypatch):
@@ -210,7 +212,7 @@ def test_cli_reports_build_errors_in_one_line(monkeypatch):
 
     from hub.cli import app
 
-    def broken(**_kwargs):
+    def broken(settings, **_kwargs):
         raise images.ImageBuildError("debootstrap needs root: run `sudo tre images build`")
 
     monkeypatch.setattr(images, "build_image", broken)
@@ -225,7 +227,7 @@ def test_cli_lists_images_as_json(monkeypatch):
     from hub.cli import app
 
     row = {"image": "tre-notebook:0.1.0", "id": "abc", "created": "now", "size": "1GB", "version": "0.1.0"}
-    monkeypatch.setattr(images, "list_images", lambda: [row])
+    monkeypatch.setattr(images, "list_images", lambda settings: [row])
     result = CliRunner().invoke(app, ["images", "list", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == [row]

@@ -7,35 +7,35 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hub.permissions import (
-    Action,
-    Actor,
+from hub.registry.permissions import (
     NotAllowed,
     ProjectState,
+    RegistryAction,
+    RegistryActor,
     allowed,
-    check,
     grant_is_active,
     project_is_open,
+    require,
 )
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 OPEN = ProjectState("study", "active", NOW + timedelta(days=30))
 
 ROLES = {
-    "nobody": Actor("nobody"),
-    "researcher": Actor("res", project_roles=frozenset({"researcher"})),
-    "checker": Actor("chk", project_roles=frozenset({"checker"})),
-    "lead": Actor("lead", project_roles=frozenset({"lead"})),
-    "custodian": Actor("cus", is_custodian=True),
-    "admin": Actor("adm", is_admin=True),
-    "disabled-admin": Actor("old", is_admin=True, disabled=True),
+    "nobody": RegistryActor("nobody"),
+    "researcher": RegistryActor("res", project_roles=frozenset({"researcher"})),
+    "checker": RegistryActor("chk", project_roles=frozenset({"checker"})),
+    "lead": RegistryActor("lead", project_roles=frozenset({"lead"})),
+    "custodian": RegistryActor("cus", is_custodian=True),
+    "admin": RegistryActor("adm", is_admin=True),
+    "disabled-admin": RegistryActor("old", is_admin=True, disabled=True),
 }
 
-A = Action
+A = RegistryAction
 ADMIN = {"admin"}
 CUSTODIAN_OR_ADMIN = {"custodian", "admin"}
 LEAD_OR_ADMIN = {"lead", "admin"}
-EXPECTED: dict[Action, set[str]] = {
+EXPECTED: dict[RegistryAction, set[str]] = {
     A.ADD_USER: ADMIN,
     A.DISABLE_USER: ADMIN,
     A.GRANT_ROLE: ADMIN,
@@ -57,10 +57,10 @@ EXPECTED: dict[Action, set[str]] = {
 
 
 def test_table_covers_every_action():
-    assert set(EXPECTED) == set(Action)
+    assert set(EXPECTED) == set(RegistryAction)
 
 
-@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("action", list(RegistryAction))
 @pytest.mark.parametrize("role", list(ROLES))
 def test_role_action_matrix(role, action):
     # A third party is the target and the requester, on an open project: only the role decides.
@@ -68,13 +68,13 @@ def test_role_action_matrix(role, action):
     assert ok == (role in EXPECTED[action]), f"{role} {action}"
 
 
-@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("action", list(RegistryAction))
 @pytest.mark.parametrize("role", list(ROLES))
 def test_denials_explain_themselves(role, action):
     if role in EXPECTED[action]:
         return
     with pytest.raises(NotAllowed) as info:
-        check(action, ROLES[role], project=OPEN, target="someone", requested_by="someone", now=NOW)
+        require(action, ROLES[role], project=OPEN, target="someone", requested_by="someone", now=NOW)
     message = str(info.value)
     assert "\n" not in message and ROLES[role].username in message
 
@@ -84,7 +84,7 @@ def test_nobody_appoints_themselves(action):
     admin = ROLES["admin"]
     assert allowed(action, admin, project=OPEN, target="someone", now=NOW)
     with pytest.raises(NotAllowed, match="cannot appoint themselves"):
-        check(action, admin, project=OPEN, target=admin.username, now=NOW)
+        require(action, admin, project=OPEN, target=admin.username, now=NOW)
 
 
 def test_lead_cannot_add_themselves_as_researcher():
@@ -95,7 +95,7 @@ def test_lead_cannot_add_themselves_as_researcher():
 def test_admin_cannot_disable_themselves():
     admin = ROLES["admin"]
     with pytest.raises(NotAllowed, match="own account"):
-        check(A.DISABLE_USER, admin, target=admin.username)
+        require(A.DISABLE_USER, admin, target=admin.username)
 
 
 @pytest.mark.parametrize("action", [A.APPROVE_GRANT, A.REJECT_GRANT])
@@ -103,19 +103,19 @@ def test_admin_cannot_disable_themselves():
 def test_nobody_decides_their_own_request(action, role):
     actor = ROLES[role]
     with pytest.raises(NotAllowed, match="requested this grant"):
-        check(action, actor, project=OPEN, requested_by=actor.username, now=NOW)
+        require(action, actor, project=OPEN, requested_by=actor.username, now=NOW)
 
 
 @pytest.mark.parametrize("action", [A.APPROVE_GRANT, A.REJECT_GRANT])
 def test_a_custodian_who_leads_the_project_cannot_decide_its_grants(action):
-    lead_custodian = Actor("lc", is_custodian=True, project_roles=frozenset({"lead"}))
+    lead_custodian = RegistryActor("lc", is_custodian=True, project_roles=frozenset({"lead"}))
     with pytest.raises(NotAllowed, match="leads this project"):
-        check(action, lead_custodian, project=OPEN, requested_by="someone", now=NOW)
+        require(action, lead_custodian, project=OPEN, requested_by="someone", now=NOW)
 
 
 def test_lead_cannot_appoint_checkers_and_is_told_so():
     with pytest.raises(NotAllowed, match="project leads cannot appoint output checkers"):
-        check(A.ASSIGN_CHECKER, ROLES["lead"], project=OPEN, target="someone", now=NOW)
+        require(A.ASSIGN_CHECKER, ROLES["lead"], project=OPEN, target="someone", now=NOW)
 
 
 @pytest.mark.parametrize("action", [A.ADD_RESEARCHER, A.ASSIGN_CHECKER, A.REQUEST_GRANT, A.APPROVE_GRANT])
@@ -130,7 +130,7 @@ def test_lead_cannot_appoint_checkers_and_is_told_so():
 )
 def test_inactive_projects_take_nothing_new(action, project):
     with pytest.raises(NotAllowed, match=r"suspended|closed|expired"):
-        check(action, ROLES["admin"], project=project, target="someone", requested_by="someone", now=NOW)
+        require(action, ROLES["admin"], project=project, target="someone", requested_by="someone", now=NOW)
 
 
 @pytest.mark.parametrize("action", [A.REMOVE_RESEARCHER, A.REMOVE_CHECKER, A.REVOKE_GRANT, A.REJECT_GRANT])

@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hub import registry as reg
-from hub.access import AccessDenied, project_roles, user_projects, workspace_permit
-from hub.db import session_scope
+from hub.kernel.db import session_scope
+from hub.registry.access import AccessDenied, project_roles, user_projects, workspace_permit
 from tests.fixtures_registry import ADMIN, CHECKER, CUSTODIAN, LEAD, RESEARCHER, publish_release
 
 
 def _permit(settings, user, project, now=None):
     with session_scope(settings) as s:
-        return workspace_permit(s, user, project, now=now)
+        return workspace_permit(s, user, project, settings, now=now)
 
 
 def test_researcher_and_lead_get_a_permit(make_world):

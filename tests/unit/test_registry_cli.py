@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from hub.db import session_scope
-from hub.models import AuditEvent, Dataset, Grant, Membership, Project, User
-from hub.settings import get_settings
+from hub.kernel.audit import AuditEvent
+from hub.kernel.db import session_scope
+from hub.kernel.settings import get_settings
+from hub.registry.models import Dataset, Grant, Membership, Project, User
 from tests.fixtures_registry import write_cohort
 
 runner = CliRunner()
@@ -233,7 +234,8 @@ def test_project_status_and_limits(cli_world):
     assert [p["status"] for p in ok_json("project", "list")] == ["active"]
 
 
-def test_close_and_revoke_rebuild_through_provisioning(cli_world, monkeypatch):
+def test_close_and_revoke_rebuild_through_provisioning(cli_world):
+    import hub.enforcement.withdraw
     import hub.provisioning
 
     calls: list[tuple[str, str]] = []
@@ -243,21 +245,24 @@ def test_close_and_revoke_rebuild_through_provisioning(cli_world, monkeypatch):
         progress("publish", 2, 2)
         calls.append((slug, actor))
 
-    monkeypatch.setattr(hub.provisioning, "provision_project", fake_provision, raising=False)
-    grant_id = _grant_id()
-    ok("grant", "approve", grant_id, actor="cus")
-    ok("grant", "revoke", grant_id, "--reason", "consent withdrawn", actor="cus")
-    ok("project", "provision", "diab-study", actor="cus")
-    ok("project", "close", "diab-study")
+    with pytest.MonkeyPatch.context() as patched:
+        # The CLI's `project provision`, and the withdrawal operations every interface uses.
+        patched.setattr(hub.provisioning, "provision_project", fake_provision)
+        patched.setattr(hub.enforcement.withdraw, "provision_project", fake_provision)
+        grant_id = _grant_id()
+        ok("grant", "approve", grant_id, actor="cus")
+        ok("grant", "revoke", grant_id, "--reason", "consent withdrawn", actor="cus")
+        ok("project", "provision", "diab-study", actor="cus")
+        ok("project", "close", "diab-study")
     assert calls == [("diab-study", "cus"), ("diab-study", "cus"), ("diab-study", "admin")]
+    # the real provisioning checks who asks before it does anything
     refused(
         "project", "provision", "diab-study", actor="lead", match="only an administrator or data custodian"
     )
 
 
 def test_provision_for_real_then_open_the_workspace(cli_world, tmp_path):
-    pytest.importorskip("hub.provisioning.project")
-    from hub.access import workspace_permit
+    from hub.registry.access import workspace_permit
 
     optout = tmp_path / "optout.csv"
     optout.write_text("national_id\n9000000003\n")
@@ -277,24 +282,27 @@ def test_provision_for_real_then_open_the_workspace(cli_world, tmp_path):
     result = ok("project", "provision", "diab-study", actor="cus")
     assert "release 1 is current" in result.stdout
     with session_scope(get_settings(), readonly=True) as s:
-        permit = workspace_permit(s, "res", "diab-study")
+        permit = workspace_permit(s, "res", "diab-study", get_settings())
     assert permit.release_number == 1 and (permit.release_dir / "manifest.json").is_file()
     assert ok_json("audit", "show", "--action", "project.provision")[0]["actor"] == "cus"
 
 
 def test_provisioning_failure_is_one_line_and_keeps_the_revocation(cli_world, monkeypatch):
-    import hub.provisioning
-    from hub.provisioning.spec import ProvisioningError
+    import hub.enforcement.withdraw
+    from hub.provisioning import ProvisioningError
 
     def failing(settings, slug, actor, progress=None):
         raise ProvisioningError("source labs.csv changed since registration")
 
-    monkeypatch.setattr(hub.provisioning, "provision_project", failing, raising=False)
+    monkeypatch.setattr(hub.enforcement.withdraw, "provision_project", failing)
     grant_id = _grant_id()
     ok("grant", "approve", grant_id, actor="cus")
     result = tre("grant", "revoke", grant_id, actor="cus")
     assert result.exit_code == 1
-    assert result.stderr.strip().count("\n") == 0 and "previous release stays current" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    message = result.stderr
+    assert "rebuilding diab-study's release failed" in message and "old data is still on disk" in message
+    assert "labs.csv changed" in message
     assert ok_json("grant", "list")[0]["status"] == "revoked"  # access ends even if the rebuild failed
 
 

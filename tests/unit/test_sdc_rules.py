@@ -99,7 +99,8 @@ def test_complements_hide_a_second_cell_in_every_line():
 def test_recomputable_suppressed_cell(tmp_path):
     entry = check(tmp_path, "m.csv", "age,F,M,All\n1,,15,18\n2,14,11,25\nAll,17,26,43\n")
     found = [f for f in entry["findings"] if f["rule"] == "secondary_suppression"]
-    assert any("= 3" in f["message"] and f["cells"] == [[0, 0]] for f in found)
+    # cells are file coordinates: row 0 after the header, column 1 (F; column 0 holds the labels)
+    assert any("= 3" in f["message"] and f["cells"] == [[0, 1]] for f in found)
 
 
 def test_totals_excluding_hidden_cells_are_not_recomputable(tmp_path):
@@ -154,7 +155,8 @@ def test_markdown_and_html_small_cells(tmp_path):
     assert rules_of(check(tmp_path, "t.md", md))["threshold"] == "fail"
     html = pd.DataFrame({"F": [12, 30], "M": [4, 31]}, index=pd.Index(["N", "S"], name="region")).to_html()
     entry = check(tmp_path, "t.html", html)
-    assert rules_of(entry)["threshold"] == "fail" and entry["findings"][0]["cells"] == [[0, 1]]
+    # file coordinates: N's row, column M (after the region label column)
+    assert rules_of(entry)["threshold"] == "fail" and entry["findings"][0]["cells"] == [[0, 2]]
 
 
 def test_json_orients(tmp_path):
@@ -222,7 +224,7 @@ def test_metadata_found_when_submitted_from_another_folder(tmp_path):
 
 
 def test_project_pseudonym_lookup_reads_release_parquet(tmp_path):
-    from egress.project_context import pseudonym_lookup
+    from egress.review.project_context import pseudonym_lookup
 
     data = tmp_path / "patients.parquet"
     pd.DataFrame({"nhs_number": ["a1b2c3d4e5f60718", "ffff000011112222"], "age": [40, 50]}).to_parquet(data)
@@ -230,24 +232,29 @@ def test_project_pseudonym_lookup_reads_release_parquet(tmp_path):
     assert lookup({"ffff000011112222", "North", "12"}) == {"ffff000011112222"}
 
 
-def test_cli_project_without_registry_falls_back(tmp_path, tre_root):
+def test_cli_project_context_unavailable_fails_visibly(tmp_path, tre_root):
+    """No registry for the project: the check still runs, and fails saying why (never quieter)."""
     from hub.cli import app
 
     path = tmp_path / "t.csv"
     path.write_text("region,F,M\nN,12,14\nS,30,31\n")
     out = CliRunner().invoke(app, ["egress", "check", str(path), "--json", "--project", "nope"])
     assert out.exit_code == 0
-    assert json.loads(out.stdout)["files"][0]["verdict"] == "pass"
+    entry = json.loads(out.stdout)["files"][0]
+    assert entry["verdict"] == "fail"
+    assert ("context", "fail") in {(f["rule"], f["verdict"]) for f in entry["findings"]}
+    plain = CliRunner().invoke(app, ["egress", "check", str(path), "--json"])  # no project: no such finding
+    assert json.loads(plain.stdout)["files"][0]["verdict"] == "pass"
 
 
 def test_cli_project_context_from_registry(make_world, tmp_path):
     """--project compares with the project's released outputs and knows its pseudonyms."""
     import hashlib
 
-    from egress.models import EgressFile, EgressGroup, EgressRequest
-    from egress.storage import BlobStore
+    from egress.review.models import EgressFile, EgressGroup, EgressRequest
+    from egress.review.storage import BlobStore
     from hub.cli import app
-    from hub.db import session_scope
+    from hub.kernel.db import session_scope
     from tests.fixtures_registry import RESEARCHER, publish_release
 
     world = make_world()

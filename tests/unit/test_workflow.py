@@ -6,21 +6,21 @@ import itertools
 
 import pytest
 
-from egress.workflow import (
+from egress.review.workflow import (
     TRANSITIONS,
-    Action,
-    Actor,
     Decision,
     FileKind,
     Forbidden,
     GroupFacts,
+    RequestAction,
+    RequestActor,
     RequestFacts,
     State,
     Visibility,
     Vote,
     all_outputs_approved,
     can_create,
-    check,
+    check_request,
     comment_visible,
     completed_reviewers,
     file_status,
@@ -33,15 +33,15 @@ from egress.workflow import (
 
 AUTHOR = "ann"
 PERSONAS = {
-    "author": Actor(AUTHOR, frozenset({"researcher"})),
-    "author_checker": Actor(AUTHOR, frozenset({"researcher", "checker"})),
-    "ex_author": Actor(AUTHOR, frozenset()),
-    "researcher": Actor("rob", frozenset({"researcher"})),
-    "lead": Actor("lee", frozenset({"lead"})),
-    "checker": Actor("cat", frozenset({"checker"})),
-    "checker2": Actor("cid", frozenset({"checker"})),
-    "admin": Actor("ada", frozenset(), is_admin=True),
-    "outsider": Actor("oz", frozenset()),
+    "author": RequestActor(AUTHOR, frozenset({"researcher"})),
+    "author_checker": RequestActor(AUTHOR, frozenset({"researcher", "checker"})),
+    "ex_author": RequestActor(AUTHOR, frozenset()),
+    "researcher": RequestActor("rob", frozenset({"researcher"})),
+    "lead": RequestActor("lee", frozenset({"lead"})),
+    "checker": RequestActor("cat", frozenset({"checker"})),
+    "checker2": RequestActor("cid", frozenset({"checker"})),
+    "admin": RequestActor("ada", frozenset(), is_admin=True),
+    "outsider": RequestActor("oz", frozenset()),
 }
 S = State
 ALL = set(State)
@@ -51,8 +51,8 @@ CHECKERS = {"checker", "checker2"}
 
 # The specification, written independently of the implementation: (action, persona) -> states allowed,
 # for a request with one output file, no votes and no download.
-SPEC: dict[Action, dict[str, set[State]]] = {
-    Action.VIEW: {
+SPEC: dict[RequestAction, dict[str, set[State]]] = {
+    RequestAction.VIEW: {
         "author": ALL,
         "author_checker": ALL,
         "admin": ALL,
@@ -60,18 +60,18 @@ SPEC: dict[Action, dict[str, set[State]]] = {
         "checker": ALL - {S.DRAFT},
         "checker2": ALL - {S.DRAFT},
     },
-    Action.EDIT: {p: {S.DRAFT, S.RETURNED} for p in AUTHORS},
-    Action.PRECHECK: {p: {S.DRAFT, S.RETURNED} for p in AUTHORS},
-    Action.SUBMIT: {p: {S.DRAFT, S.RETURNED} for p in AUTHORS},
-    Action.WITHDRAW: {p: {S.DRAFT, S.SUBMITTED, S.UNDER_REVIEW, S.RETURNED} for p in AUTHORS},
-    Action.VOTE: {p: {S.SUBMITTED, S.UNDER_REVIEW} for p in CHECKERS},
-    Action.COMMENT: {p: OPEN_FOR_COMMENT for p in AUTHORS | CHECKERS},
-    Action.RETURN: {},  # needs two complete reviews: see the vote tests below
-    Action.REJECT: {},
-    Action.APPROVE: {},
-    Action.RELEASE: {p: {S.APPROVED} for p in CHECKERS | {"admin"}},
-    Action.DOWNLOAD: {p: {S.RELEASED} for p in AUTHORS | {"lead"}},
-    Action.REVOKE: {"admin": {S.RELEASED}},
+    RequestAction.EDIT: {p: {S.DRAFT, S.RETURNED} for p in AUTHORS},
+    RequestAction.PRECHECK: {p: {S.DRAFT, S.RETURNED} for p in AUTHORS},
+    RequestAction.SUBMIT: {p: {S.DRAFT, S.RETURNED} for p in AUTHORS},
+    RequestAction.WITHDRAW: {p: {S.DRAFT, S.SUBMITTED, S.UNDER_REVIEW, S.RETURNED} for p in AUTHORS},
+    RequestAction.VOTE: {p: {S.SUBMITTED, S.UNDER_REVIEW} for p in CHECKERS},
+    RequestAction.COMMENT: {p: OPEN_FOR_COMMENT for p in AUTHORS | CHECKERS},
+    RequestAction.RETURN: {},  # needs two complete reviews: see the vote tests below
+    RequestAction.REJECT: {},
+    RequestAction.APPROVE: {},
+    RequestAction.RELEASE: {p: {S.APPROVED} for p in CHECKERS | {"admin"}},
+    RequestAction.DOWNLOAD: {p: {S.RELEASED} for p in AUTHORS | {"lead"}},
+    RequestAction.REVOKE: {"admin": {S.RELEASED}},
 }
 
 
@@ -80,11 +80,11 @@ def facts(state: State, votes=(), outputs=(1,), downloaded=False) -> RequestFact
 
 
 def test_spec_covers_every_action():
-    assert set(SPEC) == set(Action)
+    assert set(SPEC) == set(RequestAction)
 
 
 @pytest.mark.parametrize(
-    ("action", "persona", "state"), list(itertools.product(Action, PERSONAS, State)), ids=str
+    ("action", "persona", "state"), list(itertools.product(RequestAction, PERSONAS, State)), ids=str
 )
 def test_every_action_state_and_persona(action, persona, state):
     expected = state in SPEC[action].get(persona, set())
@@ -92,26 +92,26 @@ def test_every_action_state_and_persona(action, persona, state):
     assert may(action, PERSONAS[persona], f) is expected
     if not expected:
         with pytest.raises(Forbidden) as err:
-            check(action, PERSONAS[persona], f)
+            check_request(action, PERSONAS[persona], f)
         assert str(err.value).endswith(".")  # a sentence a person can read
 
 
 def test_transition_table():
-    assert next_state(S.DRAFT, Action.SUBMIT) is S.SUBMITTED
-    assert next_state(S.RETURNED, Action.SUBMIT) is S.SUBMITTED
-    assert next_state(S.SUBMITTED, Action.VOTE) is S.UNDER_REVIEW
-    assert next_state(S.UNDER_REVIEW, Action.VOTE) is S.UNDER_REVIEW
-    assert next_state(S.UNDER_REVIEW, Action.RETURN) is S.RETURNED
-    assert next_state(S.UNDER_REVIEW, Action.REJECT) is S.REJECTED
-    assert next_state(S.UNDER_REVIEW, Action.APPROVE) is S.APPROVED
-    assert next_state(S.APPROVED, Action.RELEASE) is S.RELEASED
-    assert next_state(S.RELEASED, Action.REVOKE) is S.REVOKED
+    assert next_state(S.DRAFT, RequestAction.SUBMIT) is S.SUBMITTED
+    assert next_state(S.RETURNED, RequestAction.SUBMIT) is S.SUBMITTED
+    assert next_state(S.SUBMITTED, RequestAction.VOTE) is S.UNDER_REVIEW
+    assert next_state(S.UNDER_REVIEW, RequestAction.VOTE) is S.UNDER_REVIEW
+    assert next_state(S.UNDER_REVIEW, RequestAction.RETURN) is S.RETURNED
+    assert next_state(S.UNDER_REVIEW, RequestAction.REJECT) is S.REJECTED
+    assert next_state(S.UNDER_REVIEW, RequestAction.APPROVE) is S.APPROVED
+    assert next_state(S.APPROVED, RequestAction.RELEASE) is S.RELEASED
+    assert next_state(S.RELEASED, RequestAction.REVOKE) is S.REVOKED
     for s in (S.DRAFT, S.SUBMITTED, S.UNDER_REVIEW, S.RETURNED):
-        assert next_state(s, Action.WITHDRAW) is S.WITHDRAWN
+        assert next_state(s, RequestAction.WITHDRAW) is S.WITHDRAWN
     assert len(TRANSITIONS) == 13
 
 
-@pytest.mark.parametrize(("state", "action"), list(itertools.product(State, Action)), ids=str)
+@pytest.mark.parametrize(("state", "action"), list(itertools.product(State, RequestAction)), ids=str)
 def test_no_transition_out_of_terminal_states_and_no_implicit_moves(state, action):
     if (state, action) in TRANSITIONS:
         assert state not in {S.REJECTED, S.WITHDRAWN, S.REVOKED}
@@ -128,17 +128,17 @@ def test_two_different_checkers_approve():
     assert all_outputs_approved(f)
     assert not independent_phase(f)
     for p in CHECKERS:
-        check(Action.APPROVE, PERSONAS[p], f)
+        check_request(RequestAction.APPROVE, PERSONAS[p], f)
     for p in set(PERSONAS) - CHECKERS:
-        assert not may(Action.APPROVE, PERSONAS[p], f), p
-    assert not may(Action.RETURN, PERSONAS["checker"], f)
-    assert not may(Action.REJECT, PERSONAS["checker"], f)
+        assert not may(RequestAction.APPROVE, PERSONAS[p], f), p
+    assert not may(RequestAction.RETURN, PERSONAS["checker"], f)
+    assert not may(RequestAction.REJECT, PERSONAS["checker"], f)
 
 
 def test_single_checker_approval_is_not_enough():
     f = facts(S.UNDER_REVIEW, [v("cat", "approve")])
     assert not all_outputs_approved(f)
-    assert not may(Action.APPROVE, PERSONAS["checker"], f)
+    assert not may(RequestAction.APPROVE, PERSONAS["checker"], f)
     # the same checker voting twice still counts once
     f = facts(S.UNDER_REVIEW, [v("cat", "approve"), v("cat", "approve")])
     assert file_status(AUTHOR, f.votes) == "pending"
@@ -150,7 +150,7 @@ def test_self_approval_does_not_count():
     assert not all_outputs_approved(f)
     assert completed_reviewers(f) == {"cat"}
     with pytest.raises(Forbidden, match="own request"):
-        check(Action.VOTE, PERSONAS["author_checker"], f)
+        check_request(RequestAction.VOTE, PERSONAS["author_checker"], f)
 
 
 def test_every_output_file_must_be_approved():
@@ -166,24 +166,24 @@ def test_every_output_file_must_be_approved():
 def test_return_needs_two_complete_reviews_and_a_change_request():
     partial = facts(S.UNDER_REVIEW, [v("cat", "changes")])
     with pytest.raises(Forbidden, match="Two checkers"):
-        check(Action.RETURN, PERSONAS["checker"], partial)
+        check_request(RequestAction.RETURN, PERSONAS["checker"], partial)
     f = facts(S.UNDER_REVIEW, [v("cat", "changes"), v("cid", "approve")])
     assert file_status(AUTHOR, f.votes) == "changes"
-    check(Action.RETURN, PERSONAS["checker"], f)
-    check(Action.RETURN, PERSONAS["checker2"], f)
-    assert not may(Action.RETURN, PERSONAS["author_checker"], f)
-    assert not may(Action.RETURN, PERSONAS["lead"], f)
+    check_request(RequestAction.RETURN, PERSONAS["checker"], f)
+    check_request(RequestAction.RETURN, PERSONAS["checker2"], f)
+    assert not may(RequestAction.RETURN, PERSONAS["author_checker"], f)
+    assert not may(RequestAction.RETURN, PERSONAS["lead"], f)
     with pytest.raises(Forbidden, match="reject"):
-        check(Action.REJECT, PERSONAS["checker"], f)
-    assert not may(Action.RETURN, PERSONAS["checker"], facts(S.SUBMITTED, f.votes))
+        check_request(RequestAction.REJECT, PERSONAS["checker"], f)
+    assert not may(RequestAction.RETURN, PERSONAS["checker"], facts(S.SUBMITTED, f.votes))
 
 
 def test_reject_needs_a_reject_vote():
     f = facts(S.UNDER_REVIEW, [v("cat", "reject"), v("cid", "approve")])
     assert file_status(AUTHOR, f.votes) == "rejected"
-    check(Action.REJECT, PERSONAS["checker2"], f)
-    check(Action.RETURN, PERSONAS["checker2"], f)
-    assert not may(Action.REJECT, PERSONAS["admin"], f)
+    check_request(RequestAction.REJECT, PERSONAS["checker2"], f)
+    check_request(RequestAction.RETURN, PERSONAS["checker2"], f)
+    assert not may(RequestAction.REJECT, PERSONAS["admin"], f)
 
 
 def test_independent_phase_hides_other_votes_and_comments():
@@ -207,9 +207,9 @@ def test_independent_phase_hides_other_votes_and_comments():
 
 
 def test_revoke_only_before_download():
-    assert may(Action.REVOKE, PERSONAS["admin"], facts(S.RELEASED))
+    assert may(RequestAction.REVOKE, PERSONAS["admin"], facts(S.RELEASED))
     with pytest.raises(Forbidden, match="already been downloaded"):
-        check(Action.REVOKE, PERSONAS["admin"], facts(S.RELEASED, downloaded=True))
+        check_request(RequestAction.REVOKE, PERSONAS["admin"], facts(S.RELEASED, downloaded=True))
 
 
 def test_can_create_needs_membership():

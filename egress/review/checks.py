@@ -1,0 +1,54 @@
+"""Running the automated disclosure checks (egress.sdc) on a request's stored files.
+
+The engine reads a file's type from its name, so each blob is linked under its name in a scratch
+folder first; the project's context (rules, earlier outputs, pseudonyms) comes from the same
+helper as `tre egress check --project`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from egress.review.base import EgressContext
+from egress.review.project_context import project_context
+from egress.sdc import check_paths
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: int
+    name: str
+    sha256: str
+
+
+def run_checks(ctx: EgressContext, project: str, files: Sequence[StoredFile]) -> dict[int, dict[str, Any]]:
+    """{file id: {"verdict", "findings"}} for the stored blobs, with the project's context.
+
+    The request's own earlier versions are left out of "earlier", so a resubmitted file is not
+    compared with itself.
+    """
+    with tempfile.TemporaryDirectory(prefix="egress-check-") as tmp:
+        paths = []
+        for f in files:
+            p = Path(tmp) / "files" / str(f.id) / f.name
+            p.parent.mkdir(parents=True)
+            try:
+                os.link(ctx.store.path(f.sha256), p)
+            except OSError:  # another filesystem: copy instead
+                p.write_bytes(ctx.store.read(f.sha256))
+            paths.append(str(p))
+        scratch = Path(tmp) / "context"
+        scratch.mkdir()
+        found = project_context(ctx.settings, project, scratch, leave_out={f.id for f in files})
+        report = check_paths(paths, config=found.rules, context=found.context)
+    by_path = {r["path"]: r for r in report.get("files", [])}
+    out = {}
+    for f, p in zip(files, paths, strict=True):
+        r = by_path.get(p) or {"verdict": "review", "findings": []}
+        out[f.id] = {"verdict": r.get("verdict", "review"), "findings": r.get("findings", [])}
+    return out

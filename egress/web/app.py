@@ -1,0 +1,103 @@
+"""The egress web service: server-rendered pages and a JSON API over egress.review.
+
+`create_app` wires the parts: the routers (`pages`, `api`), the renderers (`render`), the headers and
+CSRF rules (`security`), sign-in through the hub (`auth`); the commands and queries reach the routers
+as FastAPI dependencies (`deps`). Everything hangs under the JupyterHub service prefix (default
+/services/egress/).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from egress.review.base import EgressContext
+from egress.review.commands import EgressCommands
+from egress.review.errors import EgressError
+from egress.review.queries import EgressQueries
+from egress.review.signing import InvalidRecord
+from egress.review.storage import Refused
+from egress.web import api, pages
+from egress.web.auth import HubSSO, NeedLogin
+from egress.web.deps import Services
+from egress.web.security import CSRFRefused, SecurityHeaders
+from hub.kernel.db import upgrade
+from hub.kernel.settings import Settings
+
+HERE = Path(__file__).parent
+DEFAULT_PREFIX = "/services/egress/"
+
+
+def create_app(settings: Settings, prefix: str | None = None, sso: bool = True) -> FastAPI:
+    """The egress app. `sso=False` leaves sign-in unconfigured (tests then override the identity)."""
+    prefix = (prefix or DEFAULT_PREFIX).rstrip("/") + "/"
+    base = prefix.rstrip("/")
+    upgrade(settings)
+    ctx = EgressContext(settings)
+    commands = EgressCommands(ctx)
+    commands.recover()
+    ctx.signer.ensure_key()
+
+    app = FastAPI(
+        title="TRE egress review",
+        version="1.0",
+        openapi_url=f"{base}/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals["prefix"] = base
+    app.state.services = Services(ctx, commands, EgressQueries(ctx), templates, base)
+    app.state.sso = HubSSO(settings, prefix) if sso else None
+    app.mount(f"{base}/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.add_middleware(SecurityHeaders)
+    app.include_router(pages.router, prefix=base)
+    app.include_router(api.router, prefix=f"{base}/api")
+
+    def is_api(request: Request) -> bool:
+        return request.url.path.startswith(f"{base}/api/")
+
+    def error_response(request: Request, status: int, message: str) -> Response:
+        if is_api(request):
+            return JSONResponse({"detail": message}, status_code=status)
+        return templates.TemplateResponse(
+            request, "error.html", {"status": status, "message": message, "me": None}, status_code=status
+        )
+
+    @app.exception_handler(NeedLogin)
+    async def need_login(request: Request, exc: NeedLogin) -> Response:
+        if request.url.path.startswith(f"{base}/oauth_callback"):
+            return error_response(request, 400, str(exc))
+        if is_api(request) or request.method != "GET":
+            return JSONResponse({"detail": f"Not signed in: {exc}"}, status_code=401)
+        return RedirectResponse(f"{base}/login?next={request.url.path}", status_code=302)
+
+    @app.exception_handler(EgressError)
+    async def egress_error(request: Request, exc: EgressError) -> Response:
+        return error_response(request, exc.status, str(exc))
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        return error_response(request, 422, str(exc))
+
+    @app.exception_handler(InvalidRecord)
+    async def invalid_record(request: Request, exc: InvalidRecord) -> Response:
+        return error_response(request, 409, f"Release integrity check failed: {exc}")
+
+    @app.exception_handler(CSRFRefused)
+    async def csrf_refused(request: Request, exc: CSRFRefused) -> Response:
+        return error_response(request, 403, f"Refused: {exc}. Reload the page and try again.")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
+        if is_api(request):
+            return await request_validation_exception_handler(request, exc)
+        return error_response(request, 422, "That page or form was not understood; go back and try again.")
+
+    return app

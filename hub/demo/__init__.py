@@ -1,0 +1,1 @@
+"""The demo TRE: synthetic data (`data`) and the idempotent build of a whole TRE over it (`stack`)."""

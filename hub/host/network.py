@@ -1,0 +1,281 @@
+"""The workspace network and its host firewall: set up idempotently, checked before every spawn.
+
+Workspaces sit on one Docker bridge network that is
+
+- internal (no NAT, no default route: nothing can leave the host),
+- without inter-container communication (ICC off: workspaces cannot talk to each other),
+- on a fixed bridge name and subnet, so the host firewall can name it.
+
+The host firewall (iptables) then decides what the bridge may reach *on the host itself*: a dedicated
+chain hooked into INPUT accepts replies to connections the hub opened (the hub reaches the servers)
+and new TCP connections to the hub API on the bridge gateway address; everything else from the
+bridge is dropped (the egress service, SSH, the proxy, DNS, ...). Forwarded traffic from or to the
+bridge is dropped in DOCKER-USER as a second line behind Docker's own internal-network rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import docker
+import docker.errors
+from docker.types import IPAMConfig, IPAMPool
+
+from hub.kernel.settings import Settings
+
+MANAGED_LABEL = "org.tre.managed"
+# iptables chain names are limited to 28 characters.
+CHAIN_MAX = 28
+
+
+class NetworkError(RuntimeError):
+    """The network or firewall cannot be set up; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    name: str
+    bridge: str
+    subnet: str
+    gateway: str
+    hub_port: int
+
+    @property
+    def chain(self) -> str:
+        return f"TRE-{self.bridge}"[:CHAIN_MAX]
+
+    @property
+    def docker_options(self) -> dict[str, str]:
+        return {
+            "com.docker.network.bridge.name": self.bridge,
+            "com.docker.network.bridge.enable_icc": "false",
+            "com.docker.network.bridge.enable_ip_masquerade": "false",
+        }
+
+    def chain_rules(self) -> list[list[str]]:
+        """The rules of the dedicated INPUT chain, in order (iptables -A arguments)."""
+        accept = ["-j", "ACCEPT"]
+        return [
+            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+            ["-d", f"{self.gateway}/32", "-p", "tcp", "-m", "tcp", "--dport", str(self.hub_port), *accept],
+            ["-j", "DROP"],
+        ]
+
+    def hooks(self) -> list[tuple[str, list[str]]]:
+        """(chain, rule) pairs that send the bridge's traffic to our rules."""
+        return [
+            ("INPUT", ["-i", self.bridge, "-j", self.chain]),
+            (self.forward_chain, ["-i", self.bridge, "-j", "DROP"]),
+            (self.forward_chain, ["-o", self.bridge, "-j", "DROP"]),
+        ]
+
+    @cached_property
+    def forward_chain(self) -> str:
+        # DOCKER-USER is evaluated before Docker's own FORWARD rules and survives dockerd restarts.
+        return "DOCKER-USER" if _iptables_ok(["-S", "DOCKER-USER"]) else "FORWARD"
+
+
+def plan(settings: Settings) -> NetworkPlan:
+    net = ipaddress.ip_network(settings.subnet, strict=True)
+    gateway = str(next(net.hosts()))
+    return NetworkPlan(settings.network, settings.bridge, str(net), gateway, settings.hub_port)
+
+
+def gateway_ip(settings: Settings) -> str:
+    """The bridge gateway address: where the hub API binds and the only host address workspaces reach."""
+    return plan(settings).gateway
+
+
+# --- iptables -------------------------------------------------------------------------------------
+
+
+def _iptables_bin() -> str:
+    path = shutil.which("iptables") or next(
+        (p for p in ("/usr/sbin/iptables", "/sbin/iptables") if shutil.which(p)), None
+    )
+    if not path:
+        raise NetworkError("iptables is not installed; install it (apt-get install iptables) and retry")
+    return path
+
+
+def _iptables(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_iptables_bin(), "-w", "10", *args], capture_output=True, text=True, check=False)
+
+
+def _iptables_ok(args: list[str]) -> bool:
+    return _iptables(args).returncode == 0
+
+
+def _iptables_must(args: list[str]) -> None:
+    result = _iptables(args)
+    if result.returncode != 0:
+        raise NetworkError(f"iptables {' '.join(args)} failed: {result.stderr.strip()} (run as root)")
+
+
+def _chain_rules_now(chain: str) -> list[str] | None:
+    result = _iptables(["-S", chain])
+    if result.returncode != 0:
+        return None
+    return [line for line in result.stdout.splitlines() if line.startswith("-A ")]
+
+
+def _expected_chain_rules(p: NetworkPlan) -> list[str]:
+    return [" ".join(["-A", p.chain, *rule]) for rule in p.chain_rules()]
+
+
+# --- Docker ---------------------------------------------------------------------------------------
+
+
+def _docker() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:
+        raise NetworkError(f"cannot reach the Docker engine ({exc}); start dockerd and retry") from exc
+    return client
+
+
+def _network_problems(net_attrs: dict, p: NetworkPlan) -> list[str]:
+    problems = []
+    if not net_attrs.get("Internal"):
+        problems.append(f"Docker network {p.name} is not internal")
+    options = net_attrs.get("Options") or {}
+    for key, want in p.docker_options.items():
+        if options.get(key) != want:
+            problems.append(f"Docker network {p.name} has {key}={options.get(key)!r}, expected {want!r}")
+    configs = (net_attrs.get("IPAM") or {}).get("Config") or []
+    subnets = {c.get("Subnet") for c in configs}
+    if subnets != {p.subnet}:
+        have = sorted(s for s in subnets if s)
+        problems.append(f"Docker network {p.name} has subnets {have}, expected {p.subnet}")
+    return problems
+
+
+def _bridge_has_gateway(p: NetworkPlan) -> bool:
+    result = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show", "dev", p.bridge], capture_output=True, text=True, check=False
+    )
+    return result.returncode == 0 and f" {p.gateway}/" in result.stdout
+
+
+# --- public operations ----------------------------------------------------------------------------
+
+
+@dataclass
+class Status:
+    plan: NetworkPlan
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def status(settings: Settings) -> Status:
+    """Check the network and the firewall are exactly as `setup` leaves them."""
+    p = plan(settings)
+    st = Status(p)
+    try:
+        net = _docker().networks.get(p.name)
+        st.problems += _network_problems(net.attrs, p)
+    except docker.errors.NotFound:
+        st.problems.append(f"Docker network {p.name} does not exist")
+    except NetworkError as exc:
+        st.problems.append(str(exc))
+    if not _bridge_has_gateway(p):
+        st.problems.append(f"bridge {p.bridge} does not carry the gateway address {p.gateway}")
+    try:
+        rules = _chain_rules_now(p.chain)
+        if rules is None:
+            st.problems.append(f"iptables chain {p.chain} does not exist")
+        elif rules != _expected_chain_rules(p):
+            st.problems.append(f"iptables chain {p.chain} differs from the expected rules")
+        for chain, rule in p.hooks():
+            if not _iptables_ok(["-C", chain, *rule]):
+                st.problems.append(f"iptables rule missing in {chain}: {' '.join(rule)}")
+    except NetworkError as exc:
+        st.problems.append(str(exc))
+    return st
+
+
+def setup(settings: Settings) -> list[str]:
+    """Create what is missing and fix what drifted; return one line per thing done or checked."""
+    p = plan(settings)
+    client = _docker()
+    done: list[str] = []
+    try:
+        net = client.networks.get(p.name)
+        problems = _network_problems(net.attrs, p)
+        if problems:
+            raise NetworkError(
+                "; ".join(problems) + "; run `tre network teardown` (stop workspaces first) and set up again"
+            )
+        done.append(f"Docker network {p.name}: present (internal, ICC off, bridge {p.bridge}, {p.subnet})")
+    except docker.errors.NotFound:
+        try:
+            client.networks.create(
+                p.name,
+                driver="bridge",
+                internal=True,
+                options=p.docker_options,
+                ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=p.subnet, gateway=p.gateway)]),
+                labels={MANAGED_LABEL: "1"},
+            )
+        except docker.errors.APIError as exc:
+            raise NetworkError(f"could not create Docker network {p.name}: {exc.explanation}") from exc
+        done.append(
+            f"Docker network {p.name}: created internal (no NAT, no route out), ICC off, "
+            f"bridge {p.bridge}, subnet {p.subnet}, gateway {p.gateway}"
+        )
+    if not _bridge_has_gateway(p):
+        raise NetworkError(f"bridge {p.bridge} has no address {p.gateway} after setup; check `ip addr`")
+
+    # The chain is rebuilt in place (flush + append) so rule drift is repaired; hooks are added once.
+    if _chain_rules_now(p.chain) is None:
+        _iptables_must(["-N", p.chain])
+    if _chain_rules_now(p.chain) != _expected_chain_rules(p):
+        _iptables_must(["-F", p.chain])
+        for rule in p.chain_rules():
+            _iptables_must(["-A", p.chain, *rule])
+    done.append(
+        f"iptables chain {p.chain}: from {p.bridge} accept replies and tcp to {p.gateway}:{p.hub_port} "
+        "(hub API), drop everything else"
+    )
+    for chain, rule in p.hooks():
+        if not _iptables_ok(["-C", chain, *rule]):
+            _iptables_must(["-I", chain, "1", *rule])
+        done.append(f"iptables {chain}: {' '.join(rule)}")
+    st = status(settings)
+    if not st.ok:
+        raise NetworkError("setup finished but checks fail: " + "; ".join(st.problems))
+    return done
+
+
+def teardown(settings: Settings) -> list[str]:
+    """Remove the firewall rules and the network (fails while workspaces are still attached)."""
+    p = plan(settings)
+    done: list[str] = []
+    # The network goes first: removing it fails while workspaces are attached, and then the firewall
+    # must stay in place.
+    try:
+        _docker().networks.get(p.name).remove()
+        done.append(f"Docker network {p.name}: removed")
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        raise NetworkError(
+            f"could not remove Docker network {p.name} (stop the workspaces first): {exc.explanation}"
+        ) from exc
+    for chain, rule in p.hooks():
+        while _iptables_ok(["-C", chain, *rule]):
+            _iptables_must(["-D", chain, *rule])
+            done.append(f"iptables {chain}: removed {' '.join(rule)}")
+    if _chain_rules_now(p.chain) is not None:
+        _iptables_must(["-F", p.chain])
+        _iptables_must(["-X", p.chain])
+        done.append(f"iptables chain {p.chain}: removed")
+    return done

@@ -1,0 +1,160 @@
+"""One settings object for the whole control plane: every `TRE_*` value, with a safe default.
+
+`Settings.from_env()` reads the environment once; commands build their settings there (or with
+`dataclasses.replace` for command-line overrides) and pass them on explicitly. A child process
+(`tre hub`, the services JupyterHub starts) gets them back through `settings.to_env()`, never
+through changes to this process's `os.environ`.
+
+Every path hangs off `root` (TRE_ROOT, default /srv/tre; the demo and the tests use a local
+folder), so a deployment moves by changing one variable. Secrets are never stored here: see
+hub.kernel.secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the TRE cannot use; the message names it."""
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("use 1 or 0")
+
+
+def _setting(env: str, default: Any, parse: Callable[[str], Any] = str) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse})
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path = _setting("TRE_ROOT", Path("/srv/tre"), Path)  # noqa: RUF009 - a Path is immutable
+    # Registry + egress database (default SQLite in state/) and JupyterHub's own (never the same one).
+    db_url_override: str | None = _setting("TRE_DB_URL", None)
+    hub_db_url_override: str | None = _setting("TRE_HUB_DB_URL", None)
+    # The notebook image the spawner runs (built by `tre images build`, never pulled).
+    image: str = _setting("TRE_IMAGE", "tre-notebook:latest")
+    # Dedicated internal Docker network for workspaces, and its fixed Linux bridge name.
+    network: str = _setting("TRE_NETWORK", "tre-workspaces")
+    bridge: str = _setting("TRE_BRIDGE", "br-tre")
+    subnet: str = _setting("TRE_SUBNET", "172.31.240.0/24")
+    # Containers are `<prefix>-<user>--<project>`; a second TRE (or a test hub) on one engine sets its own.
+    container_prefix: str = _setting("TRE_CONTAINER_PREFIX", "tre")
+    hub_port: int = _setting("TRE_HUB_PORT", 8081, int)
+    public_ip: str = _setting("TRE_PUBLIC_IP", "127.0.0.1")
+    public_port: int = _setting("TRE_PUBLIC_PORT", 8000, int)
+    # configurable-http-proxy's API on 127.0.0.1 (None: the public port + 1).
+    proxy_api_port_override: int | None = _setting("TRE_PROXY_API_PORT", None, int)
+    egress_port: int = _setting("TRE_EGRESS_PORT", 8090, int)
+    # The public https URL of the hub, where a site has one (OIDC callback, Secure cookies).
+    public_url: str = _setting("TRE_PUBLIC_URL", "")
+    releases_to_keep: int = _setting("TRE_RELEASES_TO_KEEP", 2, int)
+    egress_max_file_bytes: int = _setting("TRE_EGRESS_MAX_FILE_BYTES", 100 * 1024 * 1024, int)
+    # Largest file a browser upload may create in a workspace.
+    max_upload_bytes: int = _setting("TRE_MAX_UPLOAD_BYTES", 64 * 1024 * 1024, int)
+    # Workspaces idle this long (seconds) are stopped; max_age stops them whatever they do (0: never).
+    idle_timeout: int = _setting("TRE_IDLE_TIMEOUT", 3600, int)
+    max_age: int = _setting("TRE_MAX_AGE", 0, int)
+    lockout_after: int = _setting("TRE_LOCKOUT_AFTER", 5, int)
+    lockout_seconds: int = _setting("TRE_LOCKOUT_SECONDS", 900, int)
+    # Turns TOTP off: the local demo only, and logged loudly.
+    demo_no_mfa: bool = _setting("TRE_DEMO_NO_MFA", False, _bool)
+    debian_mirror: str = _setting("TRE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+    # Image build cache: the debootstrap root filesystem, the wheel house, the build context.
+    image_cache: Path = _setting("TRE_IMAGE_CACHE", Path("/var/cache/tre/images"), Path)  # noqa: RUF009
+    # Institutional sign-in (docs/oidc.md); unused unless the OIDC configuration is loaded.
+    oidc_issuer: str = _setting("TRE_OIDC_ISSUER", "")
+    oidc_client_id: str = _setting("TRE_OIDC_CLIENT_ID", "")
+    oidc_client_secret_file: str = _setting("TRE_OIDC_CLIENT_SECRET_FILE", "")
+    oidc_name: str = _setting("TRE_OIDC_NAME", "institutional login")
+    oidc_authorize_url: str = _setting("TRE_OIDC_AUTHORIZE_URL", "")
+    oidc_token_url: str = _setting("TRE_OIDC_TOKEN_URL", "")
+    oidc_userinfo_url: str = _setting("TRE_OIDC_USERINFO_URL", "")
+    oidc_username_claim: str = _setting("TRE_OIDC_USERNAME_CLAIM", "preferred_username")
+    oidc_acr_values: str = _setting("TRE_OIDC_ACR_VALUES", "")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            env = f.metadata["env"]
+            if env in environ:
+                try:
+                    values[f.name] = f.metadata["parse"](environ[env])
+                except ValueError as exc:
+                    raise SettingsError(f"{env}={environ[env]!r} is not valid ({exc})") from None
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The TRE_* environment that gives a child process exactly these settings."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[f.metadata["env"]] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return out
+
+    @staticmethod
+    def variables() -> list[str]:
+        """Every environment variable the settings read (for docs and tests)."""
+        return [f.metadata["env"] for f in fields(Settings)]
+
+    @cached_property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @cached_property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @cached_property
+    def projects_dir(self) -> Path:
+        return self.root / "projects"
+
+    @cached_property
+    def homes_dir(self) -> Path:
+        return self.root / "homes"
+
+    @cached_property
+    def egress_dir(self) -> Path:
+        return self.root / "egress"
+
+    @cached_property
+    def db_url(self) -> str:
+        return self.db_url_override or f"sqlite:///{self.state_dir / 'tre.sqlite'}"
+
+    @cached_property
+    def hub_db_url(self) -> str:
+        return self.hub_db_url_override or f"sqlite:///{self.state_dir / 'jupyterhub.sqlite'}"
+
+    @property
+    def proxy_api_port(self) -> int:
+        return self.proxy_api_port_override or self.public_port + 1
+
+    def project_dir(self, slug: str) -> Path:
+        return self.projects_dir / slug
+
+    def current_release(self, slug: str) -> Path:
+        """The published release of a project (a symlink `current -> releases/<n>`)."""
+        return self.projects_dir / slug / "current"
+
+    def home_dir(self, slug: str, username: str) -> Path:
+        return self.homes_dir / slug / username
+
+
+def get_settings() -> Settings:
+    """Fresh settings from the current environment (cheap; tests change TRE_ROOT between cases)."""
+    return Settings.from_env()

@@ -1,0 +1,90 @@
+"""The dataset catalogue as HealthDCAT-AP JSON-LD (DCAT-AP 3 with the health extension).
+
+Only metadata leaves here: titles, counts, the typical age range and the coding systems in use, never
+row-level data. Opt-out lists are governance data, not research data, and are not catalogued.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.registry.models import Dataset
+from hub.registry.vocabulary import DatasetKind
+
+CONTEXT = {
+    "dcat": "http://www.w3.org/ns/dcat#",
+    "dct": "http://purl.org/dc/terms/",
+    "healthdcatap": "http://healthdataportal.eu/ns/health#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "owl": "http://www.w3.org/2002/07/owl#",
+}
+NON_PUBLIC = "http://publications.europa.eu/resource/authority/access-right/NON_PUBLIC"
+# HealthDCAT-AP names coding systems by their Wikidata property.
+CODING_SYSTEM_URIS = {
+    "ATC": "https://www.wikidata.org/entity/P267",
+    "ICD-O-3": "https://www.wikidata.org/entity/P563",
+    "ICD-10": "https://www.wikidata.org/entity/P494",
+    "SNOMED CT": "https://www.wikidata.org/entity/P5806",
+    "LOINC": "https://www.wikidata.org/entity/P4338",
+}
+
+
+def _count(value: int) -> dict[str, Any]:
+    return {"@value": str(value), "@type": "xsd:nonNegativeInteger"}
+
+
+def _time(value: datetime) -> dict[str, Any]:
+    return {"@value": value.isoformat(), "@type": "xsd:dateTime"}
+
+
+def coding_systems(dataset: Dataset) -> list[str]:
+    found = {c["coding_system"] for t in dataset.tables for c in t["columns"] if c.get("coding_system")}
+    return sorted(found)
+
+
+def dataset_node(dataset: Dataset, base_uri: str) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        "@id": f"{base_uri}dataset/{dataset.name}/{dataset.version}",
+        "@type": "dcat:Dataset",
+        "dct:identifier": dataset.ref,
+        "dct:title": dataset.title or dataset.name,
+        "dct:description": dataset.description,
+        "dct:accessRights": {"@id": NON_PUBLIC},
+        "owl:versionInfo": str(dataset.version),
+        "dct:issued": _time(dataset.created_at),
+        "healthdcatap:numberOfRecords": _count(dataset.row_count),
+        "healthdcatap:numberOfUniqueIndividuals": _count(dataset.unique_individuals),
+    }
+    profile = dataset.profile or {}
+    if "min_typical_age" in profile:
+        node["healthdcatap:minTypicalAge"] = _count(max(0, profile["min_typical_age"]))
+        node["healthdcatap:maxTypicalAge"] = _count(max(0, profile["max_typical_age"]))
+    systems = coding_systems(dataset)
+    if systems:
+        # Recognised systems as their Wikidata URI; others by name, so nothing is silently dropped.
+        node["healthdcatap:hasCodingSystem"] = [
+            {"@id": CODING_SYSTEM_URIS[s]} if s in CODING_SYSTEM_URIS else s for s in systems
+        ]
+    return node
+
+
+def catalog_jsonld(
+    session: Session, base_uri: str = "urn:tre:", title: str = "TRE dataset catalogue"
+) -> dict:
+    """A dcat:Catalog with the latest version of every research (cohort) dataset."""
+    latest: dict[str, Dataset] = {}
+    for ds in session.execute(
+        select(Dataset).where(Dataset.kind == DatasetKind.COHORT).order_by(Dataset.version)
+    ).scalars():
+        latest[ds.name] = ds
+    return {
+        "@context": CONTEXT,
+        "@id": f"{base_uri}catalog",
+        "@type": "dcat:Catalog",
+        "dct:title": title,
+        "dcat:dataset": [dataset_node(latest[name], base_uri) for name in sorted(latest)],
+    }

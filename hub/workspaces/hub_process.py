@@ -1,0 +1,119 @@
+"""`tre hub` as a child process in its own session: started with exactly the given settings, waited
+for until the hub API and the egress service answer, and stopped with everything it started.
+
+The demo (`make demo`) and the test harness run the TRE through this one class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from hub.kernel.settings import Settings
+from hub.workspaces.jupyterhub_config import CHECKOUT, admin_token
+
+HUB_LOG = "hub.log"
+HUB_START_TIMEOUT = 120
+
+
+class HubStartError(RuntimeError):
+    """The hub did not come up; the message ends with its log."""
+
+
+def remove_workspaces(settings: Settings) -> list[str]:
+    """Force-remove every container on the settings' workspace network (after the hub is gone)."""
+    found = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"network={settings.network}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if found:
+        subprocess.run(["docker", "rm", "-f", *found], capture_output=True, check=False)
+    return found
+
+
+class HubProcess:
+    """`tre hub` (proxy, hub, egress service, idle culler) for one set of settings."""
+
+    def __init__(self, settings: Settings, log: Path | None = None) -> None:
+        self.settings = settings
+        self.url = f"http://127.0.0.1:{settings.public_port}"
+        self.log = log or settings.root / HUB_LOG
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def environment(self) -> dict[str, str]:
+        """This process's environment without its TRE_* values, plus exactly the settings' ones."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+        node_bin = CHECKOUT / ".node/node_modules/.bin"
+        return {**inherited, **self.settings.to_env(), "PATH": f"{node_bin}:{os.environ.get('PATH', '')}"}
+
+    def tail(self, lines: int = 30) -> str:
+        if not self.log.is_file():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def start(self, timeout: float = HUB_START_TIMEOUT) -> None:
+        token = admin_token(self.settings)
+        tre = Path(sys.executable).parent / "tre"
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen(
+                [str(tre), "hub"],
+                env=self.environment(),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        headers = {"Authorization": f"token {token}"}
+        while True:
+            if self.proc.poll() is not None:
+                raise HubStartError(
+                    f"tre hub exited with {self.proc.returncode}; its log ends:\n{self.tail()}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                r = httpx.get(f"{self.url}/hub/api/users", headers=headers, timeout=5)
+                if r.status_code == 200 and self._egress_up():
+                    return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise HubStartError(
+                    f"the hub was not ready after {timeout:.0f}s; its log ends:\n{self.tail()}"
+                )
+            time.sleep(0.3)
+
+    def _egress_up(self) -> bool:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{self.settings.egress_port}/services/egress/login", timeout=5)
+        except httpx.HTTPError:
+            return False
+        return r.status_code < 500
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM the hub (it stops workspaces, proxy and services), then sweep what is left."""
+        proc = self.proc
+        if proc is not None:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+            # Services and the proxy share the hub's session; none may outlive it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            self.proc = None
+        remove_workspaces(self.settings)

@@ -1,0 +1,163 @@
+"""JupyterHub configuration for the TRE (`jupyterhub -f hub/workspaces/jupyterhub_config.py`, run by
+`tre hub`). Everything comes from the settings object (hub.kernel.settings), which `tre hub` hands to
+this process in its environment.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hub.host.network import gateway_ip
+from hub.kernel.db import session_scope
+from hub.kernel.secrets import read_or_create_secret
+from hub.kernel.settings import Settings, get_settings
+from hub.registry.access import ProjectSummary, user_projects
+from hub.workspaces.login import protect_hub_db
+
+HERE = Path(__file__).resolve().parent
+CHECKOUT = HERE.parent.parent  # a development checkout keeps the proxy under .node/
+ADMIN_SERVICE = "tre-admin"
+ADMIN_TOKEN_FILE = "hub-admin-token"  # noqa: S105 - a file name, not a secret
+
+
+def admin_token(settings: Settings) -> str:
+    """The `tre` command line's API token for the hub (0600 in the state directory)."""
+    return read_or_create_secret(settings.state_dir / ADMIN_TOKEN_FILE).decode()
+
+
+def proxy_command() -> list[str]:
+    local = CHECKOUT / ".node/node_modules/.bin/configurable-http-proxy"
+    found = shutil.which("configurable-http-proxy") or local
+    if not Path(found).exists():
+        raise SystemExit("configurable-http-proxy is not installed; run `make proxy`")
+    return [str(found)]
+
+
+def _project_list(settings: Settings) -> Callable[[Any], list[ProjectSummary]]:
+    """The home page's project list (JupyterHub calls template_vars callables with the page's user).
+
+    Registry facts only; the spawner re-checks everything on start.
+    """
+
+    def projects_for(user: Any) -> list[ProjectSummary]:
+        if user is None:
+            return []
+        with session_scope(settings, readonly=True) as session:
+            return user_projects(session, user.name)
+
+    return projects_for
+
+
+def _services(settings: Settings) -> tuple[list[dict], list[dict]]:
+    idle, max_age = settings.idle_timeout, settings.max_age
+    services: list[dict] = [
+        {"name": ADMIN_SERVICE, "api_token": admin_token(settings)},
+        {
+            "name": "idle-culler",
+            "command": [
+                sys.executable,
+                "-m",
+                "jupyterhub_idle_culler",
+                f"--timeout={idle}",
+                f"--max-age={max_age}",
+                f"--cull-every={max(10, min(idle, 300) // 2)}",
+            ],
+        },
+    ]
+    roles: list[dict] = [
+        {
+            # The operator's CLI (and the tests): manage users and servers, never open a notebook.
+            "name": "tre-admin",
+            "scopes": [
+                "admin:users",
+                "admin:servers",
+                "list:users",
+                "read:users",
+                "read:servers",
+                "tokens",
+                "list:services",
+                "read:services",
+            ],
+            "services": [ADMIN_SERVICE],
+        },
+        {
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        },
+    ]
+    # As docs/development.md "Egress service wiring": no API scopes of its own; users may complete
+    # OAuth into it.
+    services.append(
+        {
+            "name": "egress",
+            "url": f"http://127.0.0.1:{settings.egress_port}",
+            "command": [sys.executable, "-m", "egress"],
+            "environment": settings.to_env(),
+            "oauth_no_confirm": True,
+        }
+    )
+    roles.append({"name": "user", "scopes": ["self", "access:services!service=egress"]})
+    return services, roles
+
+
+def configure(c: Any, settings: Settings) -> None:
+    c.WithTRESettings.tre_settings = settings  # the spawner and the authenticators read these
+    state = settings.state_dir
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # --- hub, proxy, database, secrets
+    c.JupyterHub.bind_url = f"http://{settings.public_ip}:{settings.public_port}"
+    # The hub API listens only on the workspace bridge gateway: the one host address the firewall
+    # lets workspaces reach. The proxy and services reach it over the host's own routing.
+    c.JupyterHub.hub_ip = gateway_ip(settings)
+    c.JupyterHub.hub_port = settings.hub_port
+    c.JupyterHub.db_url = settings.hub_db_url
+    protect_hub_db(settings)
+    read_or_create_secret(state / "jupyterhub_cookie_secret")
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+    c.ConfigurableHTTPProxy.should_start = True
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+    c.ConfigurableHTTPProxy.auth_token = read_or_create_secret(state / "proxy-api-token").decode()
+    c.ConfigurableHTTPProxy.command = proxy_command()
+    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+    c.JupyterHub.cleanup_servers = True
+    c.JupyterHub.default_url = "/hub/home"
+    c.JupyterHub.template_paths = [str(HERE / "templates")]
+    c.JupyterHub.template_vars = {"tre_projects": _project_list(settings)}
+    c.JupyterHub.tornado_settings = {
+        "headers": {"X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"},
+        "cookie_options": {"SameSite": "Lax"},
+    }
+
+    # --- login
+    c.JupyterHub.authenticator_class = "hub.workspaces.login.TREAuthenticator"
+    c.NativeAuthenticator.enable_signup = False
+    c.NativeAuthenticator.open_signup = False
+    c.NativeAuthenticator.allowed_failed_logins = settings.lockout_after
+    c.NativeAuthenticator.seconds_before_next_try = settings.lockout_seconds
+    c.NativeAuthenticator.minimum_password_length = 12
+    c.NativeAuthenticator.check_common_password = True
+
+    # --- workspaces: one named server per project
+    c.JupyterHub.spawner_class = "hub.workspaces.spawner.TRESpawner"
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.named_server_limit_per_user = 0
+    c.TRESpawner.image = settings.image
+    c.TRESpawner.network_name = settings.network
+    c.Spawner.start_timeout = 120
+    c.Spawner.http_timeout = 60
+
+    services, roles = _services(settings)
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+
+if "get_config" in globals():
+    # Loaded by JupyterHub as its config file: `tre hub` put the settings in this process's environment.
+    configure(get_config(), get_settings())  # noqa: F821 - get_config comes from traitlets

@@ -1,0 +1,257 @@
+"""The TRE spawner: one hardened container per researcher per project (a JupyterHub named server).
+
+Nothing the user sends is trusted: `user_options` are discarded (they are stored and replayed on
+restarts), the image is fixed, and every spawn re-asks the registry for a permit (membership,
+project open and unexpired, a valid grant, a published release). A refusal is a 403 with the
+registry's message and an audit event. What the container gets comes only from the permit:
+
+- the project's current release at /data (read-only bind mount) and the user's per-project home at
+  /home/jovyan (read-write), as `Mounts` that fail when the source is missing;
+- uid 1000, all capabilities dropped, no-new-privileges, read-only root, a small noexec /tmp,
+  pids / memory / CPU limits, IPv6 off, the internal workspace network (refused when the network or
+  its firewall is not in place).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from dockerspawner import DockerSpawner
+from tornado import web
+from traitlets import Unicode, default
+
+from hub.host.network import status as network_status
+from hub.kernel.audit import record
+from hub.kernel.audit_actions import AuditAction
+from hub.kernel.db import session_scope
+from hub.registry.access import AccessDenied, WorkspacePermit, workspace_permit
+from hub.workspaces.configured import WithTRESettings
+
+WORKSPACE_UID = 1000
+WORKSPACE_GID = 1000
+# Docker object names allow [a-zA-Z0-9][a-zA-Z0-9_.-]; usernames and project slugs must fit as they are,
+# so the container name `tre-<user>--<project>` is readable and unambiguous.
+SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+def refusal(status: int, message: str) -> web.HTTPError:
+    """An HTTPError whose message survives JupyterHub's generic "failed to start" error page."""
+    exc = web.HTTPError(status, message)
+    exc.jupyterhub_message = message  # type: ignore[attr-defined]
+    return exc
+
+
+class TRESpawner(WithTRESettings, DockerSpawner):
+    """DockerSpawner with the TRE's permit check, mounts, limits and network; nothing user-chosen."""
+
+    tmp_size = Unicode("64m", config=True, help="Size of the tmpfs mounted at /tmp (noexec, nosuid).")
+
+    @default("image")
+    def _image(self) -> str:
+        return self.tre_settings.image
+
+    @default("pull_policy")
+    def _never_pull(self) -> str:
+        return "never"
+
+    @default("remove")
+    def _remove(self) -> bool:
+        return True
+
+    @default("use_internal_ip")
+    def _internal_ip(self) -> bool:
+        return True
+
+    @default("network_name")
+    def _network(self) -> str:
+        return self.tre_settings.network
+
+    @default("cmd")
+    def _cmd(self) -> list[str]:
+        return ["jupyterhub-singleuser"]
+
+    @default("disable_user_config")
+    def _no_user_config(self) -> bool:
+        return True
+
+    @default("options_form")
+    def _no_form(self) -> str:
+        return ""
+
+    @default("options_from_form")
+    def _ignore_form(self):
+        return lambda formdata: {}
+
+    @default("prefix")
+    def _prefix(self) -> str:
+        # Container names are global on a Docker host: a second TRE (or a test hub) on the same
+        # engine sets its own prefix so it can never find, reuse or remove this one's containers.
+        return self.tre_settings.container_prefix
+
+    @default("name_template")
+    def _name(self) -> str:
+        return "{prefix}-{raw_username}--{raw_servername}"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._events: list[dict[str, Any]] = []
+        self._events_changed = asyncio.Event()
+        self._events_done = False
+
+    # --- progress ---------------------------------------------------------------------------------
+
+    def _emit(self, progress: int, message: str) -> None:
+        self._events.append({"progress": progress, "message": message})
+        self._events_changed.set()
+
+    def _finish_events(self) -> None:
+        self._events_done = True
+        self._events_changed.set()
+
+    async def progress(self):
+        sent = 0
+        while True:
+            while sent < len(self._events):
+                yield self._events[sent]
+                sent += 1
+            if self._events_done:
+                return
+            self._events_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._events_changed.wait(), timeout=1)
+
+    # --- permit -----------------------------------------------------------------------------------
+
+    def _permit_sync(self, username: str, project: str) -> WorkspacePermit:
+        settings = self.tre_settings
+        try:
+            with session_scope(settings) as session:
+                permit = workspace_permit(session, username, project, settings)
+                record(
+                    session,
+                    username,
+                    AuditAction.WORKSPACE_START,
+                    "project",
+                    project,
+                    {"release": permit.release_number, "container": self.object_name},
+                )
+                return permit
+        except AccessDenied as exc:
+            with session_scope(settings) as session:
+                record(
+                    session, username, AuditAction.WORKSPACE_REFUSED, "project", project, {"reason": str(exc)}
+                )
+            raise
+
+    async def _check_permit(self) -> WorkspacePermit:
+        username, project = self.user.name, self.name
+        if not project:
+            raise refusal(403, "Open a workspace from a project on the home page.")
+        if not (SAFE_NAME.match(username) and SAFE_NAME.match(project)):
+            raise refusal(403, f"{username!r}/{project!r} is not a valid user/project name.")
+        try:
+            return await asyncio.to_thread(self._permit_sync, username, project)
+        except AccessDenied as exc:
+            self.log.warning("workspace refused for %s/%s: %s", username, project, exc)
+            raise refusal(403, str(exc)) from None
+
+    async def _check_network(self) -> None:
+        st = await asyncio.to_thread(network_status, self.tre_settings)
+        if not st.ok:
+            self.log.error("workspace network not safe: %s", "; ".join(st.problems))
+            raise refusal(
+                503,
+                "The workspace network is not in place, so no workspace can start. "
+                "An administrator must run `tre network setup`.",
+            )
+
+    # --- container --------------------------------------------------------------------------------
+
+    def _prepare_home(self, home: Path) -> None:
+        """Create the per-project home owned by the container user (egress reads it from the host)."""
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chown(home, WORKSPACE_UID, WORKSPACE_GID)
+        home.chmod(0o700)
+
+    def _apply_permit(self, permit: WorkspacePermit) -> None:
+        settings = self.tre_settings
+        self.image = settings.image
+        self.mounts = [
+            {"type": "bind", "source": str(permit.release_dir), "target": "/data", "read_only": True},
+            {"type": "bind", "source": str(permit.home_dir), "target": "/home/jovyan", "read_only": False},
+        ]
+        self.mem_limit = str(permit.limits.mem).upper()  # ByteSpecification wants "2G", not "2g"
+        self.cpu_limit = float(permit.limits.cpu)
+        self.extra_host_config = {
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true"],
+            "read_only": True,
+            "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={self.tmp_size}"},  # noqa: S108 - in the container
+            "pids_limit": int(permit.limits.pids),
+            # No swap beyond the memory limit: the limit is the limit.
+            "memswap_limit": self.mem_limit,
+            "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
+            "network_mode": settings.network,
+            "init": True,
+            "ipc_mode": "private",
+        }
+        self.extra_create_kwargs = {
+            "user": f"{WORKSPACE_UID}:{WORKSPACE_GID}",
+            "working_dir": "/home/jovyan",
+            "labels": {"org.tre.user": self.user.name, "org.tre.project": permit.project_slug},
+        }
+        self._permit = permit
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        env.pop("JUPYTER_IMAGE_SPEC", None)
+        permit = getattr(self, "_permit", None)
+        env.update(
+            {
+                "HOME": "/home/jovyan",
+                "TRE_PROJECT": self.name,
+                "TRE_MAX_UPLOAD_BYTES": str(self.tre_settings.max_upload_bytes),
+            }
+        )
+        if permit is not None:
+            env["TRE_RELEASE"] = str(permit.release_number)
+        return env
+
+    async def _wait_listening(self, ip: str, port: int) -> None:
+        """Poll the server's port every 50 ms: the hub's own readiness check backs off exponentially
+        (0.2, 0.4, ... 3.2 s), which would add seconds to every start. It runs right after this."""
+        deadline = asyncio.get_running_loop().time() + self.http_timeout
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=1)
+            except (OSError, TimeoutError):
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+
+    async def start(self):
+        # Stored options are replayed on restart and come from the user: never let them choose anything.
+        self.user_options = {}
+        self._events, self._events_done = [], False
+        try:
+            self._emit(10, "Checking your access to this project…")
+            await self._check_network()
+            permit = await self._check_permit()
+            self._emit(30, f"Mounting release {permit.release_number} of {permit.project_slug} read-only…")
+            if not permit.release_dir.is_dir():
+                raise refusal(403, f"release {permit.release_number} is missing on disk")
+            await asyncio.to_thread(self._prepare_home, permit.home_dir)
+            self._apply_permit(permit)
+            self._emit(50, "Starting your workspace container…")
+            ip, port = await super().start()
+            self._emit(80, "Waiting for JupyterLab…")
+            await self._wait_listening(ip, port)
+            return ip, port
+        finally:
+            self._finish_events()
