@@ -36,7 +36,6 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/lint-imports
 
 fmt: venv
 	$(BIN)/ruff check --fix .

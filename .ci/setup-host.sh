@@ -15,6 +15,7 @@ command -v npm >/dev/null || need+=(nodejs npm)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if ! $demo; then
   command -v chromium >/dev/null || need+=(chromium)
+  command -v certutil >/dev/null || need+=(libnss3-tools)  # the test browser trusts the test CA
   [ -x /usr/lib/postgresql/15/bin/postgres ] || command -v pg_ctlcluster >/dev/null || need+=(postgresql)
 fi
 if [ ${#need[@]} -gt 0 ]; then

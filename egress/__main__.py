@@ -33,7 +33,11 @@ def main() -> None:
         )
     settings = get_settings()
     host, port = bind_address(settings)
-    app = create_app(settings, prefix=os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or DEFAULT_PREFIX)
+    app = create_app(
+        settings,
+        prefix=os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or DEFAULT_PREFIX,
+        public_url=os.environ.get("JUPYTERHUB_PUBLIC_URL", ""),
+    )
     # One process: the service keeps no state between requests that several workers would need to share,
     # but a single worker keeps SQLite writers few; the hub proxy is the only client.
     uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info", access_log=False)

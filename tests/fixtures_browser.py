@@ -1,5 +1,8 @@
 """Debian's Chromium driven by Playwright (never a downloaded browser), shared by every browser test.
 
+It trusts the session's test CA (tests.fixtures_hub.test_ca) through an NSS database in a home of
+its own, as a person's browser trusts a site's CA; it resolves `*.localhost` itself.
+
 In CI (CI set) a missing Chromium fails the tests that need it: .ci/setup-host.sh installs it, so a
 skip there would hide a broken CI rather than a missing optional tool.
 """
@@ -7,12 +10,16 @@ skip there would hide a broken CI rather than a missing optional tool.
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import sync_playwright
+
+from tests.fixtures_hub import test_ca
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "e2e"
@@ -28,9 +35,19 @@ def browser() -> Iterator[Any]:
             pytest.fail(f"CI: {message}", pytrace=False)
         pytest.skip(message)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="tre-chromium-"))
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    for args in (
+        ["-N", "--empty-password"],
+        ["-A", "-t", "C,,", "-n", "tre-test-ca", "-i", test_ca() / "ca.crt"],
+    ):
+        subprocess.run(["certutil", "-d", f"sql:{nssdb}", *map(str, args)], check=True, capture_output=True)
     with sync_playwright() as p:
         chromium = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking"]
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-background-networking"],
+            env={**os.environ, "HOME": str(home)},
         )
         try:
             yield chromium

@@ -15,11 +15,14 @@ operator would. `running` starts alice/proj-a and bob/proj-b once for all the pr
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import os
 import secrets
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,12 +30,29 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 HUB_START_TIMEOUT = 90
 SPAWN_TIMEOUT = 120
+
+
+def fresh_code(secret: str) -> str:
+    """A TOTP code the hub has not accepted yet in this test session: the hub takes each 30 s step of
+    a user once (hub.workspaces.throttle.OneUseCodes), so a second login in the same step waits."""
+    totp = pyotp.TOTP(secret)
+    while True:
+        now = int(time.time() // totp.interval)
+        step = max(now, _LAST_STEP.get(secret, -1) + 1)
+        if step <= now + 1:  # the hub accepts one step of clock drift
+            _LAST_STEP[secret] = step
+            return totp.generate_otp(step)
+        time.sleep((step - 1) * totp.interval - time.time() + 0.2)
+
+
+_LAST_STEP: dict[str, int] = {}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -60,7 +80,7 @@ def free_subnet() -> str:
 class Hub:
     settings: Any
     env: dict[str, str]
-    url: str  # public proxy URL
+    url: str  # the hub's public URL: https://<domain>:<port>
     token: str  # tre-admin service token
     totp: dict[str, str] = field(default_factory=dict)  # username -> TOTP secret
     log: Path | None = None
@@ -71,11 +91,27 @@ class Hub:
 
         return gateway_ip(self.settings)
 
+    @property
+    def egress_url(self) -> str:
+        return self.settings.service_url("egress")
+
+    def user_url(self, user: str, project: str) -> str:
+        """A workspace's public URL: on the user's own origin."""
+        return f"{self.settings.origin(user)}/user/{user}/{project}/"
+
+    def client(self, **kw: Any):
+        """A client for the TRE's public names (TLS with the test CA, through the proxy)."""
+        from hub.host import tls
+
+        return tls.client(self.settings, timeout=kw.pop("timeout", 30), **kw)
+
     def api(self, method: str, path: str, token: str | None = None, **kw: Any):
+        """The hub's REST API, straight on the bridge gateway as the operator's tools reach it."""
         import httpx
 
         headers = {"Authorization": f"token {token or self.token}"}
-        return httpx.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=30, **kw)
+        url = f"http://{self.gateway}:{self.settings.hub_port}/hub/api{path}"
+        return httpx.request(method, url, headers=headers, timeout=30, **kw)
 
     def ensure_user(self, name: str) -> None:
         r = self.api("POST", f"/users/{name}")
@@ -106,6 +142,9 @@ class Hub:
                 raise AssertionError(f"{user}/{project} stopped while starting:\n{self.tail()}")
             time.sleep(0.1)
         raise AssertionError(f"{user}/{project} not ready after {timeout}s:\n{self.tail()}")
+
+    def code(self, user: str) -> str:
+        return fresh_code(self.totp[user])
 
     def tail(self, lines: int = 40) -> str:
         """The end of the hub's log, for failure messages (pytest may delete the file afterwards)."""
@@ -209,6 +248,27 @@ def _build_registry(settings: Any, hub_logins: dict[str, str]) -> None:
         hub_logins[name] = create_login(name, PASSWORD, settings)
 
 
+@functools.cache
+def test_ca() -> Path:
+    """One local CA for every TRE of this test session (the test browser trusts it); its folder."""
+    from hub.host.tls import create_ca
+
+    folder = Path(tempfile.mkdtemp(prefix="tre-test-ca-"))
+    create_ca(folder / "ca.crt", folder / "ca.key")
+    return folder
+
+
+def issue_test_certificate(settings: Any) -> None:
+    """The TRE's certificate for its names, from the session's test CA."""
+    from hub.host import tls
+
+    target = tls.ca_path(settings).parent
+    target.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name in ("ca.crt", "ca.key"):
+        shutil.copy2(test_ca() / name, target / name)
+    tls.local_certificate(settings)
+
+
 def isolated_settings(root: Path, name: str, **overrides: Any) -> Any:
     """Settings of a TRE of its own on this machine: its root, free ports, its own workspace network
     (bridge, subnet, firewall chain) and container prefix, beside any other hub on the engine."""
@@ -221,6 +281,7 @@ def isolated_settings(root: Path, name: str, **overrides: Any) -> Any:
         bridge=f"tr{name[:2]}{suffix}",
         subnet=free_subnet(),
         public_port=free_port(),
+        http_port=free_port(),
         proxy_api_port_override=free_port(),
         egress_port=free_port(),
         hub_port=free_port(),
@@ -236,10 +297,13 @@ def start_hub(root: Path, image: str, **overrides: Any) -> Iterator[Hub]:
     from hub.workspaces.hub_process import HubProcess
     from hub.workspaces.jupyterhub_config import admin_token
 
-    settings = isolated_settings(root, "test", image=image, lockout_after=5, **overrides)
+    # A short login throttle, so the tests can wait a delay out.
+    throttle = {"lockout_after": 5, "lockout_delay": 2, "lockout_seconds": 4}
+    settings = isolated_settings(root, "test", image=image, **{**throttle, **overrides})
     process = HubProcess(settings, log=root / "hub.log")
     try:
         network.setup(settings)
+        issue_test_certificate(settings)
         hub = Hub(settings, settings.to_env(), process.url, admin_token(settings), log=process.log)
         _build_registry(settings, hub.totp)
         process.start(timeout=HUB_START_TIMEOUT)
@@ -256,13 +320,18 @@ def hub_image(request, docker_available) -> str:
     return os.environ.get("TRE_TEST_IMAGE") or request.getfixturevalue("notebook_image")
 
 
-@pytest.fixture(scope="session")
-def tre_hub(tmp_path_factory, hub_image) -> Iterator[Hub]:
+def hub_of_its_own(tmp_path_factory, hub_image, name: str, **overrides: Any) -> Iterator[Hub]:
+    """A running hub in a fresh TRE root (for a fixture to yield from)."""
     if os.geteuid() != 0:
         pytest.skip("the hub tests need root (Docker, iptables)")
-    root = tmp_path_factory.mktemp("hub") / "tre"
+    root = tmp_path_factory.mktemp(name) / "tre"
     root.mkdir()
-    yield from start_hub(root, hub_image)
+    yield from start_hub(root, hub_image, **overrides)
+
+
+@pytest.fixture(scope="session")
+def tre_hub(tmp_path_factory, hub_image) -> Iterator[Hub]:
+    yield from hub_of_its_own(tmp_path_factory, hub_image, "hub")
 
 
 @pytest.fixture(scope="session")

@@ -34,8 +34,11 @@ HERE = Path(__file__).parent
 DEFAULT_PREFIX = "/services/egress/"
 
 
-def create_app(settings: Settings, prefix: str | None = None, sso: bool = True) -> FastAPI:
-    """The egress app. `sso=False` leaves sign-in unconfigured (tests then override the identity)."""
+def create_app(
+    settings: Settings, prefix: str | None = None, sso: bool = True, public_url: str = ""
+) -> FastAPI:
+    """The egress app. `sso=False` leaves sign-in unconfigured (tests then override the identity);
+    `public_url` is the service's public URL (JupyterHub's JUPYTERHUB_PUBLIC_URL)."""
     prefix = (prefix or DEFAULT_PREFIX).rstrip("/") + "/"
     base = prefix.rstrip("/")
     upgrade(settings)
@@ -52,9 +55,12 @@ def create_app(settings: Settings, prefix: str | None = None, sso: bool = True) 
         redoc_url=None,
     )
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.state.sso = HubSSO(settings, prefix, public_url) if sso else None
     templates.env.globals["prefix"] = base
+    templates.env.globals["hub_url"] = (
+        app.state.sso.hub_url if app.state.sso else settings.public_url + "/hub/home"
+    )
     app.state.services = Services(ctx, commands, EgressQueries(ctx), templates, base)
-    app.state.sso = HubSSO(settings, prefix) if sso else None
     app.mount(f"{base}/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(SecurityHeaders)
     app.include_router(pages.router, prefix=base)

@@ -60,16 +60,34 @@ def safe_next(prefix: str, candidate: str | None) -> str:
 
 
 class HubSSO:
-    def __init__(self, settings: Settings, prefix: str):
+    """`public_url` is the service's own public URL as JupyterHub gives it (JUPYTERHUB_PUBLIC_URL):
+    behind https the cookies are Secure and `__Host-` prefixed (bound to this origin, path /, so no
+    other origin below the TRE's domain can set or replace them)."""
+
+    def __init__(self, settings: Settings, prefix: str, public_url: str = ""):
         self.prefix = prefix  # e.g. /services/egress/
         self.hub = HubOAuth(cache_max_age=IDENTITY_CACHE_SECONDS)
         self.fernet = _fernet(settings)
-        # Behind the site's https URL cookies travel only over TLS.
-        self.secure = urlparse(settings.public_url).scheme == "https"
+        self.secure = urlparse(public_url).scheme == "https"
+        self.cookie_prefix = "__Host-" if self.secure else ""
+        self.cookie_path = "/" if self.secure else prefix
+        self.session_cookie = self.cookie_prefix + SESSION_COOKIE
+        self.state_cookie = self.cookie_prefix + STATE_COOKIE
+
+    @property
+    def hub_url(self) -> str:
+        """The hub's home page (on the hub's own origin)."""
+        return self.hub.hub_host + self.hub.hub_prefix + "home"
 
     def _cookie(self, response: Response, name: str, value: str, max_age: int | None = None) -> None:
         response.set_cookie(
-            name, value, max_age=max_age, path=self.prefix, httponly=True, secure=self.secure, samesite="lax"
+            name,
+            value,
+            max_age=max_age,
+            path=self.cookie_path,
+            httponly=True,
+            secure=self.secure,
+            samesite="lax",
         )
 
     def login(self, request: Request) -> Response:
@@ -80,13 +98,13 @@ class HubSSO:
         params = {"state": state, "code_challenge": challenge, "code_challenge_method": method}
         sep = "&" if "?" in self.hub.login_url else "?"
         response = RedirectResponse(self.hub.login_url + sep + urlencode(params), status_code=302)
-        self._cookie(response, STATE_COOKIE, sealed, STATE_MAX_AGE)
+        self._cookie(response, self.state_cookie, sealed, STATE_MAX_AGE)
         return response
 
     async def callback(self, request: Request) -> Response:
         code = request.query_params.get("code")
         state = request.query_params.get("state")
-        sealed = request.cookies.get(STATE_COOKIE, "")
+        sealed = request.cookies.get(self.state_cookie, "")
         try:
             saved = json.loads(self.fernet.decrypt(sealed.encode(), ttl=STATE_MAX_AGE))
         except (InvalidToken, ValueError):
@@ -99,13 +117,15 @@ class HubSSO:
             raise NeedLogin("The hub did not identify a user.")
         response = RedirectResponse(safe_next(self.prefix, saved["n"]), status_code=302)
         session = {"t": token, "c": secrets.token_urlsafe(32)}
-        self._cookie(response, SESSION_COOKIE, self.fernet.encrypt(json.dumps(session).encode()).decode())
-        response.delete_cookie(STATE_COOKIE, path=self.prefix)
+        self._cookie(
+            response, self.session_cookie, self.fernet.encrypt(json.dumps(session).encode()).decode()
+        )
+        response.delete_cookie(self.state_cookie, path=self.cookie_path, secure=self.secure)
         return response
 
     def logout(self) -> Response:
-        response = RedirectResponse(self.hub.hub_prefix + "logout", status_code=302)
-        response.delete_cookie(SESSION_COOKIE, path=self.prefix)
+        response = RedirectResponse(self.hub.hub_host + self.hub.hub_prefix + "logout", status_code=302)
+        response.delete_cookie(self.session_cookie, path=self.cookie_path, secure=self.secure)
         return response
 
     async def identify(self, request: Request, fresh: bool) -> Identity:
@@ -115,7 +135,9 @@ class HubSSO:
             via, csrf = "token", ""
         else:
             try:
-                session = json.loads(self.fernet.decrypt(request.cookies.get(SESSION_COOKIE, "").encode()))
+                session = json.loads(
+                    self.fernet.decrypt(request.cookies.get(self.session_cookie, "").encode())
+                )
             except (InvalidToken, ValueError):
                 raise NeedLogin("No session.") from None
             token, csrf, via = session["t"], session["c"], "cookie"

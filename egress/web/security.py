@@ -22,6 +22,7 @@ PAGE_CSP = (
 )
 # For researcher-made HTML/SVG: an opaque origin, no scripts, nothing fetched, framed only by us.
 SANDBOX_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
+HSTS = b"max-age=63072000; includeSubDomains"  # as the hub's (browsers ignore it over plain http)
 
 
 class CSRFRefused(Exception):
@@ -91,6 +92,7 @@ class SecurityHeaders:
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"same-origin"),
                     (b"cache-control", b"no-store"),
+                    (b"strict-transport-security", HSTS),
                 ]
                 if b"content-security-policy" not in present:
                     defaults.append((b"x-frame-options", b"DENY"))

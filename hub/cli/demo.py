@@ -11,6 +11,7 @@ import typer
 
 from hub.cli.images import RichReporter
 from hub.demo.stack import Account, DemoProgress
+from hub.kernel.settings import Settings
 
 app = typer.Typer(help="Demos.", no_args_is_help=True)
 
@@ -58,12 +59,13 @@ def run(
     from hub.cli._common import console, fail
     from hub.demo.stack import DemoError, prepare
     from hub.demo.stack import reset as reset_demo
-    from hub.kernel.settings import Settings
     from hub.workspaces.hub_process import HubProcess, HubStartError
 
     if os.geteuid() != 0:
         fail("the demo needs root (Docker, iptables for the workspace firewall); run it with sudo")
-    settings = dataclasses.replace(Settings.from_env(), root=root.resolve())
+    # The demo's own ports unless the environment sets them: https on 8443, http 8080 redirects.
+    environ = {"TRE_PUBLIC_PORT": "8443", "TRE_HTTP_PORT": "8080", **os.environ}
+    settings = dataclasses.replace(Settings.from_env(environ), root=root.resolve())
     started = time.monotonic()
     if reset:
         with console.status(f"removing {settings.root}…"):
@@ -80,7 +82,7 @@ def run(
         with progress.step("Starting proxy, hub, egress service and idle culler"):
             hub.start()
         ready = time.monotonic() - started
-        _print_accounts(hub.url, accounts, ready, hub.log)
+        _print_accounts(settings, accounts, ready, hub.log)
         while hub.alive():
             time.sleep(1)
         fail(f"the hub stopped unexpectedly; see {hub.log}:\n{hub.tail()}")
@@ -136,10 +138,11 @@ def _qr(text: str) -> str:
     return out.getvalue()
 
 
-def _print_accounts(url: str, accounts: list[Account], ready_seconds: float, log: Path) -> None:
+def _print_accounts(settings: Settings, accounts: list[Account], ready_seconds: float, log: Path) -> None:
     from rich.table import Table
 
     from hub.cli._common import console
+    from hub.host.tls import ca_path
 
     table = Table(title="Demo accounts (log in with the password and a code from the TOTP secret)")
     for column in ("user", "password", "TOTP secret", "role"):
@@ -151,7 +154,13 @@ def _print_accounts(url: str, accounts: list[Account], ready_seconds: float, log
         console.print(_qr(a.totp_uri()), highlight=False, markup=False, end="")
     console.print(table)
     console.print(
-        f"\n[bold green]TRE ready in {ready_seconds:.0f}s[/] at [bold]{url}[/]  (hub log: {log})\n"
+        f"\n[bold green]TRE ready in {ready_seconds:.0f}s[/] at [bold]{settings.public_url}[/]  "
+        f"(hub log: {log})\n"
+        f"The egress service is at {settings.service_url('egress')}; each workspace has an origin of "
+        "its own. Browsers resolve *.localhost themselves.\n"
+        f"The demo's certificate comes from a local CA: trust {ca_path(settings)} in your browser "
+        "(Chromium: Settings > Privacy and security > Manage certificates > Authorities > Import), or "
+        "accept the warning once per name.\n"
         "Press Ctrl-C to stop the hub, the proxy, the services and every workspace.",
         soft_wrap=True,
     )

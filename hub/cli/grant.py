@@ -155,7 +155,7 @@ def revoke(
 ) -> None:
     """Revoke a grant and rebuild the project's release without that data."""
     from hub import registry
-    from hub.cli.project import report_release
+    from hub.cli.project import report_release, report_stopped
     from hub.enforcement import revoke_grant
 
     settings = registry_settings()
@@ -166,6 +166,7 @@ def revoke(
     with registry_session(readonly=True) as s:
         _show(grant_row(registry.get_grant(s, grant_id)), as_json, "revoked")
     if not as_json:
+        report_stopped(withdrawal)
         report_release(withdrawal.project, withdrawal.release)
 
 

@@ -24,6 +24,7 @@ def hub(
 ) -> None:
     """Start configurable-http-proxy, JupyterHub and the managed services (egress, idle culler)."""
     from hub.cli._registry import registry_settings
+    from hub.host import tls
     from hub.host.network import status
     from hub.workspaces import jupyterhub_config
 
@@ -36,11 +37,14 @@ def hub(
         fail(
             "the workspace network is not in place (" + "; ".join(st.problems) + "); run `tre network setup`"
         )
+    problems = tls.check(settings)
+    if problems:
+        fail("; ".join(problems))
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     p = st.plan
     console.print(
-        f"hub API on {p.gateway}:{p.hub_port} (workspace bridge {p.bridge}), "
-        f"public proxy on {settings.public_ip}:{settings.public_port}",
+        f"hub API on {p.gateway}:{p.hub_port} (workspace bridge {p.bridge}); the TRE at "
+        f"{settings.public_url} (proxy on {settings.public_ip}:{settings.public_port})",
         soft_wrap=True,
     )
     os.chdir(settings.state_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -20,6 +21,7 @@ from hub.cli._registry import (
 )
 
 if TYPE_CHECKING:
+    from hub.enforcement import Withdrawal
     from hub.provisioning import ReleaseResult
 
 app = typer.Typer(
@@ -52,7 +54,7 @@ def project_row(project) -> dict[str, Any]:
         "open": project_is_open(project.status, project.expires_at),
         "created_at": iso(project.created_at),
         "expires_at": iso(project.expires_at),
-        "limits": {"mem": limits.mem, "cpu": limits.cpu, "pids": limits.pids},
+        "limits": dataclasses.asdict(limits),
         "limits_override": project.limits,
         "members": members,
         "grants": [
@@ -183,12 +185,29 @@ def _show_project(slug: str, as_json: bool) -> None:
         console.print(f"project [bold]{slug}[/] is now {row['status']}")
 
 
+def report_stopped(withdrawal: Withdrawal) -> None:
+    for w in withdrawal.stopped:
+        console.print(
+            f"stopped {w.user}'s workspace of {w.project}: {w.reason}", highlight=False, soft_wrap=True
+        )
+    if withdrawal.purged_homes:
+        console.print(f"deleted the project homes of {', '.join(withdrawal.purged_homes)}", highlight=False)
+
+
 def _status(slug: str, change: str, reason: str, actor: str | None, as_json: bool) -> None:
     from hub import registry
+    from hub.enforcement import suspend_project
 
-    with registry_session() as s:
-        registry.change_project_status(s, acting_user(actor), slug, change, reason)
+    if change == "suspend":  # running workspaces stop at once
+        settings = registry_settings()
+        with one_line_errors():
+            withdrawal = suspend_project(settings, acting_user(actor), slug, reason)
+    else:
+        with registry_session() as s:
+            registry.change_project_status(s, acting_user(actor), slug, change, reason)
     _show_project(slug, as_json)
+    if change == "suspend" and not as_json:
+        report_stopped(withdrawal)
 
 
 ReasonOption = typer.Option("--reason", help="Why (recorded in the audit log).")
@@ -231,6 +250,7 @@ def close(
         withdrawal = close_project(settings, acting_user(actor), slug, reason, progress=step)
     _show_project(slug, as_json)
     if not as_json:
+        report_stopped(withdrawal)
         report_release(slug, withdrawal.release)
 
 
@@ -313,16 +333,21 @@ def sdc_rules(
 
 def _membership(slug: str, username: str, role: str, add: bool, actor: str | None, as_json: bool) -> None:
     from hub import registry
+    from hub.enforcement import remove_member
 
-    with registry_session() as s:
-        if add:
+    if add:
+        with registry_session() as s:
             registry.add_member(s, acting_user(actor), slug, username, role)
-        else:
-            registry.remove_member(s, acting_user(actor), slug, username, role)
+    else:  # the removed member's running workspace stops at once
+        settings = registry_settings()
+        with one_line_errors():
+            withdrawal = remove_member(settings, acting_user(actor), slug, username, role)
     if as_json:
         print_json({"project": slug, "user": username, "role": role, "member": add})
     else:
         console.print(f"{'added' if add else 'removed'} {role} {username} {'to' if add else 'from'} {slug}")
+        if not add:
+            report_stopped(withdrawal)
 
 
 @member_app.command("add")

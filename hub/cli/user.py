@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from hub.cli._common import acting_user, console, print_json
-from hub.cli._registry import ActorOption, JsonOption, cli_settings, iso, registry_session
+from hub.cli._registry import ActorOption, JsonOption, cli_settings, iso, registry_session, registry_settings
 
 app = typer.Typer(help="Registry users and their roles.", no_args_is_help=True)
 
@@ -24,6 +24,7 @@ def _row(user) -> dict:
         "is_admin": user.is_admin,
         "is_custodian": user.is_custodian,
         "disabled": user.disabled,
+        "subject": user.subject,
         "created_at": iso(user.created_at),
     }
 
@@ -82,7 +83,7 @@ def reset_login(
         bool, typer.Option("--password-stdin", help="Read the new password from stdin.")
     ] = False,
 ) -> None:
-    """Give a registry user a new hub password and a new TOTP secret (also unlocks nothing else)."""
+    """Give a registry user a new hub password and a new TOTP secret."""
     from hub.cli._common import fail
 
     with registry_session(readonly=True) as s:
@@ -118,13 +119,24 @@ def list_users(as_json: Annotated[bool, JsonOption] = False) -> None:
 
 def _set_disabled(username: str, disabled: bool, actor: str | None, as_json: bool) -> None:
     from hub import registry
+    from hub.cli._registry import one_line_errors
+    from hub.cli.project import report_stopped
+    from hub.enforcement import disable_user
 
-    with registry_session() as s:
-        row = _row(registry.set_user_disabled(s, acting_user(actor), username, disabled))
+    if disabled:  # the account's running workspaces stop at once
+        with one_line_errors():
+            withdrawal = disable_user(registry_settings(), acting_user(actor), username)
+    else:
+        with registry_session() as s:
+            registry.set_user_disabled(s, acting_user(actor), username, False)
+    with registry_session(readonly=True) as s:
+        row = _row(registry.get_user(s, username))
     if as_json:
         print_json(row)
     else:
         console.print(f"{'disabled' if disabled else 'enabled'} user [bold]{username}[/]")
+        if disabled:
+            report_stopped(withdrawal)
 
 
 @app.command("disable")
@@ -165,6 +177,26 @@ def grant_role(
     else:
         change = f"removed role {role} from" if revoke else f"granted role {role} to"
         console.print(f"{change} {username}")
+
+
+@app.command("set-subject")
+def set_subject(
+    username: str,
+    subject: Annotated[str, typer.Argument(help="Their immutable id at the identity provider (OIDC sub).")],
+    actor: Annotated[str | None, ActorOption] = None,
+    as_json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Link a user to their institutional identity (administrators; "" unlinks). See docs/oidc.md."""
+    from hub import registry
+
+    with registry_session() as s:
+        row = _row(registry.set_user_subject(s, acting_user(actor), username, subject))
+    if as_json:
+        print_json(row)
+    else:
+        console.print(
+            f"{username} signs in as subject {row['subject']!r}" if row["subject"] else f"{username} unlinked"
+        )
 
 
 def print_login(username: str, login: dict) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 
 from hub import registry as reg
 from hub.demo.data import generate
+from hub.host import tls
 from hub.host.images import BuildReporter, ImageBuildError, build_image
 from hub.host.network import NetworkError, setup, teardown
 from hub.kernel.db import session_scope, upgrade
@@ -255,6 +256,16 @@ def ensure_provisioned(settings: Settings, progress: DemoProgress) -> None:
         progress.note(f"{slug}: release {result.release}, {result.rows_out:,} rows ({result.seconds:.1f}s)")
 
 
+def ensure_certificate(settings: Settings, progress: DemoProgress) -> None:
+    """The demo's TLS: a local CA and a certificate for its domain and every origin below it."""
+    try:
+        ca = tls.local_certificate(settings)
+    except tls.TLSError as exc:
+        raise DemoError(str(exc)) from exc
+    found = tls.facts(settings)
+    progress.note(f"{', '.join(found.names)} until {found.not_after:%Y-%m-%d}; trust {ca} to avoid warnings")
+
+
 def ensure_network(settings: Settings, progress: DemoProgress) -> None:
     try:
         done = setup(settings)
@@ -279,6 +290,8 @@ def prepare(
         accounts = ensure_logins(settings, progress)
     with progress.step("Provisioning project data"):
         ensure_provisioned(settings, progress)
+    with progress.step("TLS certificate (a local CA for the demo's names)"):
+        ensure_certificate(settings, progress)
     with progress.step("Workspace network and firewall"):
         ensure_network(settings, progress)
     return accounts

@@ -155,7 +155,7 @@ def _network_problems(net_attrs: dict, p: NetworkPlan) -> list[str]:
     return problems
 
 
-def _bridge_has_gateway(p: NetworkPlan) -> bool:
+def bridge_has_gateway(p: NetworkPlan) -> bool:
     result = subprocess.run(
         ["ip", "-o", "-4", "addr", "show", "dev", p.bridge], capture_output=True, text=True, check=False
     )
@@ -186,7 +186,7 @@ def status(settings: Settings) -> Status:
         st.problems.append(f"Docker network {p.name} does not exist")
     except NetworkError as exc:
         st.problems.append(str(exc))
-    if not _bridge_has_gateway(p):
+    if not bridge_has_gateway(p):
         st.problems.append(f"bridge {p.bridge} does not carry the gateway address {p.gateway}")
     try:
         rules = _chain_rules_now(p.chain)
@@ -231,7 +231,7 @@ def setup(settings: Settings) -> list[str]:
             f"Docker network {p.name}: created internal (no NAT, no route out), ICC off, "
             f"bridge {p.bridge}, subnet {p.subnet}, gateway {p.gateway}"
         )
-    if not _bridge_has_gateway(p):
+    if not bridge_has_gateway(p):
         raise NetworkError(f"bridge {p.bridge} has no address {p.gateway} after setup; check `ip addr`")
 
     # The chain is rebuilt in place (flush + append) so rule drift is repaired; hooks are added once.

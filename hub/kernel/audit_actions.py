@@ -15,6 +15,7 @@ class AuditAction(StrEnum):
     USER_DISABLE = "user.disable"
     USER_ENABLE = "user.enable"
     USER_ROLE = "user.role"
+    USER_SUBJECT = "user.subject"
     DATASET_REGISTER = "dataset.register"
     PROJECT_CREATE = "project.create"
     PROJECT_SUSPEND = "project.suspend"
@@ -39,6 +40,8 @@ class AuditAction(StrEnum):
     LOGIN_REFUSED = "login.refused"
     WORKSPACE_START = "workspace.start"
     WORKSPACE_REFUSED = "workspace.refused"
+    WORKSPACE_STOP = "workspace.stop"  # stopped because access was withdrawn or its data purged
+    PROJECT_HOMES_PURGE = "project.homes_purge"  # a closed project's homes deleted
     # egress: requests, files, reviews, releases
     EGRESS_REQUEST_CREATE = "egress.request.create"
     EGRESS_REQUEST_SUBMIT = "egress.request.submit"

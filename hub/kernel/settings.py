@@ -52,21 +52,32 @@ class Settings:
     # Containers are `<prefix>-<user>--<project>`; a second TRE (or a test hub) on one engine sets its own.
     container_prefix: str = _setting("TRE_CONTAINER_PREFIX", "tre")
     hub_port: int = _setting("TRE_HUB_PORT", 8081, int)
+    # The TRE's public name: the hub is https://<domain>, each user's servers and each service are
+    # on an origin of their own below it (alice.<domain>, egress--service.<domain>).
+    domain: str = _setting("TRE_DOMAIN", "tre.localhost")
     public_ip: str = _setting("TRE_PUBLIC_IP", "127.0.0.1")
-    public_port: int = _setting("TRE_PUBLIC_PORT", 8000, int)
+    public_port: int = _setting("TRE_PUBLIC_PORT", 443, int)
+    # Plain HTTP on this port only redirects to https (0: no redirect listener).
+    http_port: int = _setting("TRE_HTTP_PORT", 80, int)
+    # The site's certificate (for <domain> and *.<domain>) and key; default keys/tls/tre.{crt,key}.
+    tls_cert_override: Path | None = _setting("TRE_TLS_CERT", None, Path)  # noqa: RUF009
+    tls_key_override: Path | None = _setting("TRE_TLS_KEY", None, Path)  # noqa: RUF009
     # configurable-http-proxy's API on 127.0.0.1 (None: the public port + 1).
     proxy_api_port_override: int | None = _setting("TRE_PROXY_API_PORT", None, int)
     egress_port: int = _setting("TRE_EGRESS_PORT", 8090, int)
-    # The public https URL of the hub, where a site has one (OIDC callback, Secure cookies).
-    public_url: str = _setting("TRE_PUBLIC_URL", "")
     releases_to_keep: int = _setting("TRE_RELEASES_TO_KEEP", 2, int)
     egress_max_file_bytes: int = _setting("TRE_EGRESS_MAX_FILE_BYTES", 100 * 1024 * 1024, int)
     # Largest file a browser upload may create in a workspace.
     max_upload_bytes: int = _setting("TRE_MAX_UPLOAD_BYTES", 64 * 1024 * 1024, int)
     # Workspaces idle this long (seconds) are stopped; max_age stops them whatever they do (0: never).
     idle_timeout: int = _setting("TRE_IDLE_TIMEOUT", 3600, int)
-    max_age: int = _setting("TRE_MAX_AGE", 0, int)
+    max_age: int = _setting("TRE_MAX_AGE", 12 * 3600, int)
+    # How often the sweeper stops workspaces whose access ran out (expiries); registry changes act at once.
+    sweep_seconds: int = _setting("TRE_SWEEP_SECONDS", 15, int)
+    # Login throttle: after this many failures a username waits lockout_delay seconds, doubling with
+    # each further failure up to lockout_seconds; attempts while it waits do not extend the wait.
     lockout_after: int = _setting("TRE_LOCKOUT_AFTER", 5, int)
+    lockout_delay: int = _setting("TRE_LOCKOUT_DELAY", 30, int)
     lockout_seconds: int = _setting("TRE_LOCKOUT_SECONDS", 900, int)
     # Turns TOTP off: the local demo only, and logged loudly.
     demo_no_mfa: bool = _setting("TRE_DEMO_NO_MFA", False, _bool)
@@ -81,8 +92,13 @@ class Settings:
     oidc_authorize_url: str = _setting("TRE_OIDC_AUTHORIZE_URL", "")
     oidc_token_url: str = _setting("TRE_OIDC_TOKEN_URL", "")
     oidc_userinfo_url: str = _setting("TRE_OIDC_USERINFO_URL", "")
-    oidc_username_claim: str = _setting("TRE_OIDC_USERNAME_CLAIM", "preferred_username")
+    # The claim that names a person for good (never an editable one such as preferred_username);
+    # registry users are linked to its value with `tre user set-subject`.
+    oidc_subject_claim: str = _setting("TRE_OIDC_SUBJECT_CLAIM", "sub")
     oidc_acr_values: str = _setting("TRE_OIDC_ACR_VALUES", "")
+    # Where the provider enforces MFA: the acr values (or amr methods) a login must show, comma-separated.
+    oidc_required_acr: str = _setting("TRE_OIDC_REQUIRED_ACR", "")
+    oidc_required_amr: str = _setting("TRE_OIDC_REQUIRED_AMR", "")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -143,6 +159,28 @@ class Settings:
     @property
     def proxy_api_port(self) -> int:
         return self.proxy_api_port_override or self.public_port + 1
+
+    @cached_property
+    def tls_cert(self) -> Path:
+        return self.tls_cert_override or self.keys_dir / "tls" / "tre.crt"
+
+    @cached_property
+    def tls_key(self) -> Path:
+        return self.tls_key_override or self.keys_dir / "tls" / "tre.key"
+
+    def origin(self, subdomain: str = "") -> str:
+        """https://[subdomain.]<domain>[:port]: the hub's origin, or one below it."""
+        host = f"{subdomain}.{self.domain}" if subdomain else self.domain
+        return f"https://{host}" + ("" if self.public_port == 443 else f":{self.public_port}")
+
+    @property
+    def public_url(self) -> str:
+        """The hub's public URL (the OIDC callback, links from the services)."""
+        return self.origin()
+
+    def service_url(self, name: str) -> str:
+        """Where a TRE service (egress, portal) lives: an origin of its own, as JupyterHub names it."""
+        return f"{self.origin(f'{name}--service')}/services/{name}/"
 
     def project_dir(self, slug: str) -> Path:
         return self.projects_dir / slug

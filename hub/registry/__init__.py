@@ -31,7 +31,7 @@ from hub.registry.projects import (
     set_project_limits,
     set_project_sdc_rules,
 )
-from hub.registry.users import add_user, set_user_disabled, set_user_role
+from hub.registry.users import add_user, set_user_disabled, set_user_role, set_user_subject
 
 __all__ = [
     "NotAllowed",
@@ -58,5 +58,6 @@ __all__ = [
     "set_project_sdc_rules",
     "set_user_disabled",
     "set_user_role",
+    "set_user_subject",
     "verify_dataset_sources",
 ]

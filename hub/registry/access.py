@@ -6,6 +6,7 @@ container says is trusted.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -107,6 +108,15 @@ def _current_release(settings: Settings, slug: str) -> tuple[Path, int]:
     return release_dir, number
 
 
+def released_grants(release_dir: Path) -> set[str]:
+    """The grants whose data a published release holds (its manifest.json, written by provisioning)."""
+    try:
+        manifest = json.loads((release_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    return {g["id"] for g in manifest.get("grants", []) if isinstance(g, dict) and "id" in g}
+
+
 def workspace_permit(
     session: Session,
     username: str,
@@ -134,12 +144,20 @@ def workspace_permit(
     problem = project_problem(ProjectState(project.slug, project.status, project.expires_at), now)
     if problem:
         raise AccessDenied(f"{problem}, so its workspace cannot be opened; contact the project lead")
-    if not active_grants(session, project, now):
+    grants = active_grants(session, project, now)
+    if not grants:
         raise AccessDenied(
             f"project {project_slug} has no approved, unexpired dataset grant; the project lead must "
             "request one and a data custodian approve it"
         )
     release_dir, number = _current_release(settings, project_slug)
+    withdrawn = sorted(released_grants(release_dir) - {g.id for g in grants})
+    if withdrawn:
+        # The release still holds data of a revoked or expired grant: it must be rebuilt first.
+        raise AccessDenied(
+            f"release {number} of {project_slug} still holds data of grant(s) {', '.join(withdrawn)}, "
+            f"which are no longer active; ask a data custodian to run `tre project provision {project_slug}`"
+        )
     return WorkspacePermit(
         project_slug=project_slug,
         username=username,

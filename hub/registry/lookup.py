@@ -27,7 +27,7 @@ def require_aware(value: datetime, option: str = "--expires") -> datetime:
 def require_slug(kind: str, value: str) -> str:
     if not is_slug(value):
         raise RegistryError(
-            f"invalid {kind} name {value!r}: use 3-40 lowercase letters, digits and '-', "
+            f"invalid {kind} name {value!r}: use 3-40 lowercase letters, digits and single '-', "
             "starting with a letter and not ending with '-'"
         )
     return value

@@ -51,6 +51,9 @@ class User(Base):
     is_custodian: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Who they are at the institution's identity provider (OIDC `sub` or the claim the site names):
+    # set by an administrator, never taken from an editable claim such as preferred_username.
+    subject: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
 
     def __repr__(self) -> str:
         return f"User({self.username!r})"

@@ -84,3 +84,20 @@ def set_user_role(session: Session, actor: str, username: str, role: str, on: bo
     setattr(user, "is_admin" if role is GlobalRole.ADMIN else "is_custodian", on)
     audit.record(session, actor, AuditAction.USER_ROLE, "user", username, {"role": role.value, "on": on})
     return user
+
+
+def set_user_subject(session: Session, actor: str, username: str, subject: str | None) -> User:
+    """Link a user to their subject at the identity provider (None unlinks); administrators only."""
+    _, who = acting(session, actor)
+    require(RegistryAction.GRANT_ROLE, who, target=username)
+    user = get_user(session, username)
+    subject = (subject or "").strip() or None
+    if subject is not None:
+        if len(subject) > 255:
+            raise RegistryError("an identity provider subject has at most 255 characters")
+        holder = session.execute(select(User).where(User.subject == subject)).scalar_one_or_none()
+        if holder is not None and holder.username != username:
+            raise RegistryError(f"subject {subject!r} is already linked to {holder.username}")
+    user.subject = subject
+    audit.record(session, actor, AuditAction.USER_SUBJECT, "user", username, {"subject": subject})
+    return user

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
+# Users, projects and datasets: 3-40 lowercase letters, digits and single hyphens. No "--": container
+# names join user and project with it, and JupyterHub gives services the origin <name>--service.
+SLUG_RE = re.compile(r"^[a-z](?:[a-z0-9]|-(?!-)){1,38}[a-z0-9]$")
 
 
 def is_slug(value: str) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from hub.host import tls
 from hub.kernel.settings import Settings
 from hub.workspaces.jupyterhub_config import CHECKOUT, admin_token
 
@@ -45,7 +46,7 @@ class HubProcess:
 
     def __init__(self, settings: Settings, log: Path | None = None) -> None:
         self.settings = settings
-        self.url = f"http://127.0.0.1:{settings.public_port}"
+        self.url = settings.public_url
         self.log = log or settings.root / HUB_LOG
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -73,28 +74,24 @@ class HubProcess:
             )
         deadline = time.monotonic() + timeout
         headers = {"Authorization": f"token {token}"}
-        while True:
-            if self.proc.poll() is not None:
-                raise HubStartError(
-                    f"tre hub exited with {self.proc.returncode}; its log ends:\n{self.tail()}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                r = httpx.get(f"{self.url}/hub/api/users", headers=headers, timeout=5)
-                if r.status_code == 200 and self._egress_up():
-                    return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise HubStartError(
-                    f"the hub was not ready after {timeout:.0f}s; its log ends:\n{self.tail()}"
-                )
-            time.sleep(0.3)
-
-    def _egress_up(self) -> bool:
-        try:
-            r = httpx.get(f"http://127.0.0.1:{self.settings.egress_port}/services/egress/login", timeout=5)
-        except httpx.HTTPError:
-            return False
-        return r.status_code < 500
+        # Ready means reachable as people reach it: over TLS, through the proxy, on each origin.
+        with tls.client(self.settings, timeout=5, headers=headers) as client:
+            while True:
+                if self.proc.poll() is not None:
+                    raise HubStartError(
+                        f"tre hub exited with {self.proc.returncode}; its log ends:\n{self.tail()}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    hub = client.get(f"{self.url}/hub/api/users")
+                    egress = client.get(self.settings.service_url("egress") + "login")
+                    if hub.status_code == 200 and egress.status_code < 500:
+                        return
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise HubStartError(
+                        f"the hub was not ready after {timeout:.0f}s; its log ends:\n{self.tail()}"
+                    )
+                time.sleep(0.3)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

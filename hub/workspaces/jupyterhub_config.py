@@ -21,6 +21,7 @@ from hub.workspaces.login import protect_hub_db
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parent.parent  # a development checkout keeps the proxy under .node/
 ADMIN_SERVICE = "tre-admin"
+HSTS = "max-age=63072000; includeSubDomains"  # two years, every origin below <domain> too
 ADMIN_TOKEN_FILE = "hub-admin-token"  # noqa: S105 - a file name, not a secret
 
 
@@ -29,12 +30,17 @@ def admin_token(settings: Settings) -> str:
     return read_or_create_secret(settings.state_dir / ADMIN_TOKEN_FILE).decode()
 
 
-def proxy_command() -> list[str]:
+def proxy_command(settings: Settings) -> list[str]:
     local = CHECKOUT / ".node/node_modules/.bin/configurable-http-proxy"
     found = shutil.which("configurable-http-proxy") or local
     if not Path(found).exists():
         raise SystemExit("configurable-http-proxy is not installed; run `make proxy`")
-    return [str(found)]
+    redirect = (
+        ["--redirect-port", str(settings.http_port), "--redirect-to", str(settings.public_port)]
+        if settings.http_port
+        else []
+    )
+    return [str(found), *redirect]
 
 
 def _project_list(settings: Settings) -> Callable[[Any], list[ProjectSummary]]:
@@ -56,6 +62,11 @@ def _services(settings: Settings) -> tuple[list[dict], list[dict]]:
     idle, max_age = settings.idle_timeout, settings.max_age
     services: list[dict] = [
         {"name": ADMIN_SERVICE, "api_token": admin_token(settings)},
+        {
+            "name": "tre-sweeper",
+            "command": [sys.executable, "-m", "hub.enforcement"],
+            "environment": settings.to_env(),
+        },
         {
             "name": "idle-culler",
             "command": [
@@ -89,6 +100,12 @@ def _services(settings: Settings) -> tuple[list[dict], list[dict]]:
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
             "services": ["idle-culler"],
         },
+        {
+            # Stops workspaces whose access ran out (hub.enforcement); it reads the registry itself.
+            "name": "tre-sweeper",
+            "scopes": ["list:users", "read:servers", "delete:servers"],
+            "services": ["tre-sweeper"],
+        },
     ]
     # As docs/development.md "Egress service wiring": no API scopes of its own; users may complete
     # OAuth into it.
@@ -110,8 +127,17 @@ def configure(c: Any, settings: Settings) -> None:
     state = settings.state_dir
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
 
+    # --- origins: the hub on <domain>, each user's servers and each service on one below it, so
+    # nothing a researcher's server produces shares an origin with the hub or a TRE service.
+    # (Usernames and project slugs cannot contain "--": no name can take a service's origin.)
+    c.JupyterHub.bind_url = f"https://{settings.public_ip}:{settings.public_port}"
+    c.JupyterHub.subdomain_host = settings.origin()
+    c.JupyterHub.ssl_cert = str(settings.tls_cert)
+    c.JupyterHub.ssl_key = str(settings.tls_key)
+    # __Host- cookies: no other origin below <domain> can set or overwrite the hub's (cookie tossing).
+    c.JupyterHub.cookie_host_prefix_enabled = True
+
     # --- hub, proxy, database, secrets
-    c.JupyterHub.bind_url = f"http://{settings.public_ip}:{settings.public_port}"
     # The hub API listens only on the workspace bridge gateway: the one host address the firewall
     # lets workspaces reach. The proxy and services reach it over the host's own routing.
     c.JupyterHub.hub_ip = gateway_ip(settings)
@@ -124,23 +150,28 @@ def configure(c: Any, settings: Settings) -> None:
     c.ConfigurableHTTPProxy.should_start = True
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
     c.ConfigurableHTTPProxy.auth_token = read_or_create_secret(state / "proxy-api-token").decode()
-    c.ConfigurableHTTPProxy.command = proxy_command()
+    c.ConfigurableHTTPProxy.command = proxy_command(settings)
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
     c.JupyterHub.cleanup_servers = True
     c.JupyterHub.default_url = "/hub/home"
     c.JupyterHub.template_paths = [str(HERE / "templates")]
-    c.JupyterHub.template_vars = {"tre_projects": _project_list(settings)}
+    c.JupyterHub.template_vars = {
+        "tre_projects": _project_list(settings),
+        "tre_egress_url": settings.service_url("egress"),
+    }
     c.JupyterHub.tornado_settings = {
-        "headers": {"X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"},
-        "cookie_options": {"SameSite": "Lax"},
+        "headers": {
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "same-origin",
+            "Strict-Transport-Security": HSTS,
+        },
+        "cookie_options": {"SameSite": "Lax", "Secure": True},
     }
 
     # --- login
     c.JupyterHub.authenticator_class = "hub.workspaces.login.TREAuthenticator"
     c.NativeAuthenticator.enable_signup = False
     c.NativeAuthenticator.open_signup = False
-    c.NativeAuthenticator.allowed_failed_logins = settings.lockout_after
-    c.NativeAuthenticator.seconds_before_next_try = settings.lockout_seconds
     c.NativeAuthenticator.minimum_password_length = 12
     c.NativeAuthenticator.check_common_password = True
 

@@ -6,12 +6,14 @@ handler does not (it calls the removed `statsd` and an old `_render` signature, 
 a 500). We therefore keep its store and password-change pages, serve login with JupyterHub's own
 handler (which has had a one-time-password field since 5.0), and tighten four things:
 
-- no self sign-up: accounts are created by administrators (`tre user add` -> `create_login`);
-- TOTP is mandatory for every account (only TRE_DEMO_NO_MFA=1 relaxes it, loudly);
-- TOTP codes are checked with pyotp (one step of clock drift) instead of the unmaintained
-  `onetimepass`, and passwords with `bcrypt.checkpw` (constant time; over-long input is a failed
-  login, not a server error);
-- lock-out counts every failed attempt, including while locked, and is audited.
+- no self sign-up and no password-change page: administrators issue and reset logins
+  (`tre user add` / `tre user reset-login` -> `create_login`);
+- TOTP is mandatory for every account (only TRE_DEMO_NO_MFA=1 relaxes it, loudly), and each code
+  is accepted once (hub.workspaces.throttle.OneUseCodes, one step of clock drift);
+- passwords are checked with `bcrypt.checkpw` (constant time; over-long input is a failed login, not
+  a server error), unknown usernames against a dummy hash so they take as long;
+- failures buy a growing per-username delay that attempts during it do not extend
+  (hub.workspaces.throttle.LoginThrottle); failures and delays are audited.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import secrets
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from functools import cache, cached_property
 from pathlib import Path
 
 import bcrypt
@@ -35,6 +37,7 @@ from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import session_scope
 from hub.kernel.settings import Settings
 from hub.workspaces.configured import WithTRESettings
+from hub.workspaces.throttle import LoginThrottle, OneUseCodes
 
 log = logging.getLogger("tre.auth")
 # 32 base32 characters = 160 bits (RFC 4226's recommendation). NativeAuthenticator declares the column
@@ -133,6 +136,12 @@ def issue_login(username: str, settings: Settings, password: str | None = None) 
     return out
 
 
+@cache
+def _unknown_user_hash() -> bytes:
+    """Checked against when a username is unknown, so that costs as long as a wrong password."""
+    return bcrypt.hashpw(b"no such user", bcrypt.gensalt())
+
+
 def audit_login(settings: Settings, actor: str, action: AuditAction, details: dict) -> None:
     try:
         with session_scope(settings) as session:
@@ -168,63 +177,56 @@ class TREAuthenticator(WithTRESettings, NativeAuthenticator):
     def _otp_prompt(self) -> str:
         return "Code from your authenticator app:"
 
-    @default("allowed_failed_logins")
-    def _lockout(self) -> int:
-        return 5
-
     @default("allow_all")
     def _allow_all(self) -> bool:
         # Only accounts an administrator created (and authorized) can authenticate at all.
         return True
 
-    def is_blocked(self, username: str) -> bool:
-        attempts = self.login_attempts.get(username)
-        if not attempts or attempts["count"] < self.allowed_failed_logins:
-            return False
-        return datetime.now() - attempts["time"] < timedelta(seconds=self.seconds_before_next_try)
+    @cached_property
+    def throttle(self) -> LoginThrottle:
+        s = self.tre_settings
+        # The lockout_after-th failure in a row starts the first delay.
+        return LoginThrottle(max(0, s.lockout_after - 1), s.lockout_delay, s.lockout_seconds)
 
-    def _valid_totp(self, info: UserInfo, code: str | None) -> bool:
-        code = (code or "").strip().replace(" ", "")
-        if not (info.otp_secret and code.isdigit()):
-            return False
-        return pyotp.TOTP(info.otp_secret).verify(code, valid_window=1)
+    @cached_property
+    def codes(self) -> OneUseCodes:
+        return OneUseCodes()
 
-    def _valid_password(self, info: UserInfo, password: str) -> bool:
+    def _valid_password(self, info: UserInfo | None, password: str) -> bool:
         raw = password.encode()
         if len(raw) > BCRYPT_MAX_BYTES:
             return False
-        return bcrypt.checkpw(raw, info.password)
+        # An unknown username costs the same bcrypt check as a known one: no timing tells who exists.
+        valid = bcrypt.checkpw(raw, info.password if info is not None else _unknown_user_hash())
+        return valid and info is not None and bool(info.is_authorized)
 
     async def authenticate(self, handler, data):
         username = self.normalize_username(data.get("username", ""))
-        password = data.get("password", "")
+        settings = self.tre_settings
+        wait = self.throttle.wait(username)
+        if wait:
+            # Refused unchecked; not counted and not extended, so guessing cannot keep the owner out.
+            audit_login(settings, username, AuditAction.LOGIN_LOCKED, {"seconds_left": round(wait, 1)})
+            return None
         info = self.get_user(username)
-        if info is None:
-            return None
-        if self.allowed_failed_logins and self.is_blocked(username):
-            # Failures while locked extend the lock: guessing on does not wait it out.
-            self.add_login_attempt(username)
-            count = self.login_attempts[username]["count"]
-            audit_login(self.tre_settings, username, AuditAction.LOGIN_LOCKED, {"attempts": count})
-            return None
-        ok = info.is_authorized and self._valid_password(info, password)
-        if self.mfa_required:
-            ok = ok and info.has_2fa and self._valid_totp(info, data.get("otp"))
+        ok = self._valid_password(info, data.get("password", ""))
+        if ok and self.mfa_required:
+            ok = bool(info.has_2fa) and self.codes.accept(username, info.otp_secret, data.get("otp") or "")
         if ok:
-            self.successful_login(username)
+            self.throttle.succeeded(username)
             return username
-        self.add_login_attempt(username)
-        count = self.login_attempts[username]["count"]
-        audit_login(self.tre_settings, username, AuditAction.LOGIN_FAILED, {"attempts": count})
-        if self.allowed_failed_logins and count >= self.allowed_failed_logins:
-            self.log.warning("locking %s out after %d failed logins", username, count)
+        delay = self.throttle.failed(username)
+        failures = self.throttle.failures(username)
+        audit_login(settings, username, AuditAction.LOGIN_FAILED, {"failures": failures, "delay": delay})
+        if delay:
+            self.log.warning("login for %s delayed %.0f s after %d failures", username, delay, failures)
         return None
 
     def get_handlers(self, app):
-        # JupyterHub's own /login (registered after these) replaces NativeAuthenticator's broken one;
-        # sign-up, e-mail confirmation and the sign-up approval pages have no use without sign-up.
-        keep = ("/change-password", "/change-password/([^/]+)")
-        return [(url, handler) for url, handler in super().get_handlers(app) if url in keep]
+        # JupyterHub's own /login replaces NativeAuthenticator's broken one; sign-up, its approval
+        # pages and the password-change page are not served: administrators issue and reset logins
+        # (`tre user reset-login`), so no page lets a session change a credential unthrottled.
+        return []
 
     def create_user(self, username, password, **kwargs):
         # Sign-up through the hub is off; admins use `tre user add`.

@@ -4,7 +4,7 @@ Use instead of hub/workspaces/jupyterhub_config.py (see docs/oidc.md):
 
     TRE_OIDC_ISSUER=https://login.example.ac.uk/realms/research \
     TRE_OIDC_CLIENT_ID=tre-hub TRE_OIDC_CLIENT_SECRET_FILE=/srv/tre/keys/oidc-client-secret \
-    TRE_PUBLIC_URL=https://tre.example.ac.uk \
+    TRE_DOMAIN=tre.example.ac.uk \
     jupyterhub -f hub/workspaces/oidc_config.py
 
 Everything else (spawner, network, services, secrets) is the standard TRE configuration.
@@ -19,7 +19,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when this file is loaded 
 settings = get_settings()
 configure(c, settings)
 
-for needed in ("oidc_issuer", "oidc_client_id", "oidc_client_secret_file", "public_url"):
+for needed in ("oidc_issuer", "oidc_client_id", "oidc_client_secret_file"):
     if not getattr(settings, needed):
         raise SettingsError(f"TRE_{needed.upper()} must be set for institutional sign-in (docs/oidc.md)")
 issuer = settings.oidc_issuer.rstrip("/")
@@ -41,8 +41,9 @@ c.GenericOAuthenticator.userdata_url = (
     settings.oidc_userinfo_url or f"{issuer}/protocol/openid-connect/userinfo"
 )
 c.GenericOAuthenticator.scope = ["openid", "profile", "email"]
-# The claim must equal the TRE username that `tre user add` registered (lowercase slug).
-c.GenericOAuthenticator.username_claim = settings.oidc_username_claim
+# People are found by the provider's immutable subject, linked to registry users by an administrator
+# (`tre user set-subject`); TREOIDCAuthenticator maps it to the TRE username.
+c.GenericOAuthenticator.username_claim = settings.oidc_subject_claim
 c.GenericOAuthenticator.enable_pkce = True
 # Ask the provider for its multi-factor level; what the value is called is provider-specific.
 if settings.oidc_acr_values:

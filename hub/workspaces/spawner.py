@@ -35,8 +35,8 @@ from hub.workspaces.configured import WithTRESettings
 WORKSPACE_UID = 1000
 WORKSPACE_GID = 1000
 # Docker object names allow [a-zA-Z0-9][a-zA-Z0-9_.-]; usernames and project slugs must fit as they are,
-# so the container name `tre-<user>--<project>` is readable and unambiguous.
-SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+# and hold no "--", so the container name `tre-<user>--<project>` is readable and unambiguous.
+SAFE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_.]|-(?!-)){0,62}$")
 
 
 def refusal(status: int, message: str) -> web.HTTPError:
@@ -203,7 +203,11 @@ class TRESpawner(WithTRESettings, DockerSpawner):
         self.extra_create_kwargs = {
             "user": f"{WORKSPACE_UID}:{WORKSPACE_GID}",
             "working_dir": "/home/jovyan",
-            "labels": {"org.tre.user": self.user.name, "org.tre.project": permit.project_slug},
+            "labels": {
+                "org.tre.user": self.user.name,
+                "org.tre.project": permit.project_slug,
+                "org.tre.release": str(permit.release_number),
+            },
         }
         self._permit = permit
 

@@ -2,7 +2,9 @@
 
 Measures, in one run:
   floor        `docker run --rm IMAGE python -c pass` (median of 3): the engine's own cost
-  sequential   median spawn request -> server ready over 10 sequential spawns (stop in between)
+  sequential   median spawn request -> the workspace answering on its own origin (https, through
+               the proxy, `https://alice.<domain>/user/alice/proj-a/api/status`) over 10
+               sequential spawns (stop in between); the hub's own "ready" is reported beside it
   concurrent   10 spawns requested at once (10 users): all must become ready; p95 of their times
   idle memory  per running server (docker stats) after the concurrent batch settles
 
@@ -45,8 +47,22 @@ def floor(image: str) -> float:
     return statistics.median(times)
 
 
+def answering(hub: Hub, user: str, project: str, token: str, t0: float) -> float:
+    """Seconds from t0 until the workspace answers an API call on the user's origin."""
+    url = hub.user_url(user, project) + "api/status"
+    with hub.client(headers={"Authorization": f"token {token}"}) as client:
+        while time.monotonic() < t0 + 180:
+            if client.get(url).status_code == 200:
+                return time.monotonic() - t0
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within 180 s")
+
+
 def timed_spawn(hub: Hub, user: str, project: str) -> float:
-    t0 = time.monotonic()
+    return timed_spawn_from(hub, user, project, time.monotonic())
+
+
+def timed_spawn_from(hub: Hub, user: str, project: str, t0: float) -> float:
     r = hub.request_start(user, project)
     if r.status_code not in (201, 202):
         raise RuntimeError(f"spawn {user}/{project} refused: {r.status_code} {r.text}")
@@ -125,11 +141,14 @@ def main() -> int:
     hub = next(hub_gen)
     try:
         hub.ensure_user("alice")
-        seq = []
+        token = hub.user_token("alice")
+        seq, seq_ready = [], []
         for i in range(N):
-            seq.append(timed_spawn(hub, "alice", "proj-a"))
+            t0 = time.monotonic()
+            seq_ready.append(timed_spawn_from(hub, "alice", "proj-a", t0))
+            seq.append(answering(hub, "alice", "proj-a", token, t0))
             hub.stop("alice", "proj-a")
-            print(f"sequential {i + 1}/{N}: {seq[-1]:.2f} s")
+            print(f"sequential {i + 1}/{N}: ready {seq_ready[-1]:.2f} s, answering {seq[-1]:.2f} s")
         users = add_bench_users(hub)
         with ThreadPoolExecutor(N) as pool:
             futures = [pool.submit(timed_spawn, hub, u, "proj-c") for u in users]
@@ -153,6 +172,7 @@ def main() -> int:
         "floor_s": round(fl, 3),
         "sequential_median_s": round(statistics.median(seq), 3),
         "sequential_s": [round(t, 3) for t in seq],
+        "sequential_hub_ready_median_s": round(statistics.median(seq_ready), 3),
         "concurrent_all_ready": len(conc) == N,
         "concurrent_p95_s": round(p95(conc), 3),
         "concurrent_max_s": round(max(conc), 3),

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_hub import isolated_settings
+from tests.fixtures_hub import isolated_settings, issue_test_certificate
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 PATIENTS = 3_000
@@ -56,6 +56,7 @@ def stack(tmp_path_factory, docker_available) -> Iterator[Stack]:
 
     root = tmp_path_factory.mktemp("e2e") / "tre"
     settings = isolated_settings(root, "e2e")
+    issue_test_certificate(settings)  # before prepare(), which keeps a certificate that serves
     accounts = demo.prepare(settings, patients=PATIENTS)
     _seed_home(settings.home_dir(demo.DIABETES_PROJECT, demo.RESEARCHER))
     hub = HubProcess(settings)

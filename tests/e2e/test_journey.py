@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pyotp
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.e2e.conftest import Stack
 from tests.fixtures_browser import ARTIFACTS
+from tests.fixtures_hub import fresh_code
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 
@@ -57,7 +57,7 @@ class Person:
 
     @property
     def egress(self) -> str:
-        return f"{self.stack.url}/services/egress"
+        return self.stack.settings.service_url("egress").rstrip("/")
 
     def shot(self, name: str) -> None:
         Person.shots += 1
@@ -69,7 +69,7 @@ class Person:
         page.goto(f"{self.stack.url}/hub/login")
         page.locator("#username_input").fill(self.username)
         page.locator("#password_input").fill(account.password)
-        page.locator("input[name=otp], input[name='2fa']").fill(pyotp.TOTP(account.totp_secret).now())
+        page.locator("input[name=otp], input[name='2fa']").fill(fresh_code(account.totp_secret))
         self.shot("login")
         page.locator("#login_submit").click()
         page.wait_for_url("**/hub/home")
@@ -82,7 +82,8 @@ class Person:
         """Open a notebook in JupyterLab, Run All, and wait until `done()` sees its results on the host."""
         page = self.page
         # ?reset: a fresh layout with only this notebook open, so "Run All" can only mean this one.
-        page.goto(f"{self.stack.url}/user/{self.username}/{project}/lab/tree/{name}?reset")
+        origin = self.stack.settings.origin(self.username)  # every user's servers on an origin of their own
+        page.goto(f"{origin}/user/{self.username}/{project}/lab/tree/{name}?reset")
         page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=SPAWN_TIMEOUT_MS)
         # Run All before the kernel is up can be lost: wait for the toolbar's kernel, idle.
         page.wait_for_function(KERNEL_IDLE, timeout=SPAWN_TIMEOUT_MS)
@@ -179,8 +180,7 @@ def test_researcher_to_release_through_two_checkers(
 
     # 2. From the hub to the egress service: a request with three outputs and the notebook.
     page.goto(f"{stack.url}/hub/home")
-    page.get_by_role("button", name="Services").click()
-    page.get_by_role("link", name="egress", exact=True).click()
+    page.get_by_role("link", name="Release requests", exact=True).click()
     page.wait_for_url("**/services/egress/requests")
     page.get_by_label("Project").select_option(DIABETES_PROJECT)
     page.get_by_label("Title").fill("Complications and diabetes type by sex")

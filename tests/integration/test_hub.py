@@ -6,7 +6,6 @@ import json
 import stat
 import threading
 
-import httpx
 import pytest
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -19,7 +18,7 @@ def test_spawn_progress_messages(tre_hub):
     def follow() -> None:
         url = f"{tre_hub.url}/hub/api/users/alice/servers/proj-c/progress"
         headers = {"Authorization": f"token {tre_hub.token}"}
-        with httpx.stream("GET", url, headers=headers, timeout=120) as r:
+        with tre_hub.client(timeout=120) as c, c.stream("GET", url, headers=headers) as r:
             for line in r.iter_lines():
                 if line.startswith("data:"):
                     events.append(json.loads(line[5:]))
@@ -80,12 +79,12 @@ def test_bind_addresses(tre_hub):
 
 def test_home_page_lists_projects_as_named_servers(tre_hub, running):
     """bob sees exactly his open project, with a start link for the named server."""
-    import pyotp
 
     from tests.security.test_hub_auth import PASSWORD, login
 
-    with httpx.Client(base_url=tre_hub.url, timeout=30) as c:
-        assert login(c, "bob", PASSWORD, pyotp.TOTP(tre_hub.totp["bob"]).now())
+    with tre_hub.client(base_url=tre_hub.url) as c:
+        assert login(c, "bob", PASSWORD, tre_hub.code("bob"))
         page = c.get("/hub/home").text
     assert "Project proj-b" in page and "proj-a" not in page and "proj-closed" not in page
-    assert "/user/bob/proj-b/" in page  # running: an open link
+    assert f"{tre_hub.user_url('bob', 'proj-b')}" in page  # running: an open link, on bob's own origin
+    assert tre_hub.egress_url in page  # the way to release requests

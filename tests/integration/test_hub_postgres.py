@@ -11,8 +11,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-import httpx
-import pyotp
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -51,8 +49,8 @@ def test_hub_on_postgres_spawns_refuses_and_logs_in(pg_hub):
         assert r.status_code == 403
         assert hub.audit_events("workspace.refused", "proj-a")[-1][0] == "mallory"
         assert hub.audit_events("workspace.start", "proj-a")[-1][0] == "alice"
-        with httpx.Client(base_url=hub.url, timeout=30) as c:
-            assert login(c, "bob", PASSWORD, pyotp.TOTP(hub.totp["bob"]).now())
+        with hub.client(base_url=hub.url) as c:
+            assert login(c, "bob", PASSWORD, hub.code("bob"))
     finally:
         hub.stop("alice", "proj-a")
     engine = create_engine(hub_db)

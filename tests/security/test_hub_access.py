@@ -111,8 +111,9 @@ for path in ("/user", "/users", "/users/bob", "/users/bob/servers/proj-b", "/ser
     assert all(code in ("403", "404") for code in codes.values()), codes
     # Through the proxy (from the host; the workspace cannot even reach the proxy):
     headers = {"Authorization": f"token {token}"}
-    own = httpx.get(f"{tre_hub.url}/user/alice/proj-a/api/status", headers=headers, timeout=30)
-    other = httpx.get(f"{tre_hub.url}/user/bob/proj-b/api/status", headers=headers, timeout=30)
+    with tre_hub.client(headers=headers) as c:
+        own = c.get(f"{tre_hub.user_url('alice', 'proj-a')}api/status")
+        other = c.get(f"{tre_hub.user_url('bob', 'proj-b')}api/status")
     assert own.status_code == 200  # control
     assert other.status_code in (403, 404) or (
         other.status_code == 302 and "/bob/" not in other.headers["location"]
@@ -126,10 +127,11 @@ def test_downloads_through_the_proxy_refused(tre_hub, running):
     nb = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
     (home / "nb.ipynb").write_text(nb)
     headers = {"Authorization": f"token {tre_hub.user_token('alice')}"}
-    base = f"{tre_hub.url}/user/alice/proj-a"
+    base = tre_hub.user_url("alice", "proj-a").rstrip("/")
+    client = tre_hub.client(headers=headers, follow_redirects=False)
 
     def get(path: str) -> httpx.Response:
-        return httpx.get(base + path, headers=headers, timeout=30, follow_redirects=False)
+        return client.get(base + path)
 
     assert get("/api/contents/results.csv").status_code == 200  # control: token and path are right
     for path in (
@@ -140,8 +142,9 @@ def test_downloads_through_the_proxy_refused(tre_hub, running):
     ):
         r = get(path)
         assert r.status_code in (403, 404), (path, r.status_code)
-    r = httpx.post(f"{base}/api/terminals", headers=headers, timeout=30)
+    r = client.post(f"{base}/api/terminals")
     assert r.status_code in (403, 404), r.status_code
+    client.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 from hub import registry as reg
 from hub.kernel import audit
 from hub.kernel.audit import AuditEvent
-from hub.kernel.db import alembic_config, engine_for, session_scope, upgrade
+from hub.kernel.db import engine_for, session_scope, upgrade
 from hub.registry.models import Dataset, Membership, Project
 from hub.registry.permissions import NotAllowed
 from tests.fixtures_registry import ADMIN, CUSTODIAN, LEAD, RESEARCHER, future, write_cohort
@@ -19,15 +19,10 @@ from tests.fixtures_registry import ADMIN, CUSTODIAN, LEAD, RESEARCHER, future, 
 def test_upgrade_is_idempotent_and_matches_models(registry):
     from alembic import command
 
-    import egress.review.models  # noqa: F401 - every part's tables on one metadata
-    import hub.kernel.audit
-    import hub.registry.models  # noqa: F401
-    from hub.kernel.db import Base
+    from tests.fixtures_registry import schema_check_config
 
     upgrade(registry)
-    cfg = alembic_config(registry.db_url)
-    cfg.attributes["target_metadata"] = Base.metadata
-    command.check(cfg)  # raises if the models drifted from the migrations
+    command.check(schema_check_config(registry.db_url))  # raises if the models drifted from the migrations
 
 
 def test_sqlite_connections_use_wal_and_foreign_keys(registry):
@@ -291,3 +286,16 @@ def test_registry_database_is_private_from_the_start(tmp_path):
     engine.dispose()
     assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_names_cannot_make_container_names_or_origins_ambiguous():
+    """`tre-<user>--<project>` must name one workspace, and no user may take a service's origin
+    (JupyterHub serves service X at X--service.<domain>): no slug holds "--"."""
+    from hub.registry.vocabulary import is_slug
+    from hub.workspaces.spawner import SAFE_NAME
+
+    # (user "ann", project "b--c") and (user "ann--b", project "c") would both be tre-ann--b--c
+    for name in ("ann--b", "b--c", "egress--service", "portal--service"):
+        assert not is_slug(name) and not SAFE_NAME.match(name)
+    for name in ("ann", "diabetes-outcomes", "a-b-c"):
+        assert is_slug(name) and SAFE_NAME.match(name)

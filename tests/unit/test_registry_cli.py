@@ -327,7 +327,9 @@ def test_first_user_must_be_admin(tre_root):
     assert result.exit_code == 1 and "first user must be an administrator" in result.stderr
 
 
-@pytest.mark.parametrize("name", ["Bad", "a", "ab-", "9lives", "under_score", "x" * 41, "white space"])
+@pytest.mark.parametrize(
+    "name", ["Bad", "a", "ab-", "9lives", "under_score", "x" * 41, "white space", "egress--service", "a--b"]
+)
 def test_invalid_slugs_refused(cli_world, name):
     refused("user", "add", name, match="invalid user name")
     refused(

@@ -24,6 +24,10 @@ c.ServerApp.max_body_size = _max_upload + 1024 * 1024  # room for the JSON envel
 c.ServerApp.max_buffer_size = _max_upload + 1024 * 1024
 # No trash: the root filesystem is read-only and a home trash would just keep deleted data.
 c.FileContentsManager.delete_to_trash = False
+# Notebook trust lives in memory, with a key per server start: Jupyter's data directory (where the
+# database and the key would go) is read-only, in the image.
+c.NotebookNotary.db_file = ":memory:"
+c.NotebookNotary.secret = os.urandom(32)
 
 # The workspace has no internet: do not ask for news, updates or extension listings.
 c.LabApp.news_url = None
