@@ -53,3 +53,18 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+
+
+def sign_in(browser: Any, hub: Any, username: str) -> tuple[Any, Any]:
+    """`username` in a browser of their own, signed in to the hub with password and TOTP code."""
+    from tests.fixtures_hub import PASSWORD
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{hub.url}/hub/login")
+    page.locator("#username_input").fill(username)
+    page.locator("#password_input").fill(PASSWORD)
+    page.locator("input[name=otp]").fill(hub.code(username))
+    page.locator("#login_submit").click()
+    page.wait_for_url("**/hub/home")
+    return context, page

@@ -180,6 +180,32 @@ class Hub:
             return [(e.actor, e.details) for e in rows.scalars()]
 
 
+def own_workspace(hub: Hub, name: str, start: bool = True, **limits: Any) -> tuple[str, str, str]:
+    """A fresh user `<name>-user` with a project of their own `<name>-project` (approved grant,
+    published release, a hub login, the given project limits), started unless `start` is False.
+    Returns (user, project, grant id)."""
+    from hub import registry as reg
+    from hub.kernel.db import session_scope
+    from hub.workspaces.login import create_login
+    from tests.fixtures_registry import ADMIN, CUSTODIAN, LEAD, publish_release
+
+    user, project = f"{name}-user", f"{name}-project"
+    with session_scope(hub.settings) as s:
+        reg.add_user(s, ADMIN, user, name.title())
+        reg.create_project(s, ADMIN, project, f"Project {name}", LEAD, datetime.now(UTC) + timedelta(days=30))
+        reg.add_member(s, LEAD, project, user)
+        if limits:
+            reg.set_project_limits(s, ADMIN, project, **limits)
+        grant = reg.request_grant(s, LEAD, project, "diabetes", {"patients": ["*"]})
+        reg.decide_grant(s, CUSTODIAN, grant.id, approve=True)
+        grant_id = grant.id
+    publish_release(hub.settings, project)
+    hub.totp[user] = create_login(user, PASSWORD, hub.settings)
+    if start:
+        hub.start(user, project)
+    return user, project, grant_id
+
+
 def docker_exec(
     container: str, *cmd: str, user: str = "1000:1000", timeout: float = 30, stdin: str | None = None
 ):
@@ -285,6 +311,7 @@ def isolated_settings(root: Path, name: str, **overrides: Any) -> Any:
         proxy_api_port_override=free_port(),
         egress_port=free_port(),
         hub_port=free_port(),
+        guard_port=free_port(),
         container_prefix=f"tre{suffix}",
         **overrides,
     )
@@ -365,6 +392,19 @@ def probe_tcp(container: str, targets: list[tuple[str, int]]) -> list[str]:
     r = docker_exec(container, "python3", "-c", PROBE, json.dumps(targets), timeout=60)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
+
+
+TCP_PROBE = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)"
+
+
+def tcp_from_host(settings: Any, host: str, port: int, as_guard: bool) -> subprocess.CompletedProcess:
+    """Connect from a host process, as root (any host process) or in the guard's group (the guard)."""
+    from hub.host.network import guard_gid
+
+    cmd = ["python3", "-c", TCP_PROBE, host, str(port)]
+    if as_guard:
+        cmd = ["setpriv", f"--regid={guard_gid(settings)}", "--clear-groups", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
 
 
 def host_tcp(host: str, port: int, timeout: float = 2.0) -> bool:

@@ -141,7 +141,9 @@ def schema_check_config(url: str):
     """An Alembic config that knows every part's models, for `alembic check` against the migrations
     (the kernel's env.py imports none of them)."""
     import egress.review.models  # noqa: F401 - each part registers its tables on the one Base
+    import hub.guard.store
     import hub.kernel.audit
+    import hub.kernel.codelog
     import hub.registry.models  # noqa: F401
     from hub.kernel.db import Base, alembic_config
 

@@ -25,8 +25,10 @@ from egress.review.errors import BadInput, Denied
 from egress.review.facts import active_files, actor_in, is_admin, load_file, load_request, permitted
 from egress.review.models import EgressComment, EgressFile, EgressRequest, EgressReview
 from egress.review.storage import Entry, list_workspace, open_workspace_file
+from hub.kernel import codelog
 from hub.kernel.audit import AuditEvent
 from hub.kernel.audit_actions import AuditAction as A
+from hub.kernel.clock import utcnow
 from hub.registry.access import project_roles
 from hub.registry.models import Membership, Project, User
 from hub.registry.vocabulary import Role
@@ -37,6 +39,9 @@ VIEW_CACHE_SECONDS = 60.0
 VIEW_CACHE_SIZE = 4096
 LIST_LIMIT = 200
 AUDIT_LIMIT = 500
+
+
+CODE_RUNS_SHOWN = 500  # the newest, on a request's page; `tre audit code` has them all
 
 
 class ListScope(StrEnum):
@@ -232,6 +237,44 @@ class EgressQueries:
             },
             "can": sorted(a.value for a in wf.RequestAction if wf.may(a, actor, facts)),
             "roles": sorted(actor.roles),
+            "code_log": self._author_code(s, req),
+        }
+
+    def _author_code(self, s: Session, req: EgressRequest) -> dict[str, Any]:
+        """The code the author ran in the project (the guard's code log) for this request's period:
+        from their previous submission in the project (or the project's start) to this submission
+        (to now, for a draft)."""
+        until = req.submitted_at or utcnow()
+        previous = s.execute(
+            select(func.max(EgressRequest.submitted_at)).where(
+                EgressRequest.author == req.author,
+                EgressRequest.project_slug == req.project_slug,
+                EgressRequest.id != req.id,
+                EgressRequest.submitted_at < until,
+            )
+        ).scalar()
+        since = (
+            previous or s.execute(select(Project.created_at).where(Project.slug == req.project_slug)).scalar()
+        )
+        runs = codelog.search(
+            s, username=req.author, project=req.project_slug, since=since, until=until, limit=CODE_RUNS_SHOWN
+        )
+        total = s.execute(
+            select(func.count(codelog.CodeRun.id)).where(
+                codelog.CodeRun.username == req.author,
+                codelog.CodeRun.project == req.project_slug,
+                codelog.CodeRun.time >= since,
+                codelog.CodeRun.time <= until,
+            )
+        ).scalar_one()
+        return {
+            "since": _iso(since),
+            "until": _iso(until),
+            "total": total,
+            "runs": [
+                {"time": _iso(r.time), "kernel": r.kernel_id[:8], "kind": r.kind, "code": r.code}
+                for r in runs
+            ],
         }
 
     @refusals_audited(A.EGRESS_REFUSED_VIEW, "egress_file")

@@ -16,6 +16,7 @@ from hub.cli import (
     demo,
     egress,
     grant,
+    guard,
     hub_cmd,
     images,
     network,
@@ -39,6 +40,7 @@ app.add_typer(catalog.app, name="catalog")
 app.add_typer(demo.app, name="demo")
 app.add_typer(images.app, name="images")
 app.add_typer(network.app, name="network")
+app.add_typer(guard.app, name="guard")
 app.add_typer(tls.app, name="tls")
 app.add_typer(egress.app, name="egress")
 app.command("hub")(hub_cmd.hub)

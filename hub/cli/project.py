@@ -260,21 +260,40 @@ def set_limits(
     mem: Annotated[str | None, typer.Option("--mem", help="Memory, e.g. 4g.")] = None,
     cpu: Annotated[float | None, typer.Option("--cpu", help="CPU cores.")] = None,
     pids: Annotated[int | None, typer.Option("--pids", help="Process limit.")] = None,
+    read_bytes: Annotated[
+        int | None, typer.Option("--read-bytes", help="Largest file the browser may read (bytes).")
+    ] = None,
+    daily_bytes: Annotated[
+        int | None,
+        typer.Option("--daily-bytes", help="Bytes per user per UTC day the workspace may send the browser."),
+    ] = None,
     actor: Annotated[str | None, ActorOption] = None,
     as_json: Annotated[bool, JsonOption] = False,
 ) -> None:
-    """Override the workspace resource limits of a project (administrators only)."""
+    """Override the workspace limits of a project: resources and the guard's (administrators only)."""
     from hub import registry
 
     with registry_session() as s:
         row = project_row(
-            registry.set_project_limits(s, acting_user(actor), slug, mem=mem, cpu=cpu, pids=pids)
+            registry.set_project_limits(
+                s,
+                acting_user(actor),
+                slug,
+                mem=mem,
+                cpu=cpu,
+                pids=pids,
+                read_bytes=read_bytes,
+                daily_bytes=daily_bytes,
+            )
         )
     if as_json:
         print_json(row)
     else:
         lim = row["limits"]
-        console.print(f"{slug} limits: mem {lim['mem']}, cpu {lim['cpu']}, pids {lim['pids']}")
+        console.print(
+            f"{slug} limits: mem {lim['mem']}, cpu {lim['cpu']}, pids {lim['pids']}, "
+            f"browser reads up to {lim['read_bytes']} bytes, {lim['daily_bytes']} bytes a day"
+        )
 
 
 def _sdc_value(text: str) -> Any:

@@ -11,10 +11,15 @@ chain hooked into INPUT accepts replies to connections the hub opened (the hub r
 and new TCP connections to the hub API on the bridge gateway address; everything else from the
 bridge is dropped (the egress service, SSH, the proxy, DNS, ...). Forwarded traffic from or to the
 bridge is dropped in DOCKER-USER as a second line behind Docker's own internal-network rules.
+
+A second chain, hooked into OUTPUT, decides what on the host may open connections *to* the bridge:
+only processes of the guard's group (TRE_GUARD_GROUP). So every browser byte to or from a workspace
+passes the guard: not the proxy, not the hub, not another host process.
 """
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import shutil
 import subprocess
@@ -43,10 +48,15 @@ class NetworkPlan:
     subnet: str
     gateway: str
     hub_port: int
+    guard_gid: int | None  # None: the guard's group does not exist yet (setup creates it)
 
     @property
     def chain(self) -> str:
         return f"TRE-{self.bridge}"[:CHAIN_MAX]
+
+    @property
+    def out_chain(self) -> str:
+        return f"TREO-{self.bridge}"[:CHAIN_MAX]
 
     @property
     def docker_options(self) -> dict[str, str]:
@@ -65,10 +75,20 @@ class NetworkPlan:
             ["-j", "DROP"],
         ]
 
+    def out_rules(self) -> list[list[str]]:
+        """The rules of the OUTPUT chain (as `iptables -S` prints them): only the guard connects."""
+        return [
+            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+            ["-m", "owner", "--gid-owner", str(self.guard_gid), "-j", "ACCEPT"],
+            ["-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"],
+            ["-j", "REJECT", "--reject-with", "icmp-port-unreachable"],
+        ]
+
     def hooks(self) -> list[tuple[str, list[str]]]:
         """(chain, rule) pairs that send the bridge's traffic to our rules."""
         return [
             ("INPUT", ["-i", self.bridge, "-j", self.chain]),
+            ("OUTPUT", ["-o", self.bridge, "-j", self.out_chain]),
             (self.forward_chain, ["-i", self.bridge, "-j", "DROP"]),
             (self.forward_chain, ["-o", self.bridge, "-j", "DROP"]),
         ]
@@ -79,10 +99,32 @@ class NetworkPlan:
         return "DOCKER-USER" if _iptables_ok(["-S", "DOCKER-USER"]) else "FORWARD"
 
 
+def guard_gid(settings: Settings) -> int | None:
+    """The guard's group id (the only one whose processes may connect to workspaces), if it exists."""
+    try:
+        return grp.getgrnam(settings.guard_group).gr_gid
+    except KeyError:
+        return None
+
+
 def plan(settings: Settings) -> NetworkPlan:
     net = ipaddress.ip_network(settings.subnet, strict=True)
     gateway = str(next(net.hosts()))
-    return NetworkPlan(settings.network, settings.bridge, str(net), gateway, settings.hub_port)
+    return NetworkPlan(
+        settings.network, settings.bridge, str(net), gateway, settings.hub_port, guard_gid(settings)
+    )
+
+
+def _ensure_guard_group(settings: Settings) -> int:
+    gid = guard_gid(settings)
+    if gid is None:
+        result = subprocess.run(
+            ["groupadd", "--system", settings.guard_group], capture_output=True, text=True, check=False
+        )
+        gid = guard_gid(settings)
+        if gid is None:
+            raise NetworkError(f"could not create the group {settings.guard_group}: {result.stderr.strip()}")
+    return gid
 
 
 def gateway_ip(settings: Settings) -> str:
@@ -125,6 +167,18 @@ def _chain_rules_now(chain: str) -> list[str] | None:
 
 def _expected_chain_rules(p: NetworkPlan) -> list[str]:
     return [" ".join(["-A", p.chain, *rule]) for rule in p.chain_rules()]
+
+
+def _expected_out_rules(p: NetworkPlan) -> list[str]:
+    return [" ".join(["-A", p.out_chain, *rule]) for rule in p.out_rules()]
+
+
+def _own_chains(p: NetworkPlan) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(chain, expected `-S` lines, rules) of each chain the TRE owns."""
+    return [
+        (p.chain, _expected_chain_rules(p), p.chain_rules()),
+        (p.out_chain, _expected_out_rules(p), p.out_rules()),
+    ]
 
 
 # --- Docker ---------------------------------------------------------------------------------------
@@ -188,12 +242,15 @@ def status(settings: Settings) -> Status:
         st.problems.append(str(exc))
     if not bridge_has_gateway(p):
         st.problems.append(f"bridge {p.bridge} does not carry the gateway address {p.gateway}")
+    if p.guard_gid is None:
+        st.problems.append(f"the guard's group {settings.guard_group} does not exist")
     try:
-        rules = _chain_rules_now(p.chain)
-        if rules is None:
-            st.problems.append(f"iptables chain {p.chain} does not exist")
-        elif rules != _expected_chain_rules(p):
-            st.problems.append(f"iptables chain {p.chain} differs from the expected rules")
+        for chain, expected, _ in _own_chains(p):
+            rules = _chain_rules_now(chain)
+            if rules is None:
+                st.problems.append(f"iptables chain {chain} does not exist")
+            elif rules != expected:
+                st.problems.append(f"iptables chain {chain} differs from the expected rules")
         for chain, rule in p.hooks():
             if not _iptables_ok(["-C", chain, *rule]):
                 st.problems.append(f"iptables rule missing in {chain}: {' '.join(rule)}")
@@ -204,6 +261,7 @@ def status(settings: Settings) -> Status:
 
 def setup(settings: Settings) -> list[str]:
     """Create what is missing and fix what drifted; return one line per thing done or checked."""
+    _ensure_guard_group(settings)
     p = plan(settings)
     client = _docker()
     done: list[str] = []
@@ -234,16 +292,21 @@ def setup(settings: Settings) -> list[str]:
     if not bridge_has_gateway(p):
         raise NetworkError(f"bridge {p.bridge} has no address {p.gateway} after setup; check `ip addr`")
 
-    # The chain is rebuilt in place (flush + append) so rule drift is repaired; hooks are added once.
-    if _chain_rules_now(p.chain) is None:
-        _iptables_must(["-N", p.chain])
-    if _chain_rules_now(p.chain) != _expected_chain_rules(p):
-        _iptables_must(["-F", p.chain])
-        for rule in p.chain_rules():
-            _iptables_must(["-A", p.chain, *rule])
+    # Chains are rebuilt in place (flush + append) so rule drift is repaired; hooks are added once.
+    for chain, expected, rules in _own_chains(p):
+        if _chain_rules_now(chain) is None:
+            _iptables_must(["-N", chain])
+        if _chain_rules_now(chain) != expected:
+            _iptables_must(["-F", chain])
+            for rule in rules:
+                _iptables_must(["-A", chain, *rule])
     done.append(
         f"iptables chain {p.chain}: from {p.bridge} accept replies and tcp to {p.gateway}:{p.hub_port} "
         "(hub API), drop everything else"
+    )
+    done.append(
+        f"iptables chain {p.out_chain}: to {p.bridge} only the guard (group {settings.guard_group}, "
+        f"gid {p.guard_gid}) opens connections"
     )
     for chain, rule in p.hooks():
         if not _iptables_ok(["-C", chain, *rule]):
@@ -274,8 +337,9 @@ def teardown(settings: Settings) -> list[str]:
         while _iptables_ok(["-C", chain, *rule]):
             _iptables_must(["-D", chain, *rule])
             done.append(f"iptables {chain}: removed {' '.join(rule)}")
-    if _chain_rules_now(p.chain) is not None:
-        _iptables_must(["-F", p.chain])
-        _iptables_must(["-X", p.chain])
-        done.append(f"iptables chain {p.chain}: removed")
+    for chain, _, _ in _own_chains(p):
+        if _chain_rules_now(chain) is not None:
+            _iptables_must(["-F", chain])
+            _iptables_must(["-X", chain])
+            done.append(f"iptables chain {chain}: removed")
     return done

@@ -42,6 +42,11 @@ class AuditAction(StrEnum):
     WORKSPACE_REFUSED = "workspace.refused"
     WORKSPACE_STOP = "workspace.stop"  # stopped because access was withdrawn or its data purged
     PROJECT_HOMES_PURGE = "project.homes_purge"  # a closed project's homes deleted
+    # The guard on the browser channel: refusals (route, content, malformed kernel message), the
+    # first cut of the day when a workspace's byte budget runs out, and uploads into a workspace.
+    GUARD_REFUSED = "guard.refused"
+    GUARD_BUDGET_CUT = "guard.budget_cut"
+    GUARD_UPLOAD = "guard.upload"
     # egress: requests, files, reviews, releases
     EGRESS_REQUEST_CREATE = "egress.request.create"
     EGRESS_REQUEST_SUBMIT = "egress.request.submit"

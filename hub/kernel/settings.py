@@ -65,6 +65,10 @@ class Settings:
     # configurable-http-proxy's API on 127.0.0.1 (None: the public port + 1).
     proxy_api_port_override: int | None = _setting("TRE_PROXY_API_PORT", None, int)
     egress_port: int = _setting("TRE_EGRESS_PORT", 8090, int)
+    # The guard: every browser request to a workspace passes it, on 127.0.0.1:<guard_port>. Only
+    # processes of guard_group may open connections to the workspaces (the host firewall).
+    guard_port: int = _setting("TRE_GUARD_PORT", 8095, int)
+    guard_group: str = _setting("TRE_GUARD_GROUP", "tre-guard")
     releases_to_keep: int = _setting("TRE_RELEASES_TO_KEEP", 2, int)
     egress_max_file_bytes: int = _setting("TRE_EGRESS_MAX_FILE_BYTES", 100 * 1024 * 1024, int)
     # Largest file a browser upload may create in a workspace.

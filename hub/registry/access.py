@@ -21,7 +21,15 @@ from hub.registry.models import Grant, Membership, Project, User
 from hub.registry.permissions import ProjectState, grant_is_active, project_is_open, project_problem
 from hub.registry.vocabulary import MEMBER_ROLES, GrantStatus, Role
 
-DEFAULT_LIMITS: dict[str, Any] = {"mem": "2g", "cpu": 1.0, "pids": 256}
+# Container resources, and what the guard lets the browser have: the largest file it may read
+# (bytes) and the bytes per user per UTC day the workspace may send it.
+DEFAULT_LIMITS: dict[str, Any] = {
+    "mem": "2g",
+    "cpu": 1.0,
+    "pids": 256,
+    "read_bytes": 2_000_000,
+    "daily_bytes": 50_000_000,
+}
 
 
 class AccessDenied(Exception):
@@ -33,6 +41,8 @@ class Limits:
     mem: str = DEFAULT_LIMITS["mem"]
     cpu: float = DEFAULT_LIMITS["cpu"]
     pids: int = DEFAULT_LIMITS["pids"]
+    read_bytes: int = DEFAULT_LIMITS["read_bytes"]
+    daily_bytes: int = DEFAULT_LIMITS["daily_bytes"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,13 @@ class WorkspacePermit:
 
 def project_limits(project: Project) -> Limits:
     merged = {**DEFAULT_LIMITS, **(project.limits or {})}
-    return Limits(mem=str(merged["mem"]), cpu=float(merged["cpu"]), pids=int(merged["pids"]))
+    return Limits(
+        mem=str(merged["mem"]),
+        cpu=float(merged["cpu"]),
+        pids=int(merged["pids"]),
+        read_bytes=int(merged["read_bytes"]),
+        daily_bytes=int(merged["daily_bytes"]),
+    )
 
 
 def roles_in(session: Session, user: User, project: Project) -> set[Role]:

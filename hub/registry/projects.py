@@ -41,6 +41,10 @@ def _validate_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
             if not 16 <= int(value) <= 65536:
                 raise RegistryError(f"invalid pids limit {value!r}: use a whole number between 16 and 65536")
             out["pids"] = int(value)
+        elif key in ("read_bytes", "daily_bytes"):
+            if not 1000 <= int(value) <= 10**12:
+                raise RegistryError(f"invalid {key} {value!r}: use a number of bytes of at least 1000")
+            out[key] = int(value)
         else:
             raise RegistryError(f"unknown limit {key!r}: use {', '.join(DEFAULT_LIMITS)}")
     return out

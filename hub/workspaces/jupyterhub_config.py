@@ -68,6 +68,12 @@ def _services(settings: Settings) -> tuple[list[dict], list[dict]]:
             "environment": settings.to_env(),
         },
         {
+            # Every browser request to a workspace passes the guard (hub.guard); no API scopes.
+            "name": "tre-guard",
+            "command": [sys.executable, "-m", "hub.guard"],
+            "environment": settings.to_env(),
+        },
+        {
             "name": "idle-culler",
             "command": [
                 sys.executable,

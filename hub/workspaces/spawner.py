@@ -10,6 +10,10 @@ registry's message and an audit event. What the container gets comes only from t
 - uid 1000, all capabilities dropped, no-new-privileges, read-only root, a small noexec /tmp,
   pids / memory / CPU limits, IPv6 off, the internal workspace network (refused when the network or
   its firewall is not in place).
+
+The hub is told the server is at the guard (hub.guard), which reaches the container: the proxy's
+route, the hub's own checks and every browser request pass it, and no workspace starts while the
+guard is not answering.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Unicode, default
@@ -226,18 +231,35 @@ class TRESpawner(WithTRESettings, DockerSpawner):
             env["TRE_RELEASE"] = str(permit.release_number)
         return env
 
-    async def _wait_listening(self, ip: str, port: int) -> None:
-        """Poll the server's port every 50 ms: the hub's own readiness check backs off exponentially
-        (0.2, 0.4, ... 3.2 s), which would add seconds to every start. It runs right after this."""
+    @property
+    def _guard(self) -> str:
+        return f"http://127.0.0.1:{self.tre_settings.guard_port}"
+
+    async def _check_guard(self) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=3) as client:
+                ok = (await client.get(f"{self._guard}/_guard/health")).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        if not ok:
+            self.log.error("the guard is not answering on %s", self._guard)
+            raise refusal(
+                503,
+                "The TRE's guard is not running, so no workspace can start. An administrator must "
+                "check the hub's log (the tre-guard service).",
+            )
+
+    async def _wait_answering(self) -> None:
+        """Poll the server through the guard every 50 ms: the hub's own readiness check backs off
+        exponentially (0.2, 0.4, ... 3.2 s), which would add seconds to every start."""
+        url = f"{self._guard}/user/{self.user.name}/{self.name}/api"
         deadline = asyncio.get_running_loop().time() + self.http_timeout
-        while asyncio.get_running_loop().time() < deadline:
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=1)
-            except (OSError, TimeoutError):
+        async with httpx.AsyncClient(timeout=2) as client:
+            while asyncio.get_running_loop().time() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(url)).status_code < 500:
+                        return
                 await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            return
 
     async def start(self):
         # Stored options are replayed on restart and come from the user: never let them choose anything.
@@ -246,6 +268,7 @@ class TRESpawner(WithTRESettings, DockerSpawner):
         try:
             self._emit(10, "Checking your access to this project…")
             await self._check_network()
+            await self._check_guard()
             permit = await self._check_permit()
             self._emit(30, f"Mounting release {permit.release_number} of {permit.project_slug} read-only…")
             if not permit.release_dir.is_dir():
@@ -253,9 +276,9 @@ class TRESpawner(WithTRESettings, DockerSpawner):
             await asyncio.to_thread(self._prepare_home, permit.home_dir)
             self._apply_permit(permit)
             self._emit(50, "Starting your workspace container…")
-            ip, port = await super().start()
+            await super().start()
             self._emit(80, "Waiting for JupyterLab…")
-            await self._wait_listening(ip, port)
-            return ip, port
+            await self._wait_answering()
+            return "127.0.0.1", self.tre_settings.guard_port
         finally:
             self._finish_events()

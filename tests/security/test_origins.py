@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures_browser import sign_in
 from tests.fixtures_hub import PASSWORD, Hub, docker_exec, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.e2e]
@@ -130,14 +131,7 @@ def review(tre_hub, running) -> Iterator[tuple[int, int]]:
 
 def signed_in_checker(browser, hub: Hub):
     """The checker in their own browser, signed in to the hub and to the egress service."""
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(f"{hub.url}/hub/login")
-    page.locator("#username_input").fill(CHECKER)
-    page.locator("#password_input").fill(PASSWORD)
-    page.locator("input[name=otp]").fill(hub.code(CHECKER))
-    page.locator("#login_submit").click()
-    page.wait_for_url("**/hub/home")
+    context, page = sign_in(browser, hub, CHECKER)
     page.goto(f"{hub.egress_url}queue")
     page.get_by_text("Counts by region").wait_for()  # the egress session works
     return context, page

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import update
 
-from tests.fixtures_hub import Hub, hub_of_its_own
+from tests.fixtures_hub import Hub, hub_of_its_own, own_workspace
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 DEADLINE = 60  # seconds: what the TRE promises
@@ -27,21 +27,8 @@ def hub(tmp_path_factory, hub_image) -> Iterator[Hub]:
 
 
 def running_workspace(hub: Hub, name: str) -> tuple[str, str, str]:
-    """A fresh user with a project of their own (approved grant, published release), started."""
-    from hub import registry as reg
-    from hub.kernel.db import session_scope
-    from tests.fixtures_registry import ADMIN, CUSTODIAN, LEAD, publish_release
-
-    user, project = f"{name}-user", f"{name}-project"
-    with session_scope(hub.settings) as s:
-        reg.add_user(s, ADMIN, user, name.title())
-        reg.create_project(s, ADMIN, project, f"Project {name}", LEAD, datetime.now(UTC) + timedelta(days=30))
-        reg.add_member(s, LEAD, project, user)
-        grant = reg.request_grant(s, LEAD, project, "diabetes", {"patients": ["*"]})
-        reg.decide_grant(s, CUSTODIAN, grant.id, approve=True)
-        grant_id = grant.id
-    publish_release(hub.settings, project)
-    hub.start(user, project)
+    """A fresh user with a project of their own, started, with work in the home."""
+    user, project, grant_id = own_workspace(hub, name)
     (hub.settings.home_dir(project, user) / "analysis.py").write_text("print('work in progress')\n")
     return user, project, grant_id
 

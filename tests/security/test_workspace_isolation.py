@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from tests.fixtures_hub import docker_exec, docker_inspect, host_tcp, probe_tcp
+from tests.fixtures_hub import docker_exec, docker_inspect, host_tcp, probe_tcp, tcp_from_host
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -158,7 +158,8 @@ print(resolve(sys.argv[1])); print(resolve(sys.argv[2]))
 def test_other_workspaces_unreachable(tre_hub, running):
     network = tre_hub.settings.network
     alice_ip, bob_ip = _ip(running["alice"], network), _ip(running["bob"], network)
-    assert host_tcp(bob_ip, 8888)  # control: bob's server is up and reachable from the hub's host
+    # Control: bob's server is up, and reachable from the host by the guard (only by the guard).
+    assert tcp_from_host(tre_hub.settings, bob_ip, 8888, as_guard=True).returncode == 0
     own, other = probe_tcp(running["alice"], [(alice_ip, 8888), (bob_ip, 8888)])
     assert own == "open"  # control: the probe reaches a server on the same bridge (its own)
     assert other != "open", "alice's workspace reached bob's server"

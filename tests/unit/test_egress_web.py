@@ -153,3 +153,31 @@ def test_notebook_image_and_parquet_render(web):
     assert '<th scope="col">region</th>' in pq_page and ">30<" in pq_page
     lead = client(LEAD).get(P + "/project")
     assert lead.status_code == 200
+
+
+def test_checkers_see_the_authors_code_for_the_requests_period(web):
+    from datetime import timedelta
+
+    from hub.kernel import codelog
+    from hub.kernel.clock import utcnow
+    from hub.kernel.db import session_scope
+
+    eg, _, client = web
+
+    def ran(code: str, user: str = AUTHOR, minutes_ago: float = 0) -> None:
+        with session_scope(eg.settings) as s:
+            when = utcnow() - timedelta(minutes=minutes_ago)
+            codelog.append(s, [codelog.Run(when, user, PROJECT, "k" * 36, "s", code[:10], "execute", code)])
+
+    ran("before_the_first_request = 1")
+    first, _ = eg.submitted()
+    ran("import pandas as pd\ncounts = pd.read_parquet('/data/patients.parquet').groupby('region').size()")
+    ran("someone_else = 1", user=CHECKER1)
+    second, _ = eg.submitted()
+    ran("after_submission = 1")
+    page = client(CHECKER1).get(P + f"/requests/{second}").text
+    assert "Code run by the author" in page and "1 run" in page
+    assert "groupby(&#39;region&#39;)" in page or "groupby('region')" in page
+    for absent in ("before_the_first_request", "someone_else", "after_submission"):
+        assert absent not in page, absent
+    assert "before_the_first_request" in client(CHECKER1).get(P + f"/requests/{first}").text

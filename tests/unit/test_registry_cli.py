@@ -226,7 +226,18 @@ def test_optout_dataset(cli_world, tmp_path):
 
 def test_project_status_and_limits(cli_world):
     row = ok_json("project", "set-limits", "diab-study", "--mem", "4g", "--cpu", "2")
-    assert row["limits"] == {"mem": "4g", "cpu": 2.0, "pids": 256}
+    assert row["limits"] == {
+        "mem": "4g",
+        "cpu": 2.0,
+        "pids": 256,
+        "read_bytes": 2_000_000,
+        "daily_bytes": 50_000_000,
+    }
+    guard = ok_json(
+        "project", "set-limits", "diab-study", "--read-bytes", "500000", "--daily-bytes", "10000000"
+    )
+    assert (guard["limits"]["read_bytes"], guard["limits"]["daily_bytes"]) == (500_000, 10_000_000)
+    refused("project", "set-limits", "diab-study", "--daily-bytes", "10", match="at least 1000")
     assert ok_json("project", "suspend", "diab-study", "--reason", "audit")["status"] == "suspended"
     refused("grant", "request", "diab-study", "diabetes", "-c", "patients=*", actor="lead", match="suspended")
     assert ok_json("project", "resume", "diab-study")["status"] == "active"
