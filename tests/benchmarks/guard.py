@@ -49,7 +49,13 @@ def p99(values: list[float]) -> float:
 
 def execute_request(code: str) -> wire.Message:
     header = {"msg_id": uuid.uuid4().hex, "msg_type": "execute_request", "session": "bench", "version": "5.3"}
-    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False}
+    content = {
+        "code": code,
+        "silent": False,
+        "store_history": False,
+        "user_expressions": {},
+        "allow_stdin": False,
+    }
     return wire.Message("shell", header, {}, content)
 
 
@@ -58,8 +64,8 @@ class Kernel:
 
     def __init__(self, base: str, token: str, kernel_id: str) -> None:
         url = base.replace("http://", "ws://") + f"api/kernels/{kernel_id}/channels"
-        self.ws = connect(url, subprotocols=[wire.V1], additional_headers={"Authorization": f"token {token}"},
-                          max_size=None)
+        auth = {"Authorization": f"token {token}"}
+        self.ws = connect(url, subprotocols=[wire.V1], additional_headers=auth, max_size=None)
 
     def run(self, code: str) -> float:
         msg = execute_request(code)
@@ -67,7 +73,10 @@ class Kernel:
         self.ws.send(wire.serialize(msg, wire.V1))
         while True:
             reply = wire.parse(self.ws.recv(timeout=120), wire.V1)
-            if reply.msg_type == "execute_reply" and reply.parent_header.get("msg_id") == msg.header["msg_id"]:
+            if (
+                reply.msg_type == "execute_reply"
+                and reply.parent_header.get("msg_id") == msg.header["msg_id"]
+            ):
                 return time.perf_counter() - t0
 
     def close(self) -> None:
@@ -92,8 +101,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def notebook_of(size: int) -> str:
-    cell = {"cell_type": "code", "source": "x = 1", "metadata": {}, "execution_count": 1,
-            "outputs": [{"output_type": "stream", "name": "stdout", "text": "y" * 1000 + "\n"}]}
+    cell = {
+        "cell_type": "code",
+        "source": "x = 1",
+        "metadata": {},
+        "execution_count": 1,
+        "outputs": [{"output_type": "stream", "name": "stdout", "text": "y" * 1000 + "\n"}],
+    }
     cells = [cell] * (size // 1100)
     return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 
@@ -114,11 +128,15 @@ def main() -> int:
         hub.start(user, project)
         token = hub.user_token(user)
         settings = hub.settings
-        ip = docker_inspect(hub.container(user, project))["NetworkSettings"]["Networks"][settings.network]["IPAddress"]
+        networks = docker_inspect(hub.container(user, project))["NetworkSettings"]["Networks"]
+        ip = networks[settings.network]["IPAddress"]
         os.setgroups([])
         os.setgid(guard_gid(settings))  # as the guard: the firewall lets this process reach the server
         prefix = f"/user/{user}/{project}/"
-        ways = {"guard": f"http://127.0.0.1:{settings.guard_port}{prefix}", "direct": f"http://{ip}:8888{prefix}"}
+        ways = {
+            "guard": f"http://127.0.0.1:{settings.guard_port}{prefix}",
+            "direct": f"http://{ip}:8888{prefix}",
+        }
         headers = {"Authorization": f"token {token}"}
         home = settings.home_dir(project, user)
         (home / "big.ipynb").write_text(notebook_of(1_000_000))
@@ -145,8 +163,10 @@ def main() -> int:
                     assert r.status_code == 200, (way, r.status_code, r.text[:200])
                     opens[way].append(time.perf_counter() - t0)
 
-            ids = [client.post(ways["guard"] + "api/kernels", json={"name": "python3"}).json()["id"]
-                   for _ in range(KERNELS)]
+            ids = [
+                client.post(ways["guard"] + "api/kernels", json={"name": "python3"}).json()["id"]
+                for _ in range(KERNELS)
+            ]
             streams = [Kernel(ways["guard"], token, i) for i in ids]
             for k in streams:
                 k.run("1")  # started and connected
@@ -179,14 +199,17 @@ def main() -> int:
     }
     result["cell_median_ratio"] = round(result["cell_guard_median_ms"] / result["cell_direct_median_ms"], 3)
     result["cell_p99_ratio"] = round(result["cell_guard_p99_ms"] / result["cell_direct_p99_ms"], 3)
-    result["notebook_ratio"] = round(result["notebook_guard_median_ms"] / result["notebook_direct_median_ms"], 3)
+    result["notebook_ratio"] = round(
+        result["notebook_guard_median_ms"] / result["notebook_direct_median_ms"], 3
+    )
     result["guard_cpu_share"] = round(cpu / wall, 3)
     result["targets"] = TARGETS
     result["meets_targets"] = all(result[k] <= v for k, v in TARGETS.items())
     print(
         f"cell: guard {result['cell_guard_median_ms']} ms median / {result['cell_guard_p99_ms']} ms p99, "
         f"direct {result['cell_direct_median_ms']} / {result['cell_direct_p99_ms']} ms; "
-        f"1 MB notebook: guard {result['notebook_guard_median_ms']} ms, direct {result['notebook_direct_median_ms']} ms; "
+        f"1 MB notebook: guard {result['notebook_guard_median_ms']} ms, "
+        f"direct {result['notebook_direct_median_ms']} ms; "
         f"{KERNELS} streaming kernels: guard CPU {100 * result['guard_cpu_share']:.1f}% of a core"
     )
     print(json.dumps(result))
