@@ -7,6 +7,7 @@ helper as `tre egress check --project`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ class StoredFile:
     id: int
     name: str
     sha256: str
+    supporting: bool = False  # checked and shown, never released, so left out of differencing
 
 
 def run_checks(ctx: EgressContext, project: str, files: Sequence[StoredFile]) -> dict[int, dict[str, Any]]:
@@ -45,7 +47,9 @@ def run_checks(ctx: EgressContext, project: str, files: Sequence[StoredFile]) ->
         scratch = Path(tmp) / "context"
         scratch.mkdir()
         found = project_context(ctx.settings, project, scratch, leave_out={f.id for f in files})
-        report = check_paths(paths, config=found.rules, context=found.context)
+        supporting = frozenset(p for f, p in zip(files, paths, strict=True) if f.supporting)
+        context = dataclasses.replace(found.context, supporting=supporting)
+        report = check_paths(paths, config=found.rules, context=context)
     by_path = {r["path"]: r for r in report.get("files", [])}
     out = {}
     for f, p in zip(files, paths, strict=True):

@@ -54,6 +54,10 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
+def _stored(f: EgressFile) -> StoredFile:
+    return StoredFile(f.id, f.name, f.sha256, supporting=f.kind == wf.FileKind.SUPPORTING)
+
+
 def submission_problems(req: EgressRequest) -> list[str]:
     files = active_files(req)
     groups = [
@@ -231,7 +235,7 @@ class EgressCommands:
         with self.ctx.reading() as s:
             req = load_request(s, rid)
             permitted(s, who, wf.RequestAction.PRECHECK, req)
-            files = [StoredFile(f.id, f.name, f.sha256) for f in active_files(req)]
+            files = [_stored(f) for f in active_files(req)]
             project = req.project_slug
         return run_checks(self.ctx, project, files)
 
@@ -244,7 +248,7 @@ class EgressCommands:
             if problems:
                 raise BadInput(" ".join(problems))
             snapshot = {f.id: (f.sha256, f.version) for f in active_files(req)}
-            files = [StoredFile(f.id, f.name, f.sha256) for f in active_files(req)]
+            files = [_stored(f) for f in active_files(req)]
             project = req.project_slug
         checks = run_checks(self.ctx, project, files)
         with self.ctx.writing() as s:
@@ -269,10 +273,18 @@ class EgressCommands:
     # -- reviews -----------------------------------------------------------------------------
 
     def vote(
-        self, who: str, file_id: int, decision: str, comment: str = "", visibility: str = "checkers"
+        self,
+        who: str,
+        file_id: int,
+        decision: str,
+        comment: str = "",
+        visibility: str = "checkers",
+        *,
+        sha256: str,
     ) -> str:
-        """Record a checker's vote; returns the request's state afterwards (approved ones get released)."""
-        state, rid = self._vote(who, file_id, decision, comment, visibility)
+        """Record a checker's vote on the file's bytes with this SHA-256 (what the checker saw); returns
+        the request's state afterwards (approved ones get released)."""
+        state, rid = self._vote(who, file_id, decision, comment, visibility, sha256)
         if state == wf.State.APPROVED:
             try:
                 self.release(who, rid)
@@ -282,7 +294,9 @@ class EgressCommands:
         return state
 
     @refusals_audited(A.EGRESS_REFUSED_VOTE, "egress_file")
-    def _vote(self, who: str, file_id: int, decision: str, comment: str, visibility: str) -> tuple[str, int]:
+    def _vote(
+        self, who: str, file_id: int, decision: str, comment: str, visibility: str, sha256: str
+    ) -> tuple[str, int]:
         try:
             decision_ = wf.Decision(decision)
             visibility_ = wf.Visibility(visibility)
@@ -294,11 +308,17 @@ class EgressCommands:
             f = load_file(s, file_id)
             req = f.request
             actor, _ = permitted(s, who, wf.RequestAction.VOTE, req)
+            if sha256 != f.sha256:
+                raise Conflict(
+                    f"This vote is for a version of {f.name} that is no longer the one under review "
+                    "(its SHA-256 differs); reload the file and review what it holds now."
+                )
             s.add(
                 EgressReview(
                     request_id=req.id,
                     file_id=f.id,
                     file_version=f.version,
+                    file_sha256=f.sha256,
                     checker=who,
                     decision=decision_.value,
                 )
@@ -388,6 +408,11 @@ class EgressCommands:
     # -- release, download, revoke -----------------------------------------------------------
 
     def _record_claims(self, s: Session, req: EgressRequest) -> tuple[dict[str, Any], list[BundleFile]]:
+        """The signed record: hashes, verdicts, rule names and decisions for the released files only.
+
+        Nothing a researcher wrote (title, group context, comments) and nothing of a supporting file or
+        of a finding's message goes in: the record leaves with the bundle, and no checker approved those.
+        """
         reviews = s.execute(
             select(EgressReview).where(EgressReview.request_id == req.id).order_by(EgressReview.id)
         ).scalars()
@@ -398,41 +423,41 @@ class EgressCommands:
                     "checker": r.checker,
                     "decision": r.decision,
                     "version": r.file_version,
+                    "sha256": r.file_sha256,
                     "at": _iso(r.created_at),
                 }
             )
         groups = {g.id: g for g in req.groups}
         files, bundle_files, used = [], [], set()
         for f in active_files(req):
-            entry: dict[str, Any] = {
-                "id": f.id,
-                "name": f.name,
-                "group": groups[f.group_id].name,
-                "kind": f.kind,
-                "sha256": f.sha256,
-                "size": f.size,
-                "version": f.version,
-                "checks": f.checks,
-                "reviews": [h for h in history.get(f.id, []) if h["version"] == f.version],
-            }
-            if f.kind == wf.FileKind.OUTPUT:
-                path = "files/" + safe_member_name(groups[f.group_id].name, f.name)
-                while path in used:
-                    path = path.replace("files/", f"files/{f.id}-", 1)
-                used.add(path)
-                entry["path"] = path
-                bundle_files.append(BundleFile(path, f.sha256))
-            files.append(entry)
+            if f.kind != wf.FileKind.OUTPUT:
+                continue
+            path = "files/" + safe_member_name(groups[f.group_id].name, f.name)
+            while path in used:
+                path = path.replace("files/", f"files/{f.id}-", 1)
+            used.add(path)
+            checks = f.checks or {}
+            files.append(
+                {
+                    "id": f.id,
+                    "path": path,
+                    "sha256": f.sha256,
+                    "size": f.size,
+                    "version": f.version,
+                    "verdict": checks.get("verdict"),
+                    "rules": sorted({(x["rule"], x["verdict"]) for x in checks.get("findings", [])}),
+                    "reviews": [h for h in history.get(f.id, []) if h["sha256"] == f.sha256],
+                }
+            )
+            bundle_files.append(BundleFile(path, f.sha256))
         claims = {
-            "request": {"id": req.id, "title": req.title},
+            "request": {"id": req.id},
             "project": req.project_slug,
             "author": req.author,
             "submitted_at": _iso(req.submitted_at),
             "approved_at": _iso(req.decided_at),
             "reviewers": sorted({v.checker for v in latest_votes(s, req)}),
-            "groups": [{"name": g.name, "context": g.context, "controls": g.controls} for g in req.groups],
-            "files": [f for f in files if "path" in f],
-            "supporting": [f for f in files if "path" not in f],
+            "files": files,
         }
         return claims, bundle_files
 

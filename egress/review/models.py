@@ -93,6 +93,7 @@ class EgressReview(Base):
     request_id: Mapped[int] = mapped_column(ForeignKey("egress_requests.id"), index=True)
     file_id: Mapped[int] = mapped_column(ForeignKey("egress_files.id"), index=True)
     file_version: Mapped[int] = mapped_column(Integer)
+    file_sha256: Mapped[str | None] = mapped_column(String(64))  # the bytes the checker saw
     checker: Mapped[str] = mapped_column(ForeignKey("users.username"))
     decision: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

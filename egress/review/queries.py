@@ -25,7 +25,7 @@ from egress.review.errors import BadInput, Denied
 from egress.review.facts import active_files, actor_in, is_admin, load_file, load_request, permitted
 from egress.review.models import EgressComment, EgressFile, EgressRequest, EgressReview
 from egress.review.storage import Entry, list_workspace, open_workspace_file
-from hub.kernel import codelog
+from hub.kernel import audit, codelog
 from hub.kernel.audit import AuditEvent
 from hub.kernel.audit_actions import AuditAction as A
 from hub.kernel.clock import utcnow
@@ -278,8 +278,11 @@ class EgressQueries:
         }
 
     @refusals_audited(A.EGRESS_REFUSED_VIEW, "egress_file")
-    def file_content(self, who: str, file_id: int, limit: int | None = None) -> tuple[dict[str, Any], bytes]:
-        with self.ctx.reading() as s:
+    def file_content(
+        self, who: str, file_id: int, limit: int | None = None, *, raw: bool = False
+    ) -> tuple[dict[str, Any], bytes]:
+        """The file and its bytes; ``raw`` (bytes handed to a browser as they are) is audited."""
+        with self.ctx.writing() if raw else self.ctx.reading() as s:
             f = load_file(s, file_id)
             permitted(s, who, wf.RequestAction.VIEW, f.request)
             meta = {
@@ -290,6 +293,11 @@ class EgressQueries:
                 "request_id": f.request_id,
                 "checks": f.checks,
             }
+            if raw:
+                audit.record(
+                    s, who, A.EGRESS_FILE_READ, "egress_request", str(f.request_id),
+                    {"file": f.id, "sha256": f.sha256},
+                )  # fmt: skip
         return meta, self.ctx.store.read(meta["sha256"], limit)
 
     # -- the author's workspace (file picker) ------------------------------------------------
@@ -309,7 +317,13 @@ class EgressQueries:
         self._require_author(who, project)
         home = self.ctx.settings.home_dir(project, who)
         with open_workspace_file(home, relpath, self.ctx.settings.egress_max_file_bytes) as wsf:
-            return os.pread(wsf.fd, PREVIEW_BYTES, 0)
+            data = os.pread(wsf.fd, PREVIEW_BYTES, 0)
+            clean = wsf.relpath
+        with self.ctx.writing() as s:
+            audit.record(
+                s, who, A.EGRESS_WORKSPACE_PREVIEW, "project", project, {"path": clean, "bytes": len(data)}
+            )
+        return data
 
     # -- the audit log -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ so the worse of the two wins.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,51 @@ _STATBARN = {"Mode": "mode", "Position": "quantile", "Frequencies": "count", "Li
 _AGGFUNC = re.compile(r"aggfunc\s*=\s*\[?\s*[\"'](\w+)")
 
 
+BUNDLE_KEYS = {"version", "tool", "results"}
+OUTPUT_KEYS = {
+    "uid", "status", "type", "properties", "files", "outcome", "command", "summary", "timestamp",
+    "comments", "exception", "fair",
+}  # fmt: skip
+FILE_KEYS = {"name", "sdc"}
+SDC_KEYS = {"summary", "cells"}
+# ACRO's own text fields are quoted and checked for identifiers; beyond this size they are data.
+ACRO_FIELD_LIMIT = 4000
+QUOTE = 300
+
+
 def is_acro_results(data: Any) -> bool:
+    """ACRO's structure: a ``results`` object of outputs, each with a status. Keys beside it are not
+    ACRO's and are checked as data (`extra_parts`), so the shape cannot hide rows."""
     results = data.get("results") if isinstance(data, dict) else None
     return isinstance(results, dict) and all(isinstance(v, dict) and "status" in v for v in results.values())
+
+
+def extra_parts(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(where, value) for everything in results.json that is not ACRO's: extra keys at any level and
+    ACRO fields larger than ACRO writes them."""
+    parts = [(f"key {k!r} beside the ACRO results", v) for k, v in data.items() if k not in BUNDLE_KEYS]
+    for uid, output in data["results"].items():
+        parts += [(f"{uid}: key {k!r}", v) for k, v in output.items() if k not in OUTPUT_KEYS]
+        for k in OUTPUT_KEYS - {"files"}:
+            if k in output and len(json.dumps(output[k], default=str)) > ACRO_FIELD_LIMIT:
+                parts.append((f"{uid}: {k} (larger than ACRO writes it)", output[k]))
+        for i, entry in enumerate(output.get("files") or []):
+            if not isinstance(entry, dict):
+                parts.append((f"{uid}: file entry {i + 1}", entry))
+                continue
+            parts += [
+                (f"{uid}: file entry {i + 1} key {k!r}", v) for k, v in entry.items() if k not in FILE_KEYS
+            ]
+            sdc = entry.get("sdc") if isinstance(entry.get("sdc"), dict) else {}
+            parts += [
+                (f"{uid}: file entry {i + 1} sdc key {k!r}", v) for k, v in sdc.items() if k not in SDC_KEYS
+            ]
+    return parts
+
+
+def acro_text(uid: str, output: dict[str, Any]) -> str:
+    """ACRO's free-text fields of one output, for the identifier checks."""
+    return " ".join(json.dumps(output.get(k), default=str) for k in sorted(OUTPUT_KEYS - {"files"}))
 
 
 def statistic(output: dict[str, Any]) -> str | None:
@@ -34,8 +77,12 @@ def statistic(output: dict[str, Any]) -> str | None:
 
 def acro_finding(uid: str, output: dict[str, Any], file_sdc: dict[str, Any] | None) -> Finding:
     status = _STATUS.get(str(output.get("status", "")).lower(), "review")
-    summary = " ".join(str(output.get("summary", "")).split())
-    exception = f"; researcher's exception request: {output['exception']}" if output.get("exception") else ""
+    summary = _bounded(output.get("summary", ""))
+    exception = (
+        f"; researcher's exception request: {_bounded(output['exception'])}"
+        if output.get("exception")
+        else ""
+    )
     cells: set[tuple[int, int]] = set()
     for positions in ((file_sdc or {}).get("cells") or {}).values():
         cells.update((int(r), int(c)) for r, c in positions)
@@ -45,6 +92,11 @@ def acro_finding(uid: str, output: dict[str, Any], file_sdc: dict[str, Any] | No
         f"ACRO {uid} ({output.get('type', '?')}): {status}. {summary}{exception}",
         sorted(cells),
     )
+
+
+def _bounded(value: Any) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= QUOTE else f"{text[:QUOTE]} … ({len(text) - QUOTE:,} more characters)"
 
 
 def apply_statistic(parsed: Parsed, stat: str | None) -> None:
@@ -63,10 +115,24 @@ def regression_of(uid: str, output: dict[str, Any], name: str) -> Regression | N
     return Regression(name, float(dof) if dof is not None else None, f"ACRO {uid} regression")
 
 
-def files_of(results: dict[str, Any], bundle: Path) -> list[tuple[str, dict[str, Any], Path, dict[str, Any]]]:
-    """(uid, output, file path, file's sdc block) for every file an output lists."""
+def files_of(
+    results: dict[str, Any], bundle: Path
+) -> list[tuple[str, dict[str, Any], Path | None, str, dict[str, Any]]]:
+    """(uid, output, file path or None if refused, name as listed, file's sdc block) for every file.
+
+    A listed name is resolved inside the bundle's folder only: ``..``, absolute paths and symlinks
+    that leave it are refused (None), never read.
+    """
+    root = bundle.resolve()
     rows = []
     for uid, output in results["results"].items():
         for entry in output.get("files") or []:
-            rows.append((uid, output, bundle / str(entry.get("name", "")), entry.get("sdc") or {}))
+            entry = entry if isinstance(entry, dict) else {}
+            listed = str(entry.get("name", ""))
+            path: Path | None = bundle / listed
+            inside = bool(listed) and not Path(listed).is_absolute() and ".." not in Path(listed).parts
+            if not inside or not path.resolve().is_relative_to(root):
+                path = None
+            sdc = entry.get("sdc") if isinstance(entry.get("sdc"), dict) else {}
+            rows.append((uid, output, path, listed, sdc))
     return rows

@@ -18,6 +18,7 @@ import pandas as pd
 
 from egress.sdc import acro, metadata
 from egress.sdc.differencing import differencing
+from egress.sdc.embedded import hidden_part
 from egress.sdc.model import (
     CheckContext,
     Finding,
@@ -30,8 +31,8 @@ from egress.sdc.model import (
     Verdict,
     worst,
 )
-from egress.sdc.parse import read_path
-from egress.sdc.rules import as_regression, regression, table_findings, text_findings
+from egress.sdc.parse import MAX_COEFFICIENTS, read_path
+from egress.sdc.rules import as_regression, microdata, regression, table_findings, text_findings
 from egress.sdc.structure import interpret
 
 
@@ -65,7 +66,8 @@ def check_paths(
                 reports.append(report)
     earlier = _earlier_tables(context, config)
     owner = {t.name: r for r in reports for t in r.tables}
-    for name, found in differencing([t for r in reports for t in r.tables] + earlier, config).items():
+    released = [t for r in reports if r.path not in context.supporting for t in r.tables]
+    for name, found in differencing(released + earlier, config).items():
         owner[name].findings.extend(_named(owner[name].path, name, found))
     if context.unavailable:
         for r in reports:
@@ -88,8 +90,7 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or directory")
         if path.is_dir():
-            bundle = path / "results.json"
-            files = [bundle] if bundle.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+            files = sorted(p for p in path.rglob("*") if p.is_file())  # beside a bundle too: all of it leaves
             out.extend(
                 p for p in files if not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
@@ -175,7 +176,21 @@ def _check_item(
         item, found = _with_metadata(path, item, sidecar, config)
         as_reg = as_regression(item)
         if as_reg is not None:
-            item = _regression_metadata(as_reg, sidecar, found)
+            as_reg = _regression_metadata(as_reg, sidecar, found)
+        # A coefficient table is a regression only with a model's structure: a residual df and no more
+        # rows than a model has coefficients. Its rows are still read as possible row-level data.
+        if as_reg is not None and as_reg.df_resid is not None and item.shape[0] <= MAX_COEFFICIENTS:
+            found += microdata(item, config, context)
+            item = as_reg
+        elif as_reg is not None:
+            found.append(
+                Finding(
+                    "regression",
+                    "review",
+                    "coefficients and standard errors without a model's residual degrees of freedom (or "
+                    f"more than {MAX_COEFFICIENTS} rows): checked as a table; show Df Residuals",
+                )
+            )
     if isinstance(item, Table):
         if item.values.size == 0:
             found.append(Finding("format", "review", "a table without numeric cells: a checker must read it"))
@@ -233,12 +248,29 @@ def _check_acro(
 ) -> list[_FileReport]:
     index = _FileReport(str(path))
     reports = [index]
-    listed = acro.files_of(data, path.parent)
+    for where, value in acro.extra_parts(data):
+        finding, items = hidden_part(value, where, config)
+        index.findings.append(finding)
+        index.findings += _item_findings(path, items, config, context, index)
     for uid, output in data["results"].items():
+        index.findings += text_findings(
+            Text(f"{path} [{uid}]", acro.acro_text(uid, output), "names"), context
+        )
         if not output.get("files"):
             index.findings.append(acro.acro_finding(uid, output, None))
-    for uid, output, file, sdc in listed:
+    for uid, output, file, listed, sdc in acro.files_of(data, path.parent):
         verdict = acro.acro_finding(uid, output, sdc)
+        if file is None:
+            index.findings += [
+                verdict,
+                Finding(
+                    "acro",
+                    "fail",
+                    f"{uid} lists a file outside its bundle ({listed[:200]!r}); it was not read: "
+                    "ACRO writes only names inside the bundle's folder",
+                ),
+            ]
+            continue
         if not file.is_file():
             reports.append(
                 _FileReport(
@@ -255,22 +287,40 @@ def _check_acro(
             continue
         as_reg = acro.regression_of(uid, output, str(file))
         if as_reg is not None:
-            parsed = Parsed([as_reg])
+            parsed = Parsed([as_reg, *parsed.items], parsed.findings)  # the file is still checked as data
         acro.apply_statistic(parsed, acro.statistic(output))
         report = _check_parsed(file, parsed, config, context)
         if report.tables:  # ACRO counts cells in the table's body
             verdict.cells = report.tables[0].file_cells(verdict.cells)
         report.findings.insert(0, verdict)
         reports.append(report)
-    index.findings.append(
-        Finding(
-            "acro",
-            "pass",
-            f"ACRO results.json with {len(data['results'])} output(s); each listed file is checked "
-            "on its own",
+    if data["results"]:
+        index.findings.append(
+            Finding(
+                "acro",
+                "pass",
+                f"ACRO results.json with {len(data['results'])} output(s); each listed file is checked "
+                "on its own",
+            )
         )
-    )
+    else:
+        index.findings.append(
+            Finding("acro", "review", "ACRO results.json without outputs: nothing to check")
+        )
     return reports
+
+
+def _item_findings(
+    path: Path,
+    items: list[Table | Regression | Opaque | Text],
+    config: RuleConfig,
+    context: CheckContext,
+    report: _FileReport,
+) -> list[Finding]:
+    found: list[Finding] = []
+    for item in items:
+        found += _named(str(path), item.name, _check_item(path, item, None, config, context, report))
+    return found
 
 
 def _earlier_tables(context: CheckContext, config: RuleConfig) -> list[Table]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from egress.sdc.model import Finding, RuleConfig, Table
-from egress.sdc.structure import norm_label
+from egress.sdc.structure import norm_label, stat_of
 
 SUFFIX = ".sdc.json"
 FORMAT = "tre-sdc/1"
@@ -75,11 +75,20 @@ def apply(table: Table, meta: dict[str, Any], file_sha256: str, config: RuleConf
                 "SDC metadata does not match the table (edited?): " + "; ".join(problems[:3]),
             )
         ]
-    stats = meta.get("col_stats") or [meta.get("statistic")] * table.shape[1]
-    table.col_stats = list(stats)
+    stats = list(meta.get("col_stats") or [meta.get("statistic")] * table.shape[1])
+    # Where the file names a column's statistic, the file wins: metadata may only add what it lacks.
+    named = [stat_of(label) for label in table.col_labels]
+    clash = [
+        f"{label!r} is a {ours} in the file, a {theirs} in its metadata"
+        for label, ours, theirs in zip(table.col_labels, named, stats, strict=False)
+        if ours and theirs and ours != theirs
+    ]
+    if clash:
+        return [Finding("metadata", "fail", "SDC metadata contradicts the table: " + "; ".join(clash[:3]))]
+    table.col_stats = [ours or theirs for ours, theirs in zip(named, stats, strict=False)]
     table.row_stats = None
     rounding = meta.get("rounding")
-    problems = _inconsistent(table, counts, sums, top, minimum, rounding)
+    problems = _inconsistent(table, counts, sums, top, minimum, rounding) + _unrounded(table, rounding)
     if problems:
         return [
             Finding("metadata", "fail", "SDC metadata is not self-consistent: " + "; ".join(problems[:3]))
@@ -105,6 +114,20 @@ def _mismatch(table: Table, meta: dict[str, Any]) -> list[str]:
     if not np.allclose(values[shown], table.values[shown], rtol=1e-9, atol=1e-9):
         problems.append("cell values differ")
     return problems
+
+
+def _unrounded(table: Table, rounding: Any) -> list[str]:
+    """A stated rounding base is a claim about the values: every shown count must be a multiple."""
+    if not rounding:
+        return []
+    try:
+        base = int(rounding)
+    except (TypeError, ValueError):
+        return [f"rounding {rounding!r} is not a whole number"]
+    counts = table.values[table.is_stat("count") & ~table.hidden]
+    if base < 2 or np.mod(counts, base).any():
+        return [f"counts are not all multiples of the stated rounding base {base}"]
+    return []
 
 
 def _inconsistent(

@@ -58,6 +58,8 @@ class RuleConfig:
     rounding_bases: tuple[int, ...] = (10, 5)
     free_text_words: int = 6
     max_cells_listed: int = 200  # keep findings readable on huge tables
+    max_document_bytes: int = 32 << 20  # JSON, notebooks, HTML and text are read whole: refuse more
+    max_decoded_bytes: int = 1 << 30  # a compressed Parquet table is expanded at most this far
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RuleConfig:
@@ -98,12 +100,15 @@ class CheckContext:
     ``sidecars``: output path -> its ``.sdc.json``, for callers that store files apart (snapshots).
     ``unavailable``: why the project's context could not be read; every file then fails, since the
     defaults may be laxer than the project's own rules.
+    ``supporting``: paths of files that support a request but are not released: checked and shown,
+    but left out of differencing (only what leaves can be differenced against).
     """
 
     earlier: Sequence[str | Path | pd.DataFrame] = ()
     identifiers: IdentifierSource | None = None
     sidecars: Mapping[str, Path] = field(default_factory=dict)  # when metadata is not beside its file
     unavailable: str | None = None
+    supporting: frozenset[str] = frozenset()
 
     def matching_identifiers(self, candidates: Collection[str]) -> set[str]:
         if self.identifiers is None or not candidates:
@@ -143,6 +148,7 @@ class Table:
     current: bool = True  # False for the project's earlier outputs (context for differencing)
     row_offset: int = 0  # body row 0 is this many lines below the first line after the header
     col_positions: list[int] | None = None  # file column of each body column (None: the same)
+    counts_in_file: bool = False  # counts read from the file itself, not claimed by its metadata
 
     def file_cells(self, cells: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Body positions as file coordinates (see the module docstring)."""
@@ -190,8 +196,11 @@ class Opaque:
 
 @dataclass
 class Text:
+    """Text a person reads. ``names`` (code, coefficient names) is checked for identifiers only."""
+
     name: str
     text: str
+    kind: Literal["prose", "names"] = "prose"
 
 
 @dataclass

@@ -6,16 +6,20 @@ Arrow (multi-threaded, columnar), never row by row in Python.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
+from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from egress.sdc.model import Opaque, Parsed, Regression, RuleConfig, Table, Text
+from egress.sdc import media
+from egress.sdc.embedded import hidden_part, json_items
+from egress.sdc.model import Finding, Opaque, Parsed, Regression, RuleConfig, Table, Text
 from egress.sdc.structure import interpret
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".bmp", ".tif", ".tiff", ".webp", ".eps"}
@@ -27,14 +31,24 @@ _REGRESSION_HINT = re.compile(r"Regression Results|Df Residuals|Dep\. Variable",
 def read_path(path: Path, config: RuleConfig) -> Parsed:
     suffix = path.suffix.lower()
     name = str(path)
-    if suffix in IMAGE_SUFFIXES:
-        return Parsed([Opaque(name, "an image cannot be checked automatically; a checker must look at it")])
-    if suffix == ".pdf":
-        return Parsed([Opaque(name, "a PDF cannot be checked automatically; a checker must read it")])
+    size = path.stat().st_size
+    if suffix in IMAGE_SUFFIXES or suffix == ".pdf":
+        return _picture(path.read_bytes(), suffix, name)
     if suffix in (".csv", ".tsv", ".tab"):
         return Parsed([interpret(read_delimited(path, "\t" if suffix != ".csv" else ","), name, config)])
     if suffix in (".parquet", ".pq"):
-        return Parsed([interpret(read_parquet(path), name, config)])
+        return read_parquet(path, name, config)
+    if size > config.max_document_bytes:
+        return Parsed(
+            findings=[
+                Finding(
+                    "format",
+                    "fail",
+                    f"{size / 2**20:,.0f} MiB is more than the {config.max_document_bytes / 2**20:,.0f} MiB "
+                    f"a {suffix or 'text'} file is read whole for checking; clear large outputs or split it",
+                )
+            ]
+        )
     if suffix == ".json":
         return parse_json(json.loads(path.read_text(encoding="utf-8")), name, config)
     if suffix == ".ipynb":
@@ -52,6 +66,20 @@ def read_path(path: Path, config: RuleConfig) -> Parsed:
     if suffix in (".txt", ".log", ".out", ".text", ""):
         return parse_text(text, name)
     return Parsed([Opaque(name, f"unknown format {suffix}: cannot be checked automatically")])
+
+
+def _picture(data: bytes, suffix: str, name: str) -> Parsed:
+    """A picture goes to a person; what it carries besides the picture is found here."""
+    what = "a PDF" if suffix == ".pdf" else "an image"
+    findings, texts = media.inspect(data, suffix, name)
+    items: list[Table | Regression | Opaque | Text] = [
+        Opaque(name, f"{what} cannot be checked automatically; a checker must look at it")
+    ]
+    if suffix == ".svg":
+        texts.append(
+            Text(f"{name} [text]", html.unescape(re.sub(r"<[^>]+>", " ", data.decode("utf-8", "replace"))))
+        )
+    return Parsed(items + texts, findings)
 
 
 def read_delimited(path: Path, sep: str) -> pd.DataFrame:
@@ -85,13 +113,74 @@ def _merge_multiheader(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def read_parquet(path: Path) -> pd.DataFrame:
+_PARQUET_KNOWN_KEYS = {b"pandas", b"ARROW:schema"}
+_PANDAS_KEYS = {"index_columns", "column_indexes", "columns", "creator", "pandas_version", "attributes"}
+_PANDAS_COLUMN_META = {None, "timezone", "num_categories", "ordered", "precision", "scale", "unit"}
+
+
+def read_parquet(path: Path, name: str, config: RuleConfig) -> Parsed:
+    """The table, capped in decoded size (a small compressed file can expand to gigabytes), and every
+    key-value metadata entry beside it checked as data."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    frame = pq.read_table(path).to_pandas()
+    pf = pq.ParquetFile(path)
+    meta = pf.metadata
+    claimed = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    cap = config.max_decoded_bytes
+    too_big = Finding(
+        "format",
+        "fail",
+        f"decodes to more than {cap / 2**20:,.0f} MiB, the most a Parquet file is expanded to for checking; "
+        "submit an aggregate table, not a dataset",
+    )
+    if claimed > cap:
+        return Parsed(findings=[too_big])
+    batches, decoded = [], 0
+    for batch in pf.iter_batches(batch_size=65_536):  # the file's own size claims are not trusted
+        decoded += batch.nbytes
+        if decoded > cap:
+            return Parsed(findings=[too_big])
+        batches.append(batch)
+    frame = pa.Table.from_batches(batches, schema=pf.schema_arrow).to_pandas()
     if not isinstance(frame.index, pd.RangeIndex):
         frame = frame.reset_index()
-    return frame
+    parsed = Parsed([interpret(frame, name, config)])
+    for key, value in (pf.schema_arrow.metadata or {}).items():
+        label = key.decode("utf-8", "replace")
+        if key not in _PARQUET_KNOWN_KEYS:
+            _hidden(parsed, value.decode("utf-8", "replace"), f"Parquet metadata {label!r}", config)
+        elif key == b"pandas":
+            _pandas_metadata(parsed, value, config)
+    for field in pf.schema_arrow:
+        if field.metadata:
+            extra = {
+                k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in field.metadata.items()
+            }
+            _hidden(parsed, extra, f"Parquet metadata of column {field.name!r}", config)
+    return parsed
+
+
+def _pandas_metadata(parsed: Parsed, raw: bytes, config: RuleConfig) -> None:
+    """pandas' own entry is expected, but only its known parts: ``df.attrs`` and column extras are data."""
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        _hidden(parsed, raw.decode("utf-8", "replace"), "Parquet metadata 'pandas' (not JSON)", config)
+        return
+    extra = {k: v for k, v in meta.items() if k not in _PANDAS_KEYS or (k == "attributes" and v)}
+    for column in meta.get("columns") or []:
+        odd = set(column.get("metadata") or {}) - _PANDAS_COLUMN_META
+        if odd:
+            extra[f"columns.{column.get('name')}"] = column["metadata"]
+    if extra:
+        _hidden(parsed, extra, "Parquet metadata 'pandas'", config)
+
+
+def _hidden(parsed: Parsed, value: Any, where: str, config: RuleConfig) -> None:
+    finding, items = hidden_part(value, where, config)
+    parsed.findings.append(finding)
+    parsed.items.extend(items)
 
 
 def regression_from_text(text: str, name: str) -> Regression | None:
@@ -104,9 +193,48 @@ def regression_from_text(text: str, name: str) -> Regression | None:
     return Regression(name, float(found.group(1)) if found else None, label)
 
 
+_RULE_LINE = re.compile(r"^={20,}\s*$", re.M)
+_NOTE_LINE = re.compile(r"^\s*(Notes?:|\[\d+\]|\S.*\b(specified|correctly|multicollinearity|problems)\b)")
+MAX_COEFFICIENTS = 500
+
+
+def split_summary(text: str) -> tuple[str, str, str] | None:
+    """(before, summary, after) for a statsmodels text summary: its title, ``====`` rules and notes.
+
+    What stands before its title or after its last rule and notes is not part of it and is checked
+    on its own, so a model summary cannot carry rows past the checks.
+    """
+    title = _MODEL.search(text)
+    rules = list(_RULE_LINE.finditer(text))
+    if title is None or len(rules) < 2:
+        return None
+    start = text.rfind("\n", 0, title.start()) + 1
+    end = rules[-1].end()
+    lines = text[end:].splitlines(keepends=True)
+    while lines and (not lines[0].strip() or _NOTE_LINE.match(lines[0])):
+        end += len(lines.pop(0))
+    return text[:start], text[start:end], text[end:]
+
+
 def parse_text(text: str, name: str) -> Parsed:
-    found = regression_from_text(text, name)
-    return Parsed([found if found else Text(name, text)])
+    parts = split_summary(text)
+    if parts is None:  # regression words without a summary's structure are text a person reads
+        return Parsed([Text(name, text)])
+    before, summary, after = parts
+    found = regression_from_text(summary, name)
+    assert found is not None
+    rows = sum(1 for line in summary.splitlines() if re.match(r"^\S.*\s-?\d+\.\d+\s+-?\d+\.\d+", line))
+    parsed = Parsed([found])
+    if rows > MAX_COEFFICIENTS:
+        parsed.findings.append(
+            Finding(
+                "regression", "review", f"{rows} coefficient rows: more than a model summary plausibly has"
+            )
+        )
+    for label, rest in (("before the summary", before), ("after the summary", after)):
+        if rest.strip():
+            parsed.items.append(Text(f"{name} [text {label}]", rest))
+    return parsed
 
 
 class _Tables(HTMLParser):
@@ -165,23 +293,32 @@ def _frame_from_rows(rows: list[list[tuple[str, bool]]]) -> tuple[pd.DataFrame, 
     return pd.DataFrame(data, columns=names), max(n_labels, 0)
 
 
+_SIMPLETABLE = re.compile(r"<table[^>]*class=[\"']?simpletable[\"']?.*?</table>", re.S | re.I)
+_HTML_NOTES = re.compile(r"Notes?:|\[\d+\][^\[]*?(?:specified|problems)\.", re.S)
+
+
 def parse_html(text: str, name: str, config: RuleConfig) -> Parsed:
-    found = regression_from_text(text, name)
-    if found:
-        return Parsed([found])
+    parsed = Parsed()
+    summary = "".join(_SIMPLETABLE.findall(text))
+    found = regression_from_text(summary, name) if summary else None
+    if found:  # a statsmodels summary: its own tables are the model; anything else is checked as usual
+        parsed.items.append(found)
+        text = _SIMPLETABLE.sub(" ", text)
     collector = _Tables()
     collector.feed(text)
-    parsed = Parsed()
     for i, rows in enumerate(collector.tables):
         built = _frame_from_rows(rows)
         if built:
             frame, n_labels = built
-            label = name if len(collector.tables) == 1 else f"{name} [table {i + 1}]"
+            label = name if len(collector.tables) == 1 and not found else f"{name} [table {i + 1}]"
             parsed.items.append(interpret(frame, label, config, label_count=n_labels or None))
     outside = re.sub(r"<table.*?</table>", " ", text, flags=re.S | re.I)
-    prose = html.unescape(re.sub(r"<[^>]+>", " ", outside)).strip()
+    prose = html.unescape(re.sub(r"<[^>]+>", " ", outside))
+    if found:
+        prose = _HTML_NOTES.sub(" ", prose)
+    prose = prose.strip()
     if prose or not parsed.items:
-        parsed.items.append(Text(name, prose))
+        parsed.items.append(Text(name if not found else f"{name} [text]", prose))
     return parsed
 
 
@@ -218,16 +355,51 @@ def _markdown_table(
     parsed.items.append(interpret(pd.DataFrame(body, columns=names), name, config))
 
 
+_REGRESSION_JSON = {"params", "coefficients"}
+_REGRESSION_JSON_KEYS = {
+    "params", "coefficients", "bse", "std_err", "se", "pvalues", "tvalues", "conf_int", "df_resid",
+    "df_residuals", "df_model", "nobs", "rsquared", "rsquared_adj", "aic", "bic", "llf", "model", "formula",
+}  # fmt: skip
+
+
 def parse_json(data: Any, name: str, config: RuleConfig) -> Parsed:
-    if isinstance(data, dict) and any(
-        k in data for k in ("df_resid", "df_residuals", "params", "coefficients")
-    ):
-        df = data.get("df_resid", data.get("df_residuals"))
-        return Parsed([Regression(name, float(df) if df is not None else None, "regression (JSON)")])
+    if isinstance(data, dict) and _REGRESSION_JSON & set(data):
+        return _regression_json(data, name, config)
     frame = json_frame(data)
     if frame is None:
-        return Parsed([Text(name, json.dumps(data))])
+        items = json_items(data, name, config)
+        return Parsed(items or [Text(name, json.dumps(data))])
     return Parsed([interpret(frame, name, config)])
+
+
+def _regression_json(data: dict[str, Any], name: str, config: RuleConfig) -> Parsed:
+    """A model's JSON: coefficients with standard errors and a residual df; anything else is data."""
+    df = data.get("df_resid", data.get("df_residuals"))
+    params = data.get("params", data.get("coefficients"))
+    errors = next((data[k] for k in ("bse", "std_err", "se") if k in data), None)
+    parsed = Parsed()
+    size = len(params) if isinstance(params, dict | list) else 0
+    if errors is None or not size or size > MAX_COEFFICIENTS:
+        parsed.items.append(Text(name, json.dumps(data)))
+        parsed.findings.append(
+            Finding(
+                "regression",
+                "review",
+                "coefficients without standard errors, or more of them than a model has: not read as a "
+                "regression; a checker must read it",
+            )
+        )
+    else:
+        parsed.items.append(Regression(name, float(df) if df is not None else None, "regression (JSON)"))
+        coefficients = params if isinstance(params, dict) else {str(i): v for i, v in enumerate(params)}
+        parsed.items.append(
+            Text(f"{name} [coefficient names]", " ".join(map(str, coefficients)), kind="names")
+        )
+    for key in sorted(set(data) - _REGRESSION_JSON_KEYS):
+        finding, items = hidden_part(data[key], f"key {key!r} beside the model", config)
+        parsed.findings.append(finding)
+        parsed.items.extend(items)
+    return parsed
 
 
 def json_frame(data: Any) -> pd.DataFrame | None:
@@ -252,38 +424,141 @@ def json_frame(data: Any) -> pd.DataFrame | None:
     return None
 
 
+_NB_KNOWN = {
+    "kernelspec": {"name", "display_name", "language", "env", "argv"},
+    "language_info": {
+        "name", "version", "mimetype", "file_extension", "pygments_lexer", "codemirror_mode",
+        "nbconvert_exporter",
+    },
+}  # fmt: skip
+_CELL_KNOWN = {
+    "collapsed", "scrolled", "editable", "deletable", "trusted", "jupyter", "execution", "slideshow", "tags",
+}  # fmt: skip
+_OUTPUT_META_KNOWN = {"width", "height", "needs_background", "unconfined", "isolated"}
+_PICTURE_MIME = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "application/pdf": ".pdf"}
+
+
 def parse_notebook(nb: dict[str, Any], name: str, config: RuleConfig) -> Parsed:
-    """Each output of each code cell is checked on its own; images go to a person."""
+    """Every part of a notebook that can leave with it: each cell's source, each representation of each
+    output, attachments and metadata. Jupyter shows one representation of an output and no metadata,
+    so anything beyond the usual is a finding, and all of it is checked."""
     parsed = Parsed()
+    for key, value in nb.items():
+        if key not in ("cells", "nbformat", "nbformat_minor", "metadata"):
+            _hidden(parsed, value, f"notebook key {key!r}", config)
+    for key, value in (nb.get("metadata") or {}).items():
+        known = _NB_KNOWN.get(key)
+        extra = (
+            value
+            if known is None or not isinstance(value, dict)
+            else {k: v for k, v in value.items() if k not in known}
+        )
+        if extra:
+            _hidden(parsed, extra, f"notebook metadata {key!r}", config)
     for ci, cell in enumerate(nb.get("cells", [])):
-        for oi, output in enumerate(cell.get("outputs", []) or []):
-            where = f"{name} [cell {ci + 1} output {oi + 1}]"
-            kind = output.get("output_type")
-            if kind == "stream":
-                parsed.items.append(Text(where, _joined(output.get("text", ""))))
-            elif kind == "error":
-                parsed.items.append(Text(where, "\n".join(output.get("traceback", []))))
-            elif kind in ("execute_result", "display_data"):
-                parsed.items.extend(_rich_output(output.get("data", {}), where, config))
+        _notebook_cell(parsed, cell, name, f"cell {ci + 1}", config)
     return parsed
 
 
-def _joined(value: str | list[str]) -> str:
-    return "".join(value) if isinstance(value, list) else value
+def _notebook_cell(parsed: Parsed, cell: dict[str, Any], name: str, label: str, config: RuleConfig) -> None:
+    kind = cell.get("cell_type")
+    source = _joined(cell.get("source", ""))
+    if kind == "markdown":
+        parsed.items.extend(parse_markdown(source, f"{name} [{label} markdown]", config).items)
+    elif kind == "code":  # code is shown to the checker as it is; only identifiers in it are checked
+        parsed.items.append(Text(f"{name} [{label} code]", source, kind="names"))
+    elif source.strip():
+        parsed.items.append(Text(f"{name} [{label} {kind or 'raw'}]", source))
+    meta = cell.get("metadata") or {}
+    extra = {k: v for k, v in meta.items() if k not in _CELL_KNOWN}
+    if extra:
+        _hidden(parsed, extra, f"{label} metadata", config)
+    if meta.get("tags"):
+        parsed.items.append(Text(f"{name} [{label} tags]", " ".join(map(str, meta["tags"]))))
+    for attachment, bundle in (cell.get("attachments") or {}).items():
+        part = f"{label} attachment {attachment!r}"
+        parsed.findings.append(
+            Finding("hidden", "review", f"{part}: shown only where the markdown links it; checked on its own")
+        )
+        _representations(parsed, bundle if isinstance(bundle, dict) else {}, name, part, config)
+    for oi, output in enumerate(cell.get("outputs", []) or []):
+        _notebook_output(parsed, output, name, f"{label} output {oi + 1}", config)
 
 
-def _rich_output(
-    data: dict[str, Any], where: str, config: RuleConfig
-) -> list[Table | Regression | Opaque | Text]:
-    images = [k for k in data if k.startswith("image/") or k == "application/pdf"]
-    if images:
-        return [
-            Opaque(where, f"{images[0]} output cannot be checked automatically; a checker must look at it")
-        ]
-    if "text/html" in data:
-        return parse_html(_joined(data["text/html"]), where, config).items
-    if "text/markdown" in data:
-        return parse_markdown(_joined(data["text/markdown"]), where, config).items
-    if "text/plain" in data:
-        return parse_text(_joined(data["text/plain"]), where).items
-    return [Opaque(where, f"output of type {', '.join(data) or 'none'} cannot be checked")]
+def _notebook_output(
+    parsed: Parsed, output: dict[str, Any], name: str, label: str, config: RuleConfig
+) -> None:
+    kind = output.get("output_type")
+    where = f"{name} [{label}]"
+    if kind == "stream":
+        parsed.items.append(Text(where, _joined(output.get("text", ""))))
+    elif kind == "error":
+        parsed.items.append(Text(where, "\n".join(map(str, output.get("traceback", [])))))
+        parsed.items.append(
+            Text(f"{name} [{label} error]", f"{output.get('ename', '')}: {output.get('evalue', '')}")
+        )
+    elif kind in ("execute_result", "display_data", "update_display_data"):
+        _representations(parsed, output.get("data") or {}, name, label, config)
+        for mime, meta in (output.get("metadata") or {}).items():
+            if isinstance(meta, dict):
+                extra = {k: v for k, v in meta.items() if k not in _OUTPUT_META_KNOWN}
+            else:
+                extra = {} if mime in _OUTPUT_META_KNOWN else {mime: meta}
+            if extra:
+                _hidden(parsed, extra, f"{label} metadata", config)
+    else:
+        _hidden(parsed, output, f"{label} of unknown type {kind!r}", config)
+
+
+def _representations(parsed: Parsed, data: dict[str, Any], name: str, label: str, config: RuleConfig) -> None:
+    """Each MIME representation is checked: a viewer shows one, the file carries them all."""
+    where = f"{name} [{label}]"
+    html_text = _joined(data["text/html"]) if "text/html" in data else None
+    for mime, value in data.items():
+        part = where if mime in ("text/html", "text/plain") else f"{name} [{label} {mime}]"
+        if mime in _PICTURE_MIME:
+            try:
+                raw = base64.b64decode(_joined(value), validate=False)
+            except (ValueError, TypeError):
+                parsed.findings.append(Finding("hidden", "fail", f"{label} {mime}: not valid base64"))
+                continue
+            found = _picture(raw, _PICTURE_MIME[mime], part)
+            parsed.items.extend(found.items)
+            for f in found.findings:
+                parsed.findings.append(Finding(f.rule, f.verdict, f"{label} {mime}: {f.message}"))
+        elif mime == "image/svg+xml":
+            parsed.items.extend(_picture(_joined(value).encode(), ".svg", part).items)
+        elif mime == "text/html":
+            parsed.items.extend(parse_html(html_text or "", part, config).items)
+        elif mime == "text/plain":
+            text = _joined(value)
+            if html_text is not None and _adds_nothing(text, html_text):
+                continue  # the HTML's own text, as Jupyter writes it beside every table
+            parsed.items.append(Text(part if html_text is None else f"{name} [{label} text/plain]", text))
+        elif mime == "text/markdown":
+            parsed.items.extend(parse_markdown(_joined(value), part, config).items)
+        elif mime in ("text/latex", "text/x-latex"):
+            parsed.items.append(Text(part, _joined(value)))
+        elif mime == "application/json" or mime.endswith("+json"):
+            parsed.items.extend(json_items(value, part, config) or [Text(part, json.dumps(value))])
+        else:
+            parsed.items.append(
+                Opaque(part, f"output of type {mime} cannot be checked; a checker must look at it")
+            )
+    if not data:
+        parsed.items.append(Opaque(where, "an output without content cannot be checked"))
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_.%+-]{2,}|\d")
+
+
+def _adds_nothing(plain: str, html_text: str) -> bool:
+    """True when every word and number of the plain text also appears in the HTML's text."""
+    shown = Counter(_TOKEN.findall(html.unescape(re.sub(r"<[^>]+>", " ", html_text))))
+    return not (Counter(_TOKEN.findall(plain)) - shown)
+
+
+def _joined(value: Any) -> str:
+    if isinstance(value, list):
+        return "".join(map(str, value))
+    return value if isinstance(value, str) else json.dumps(value)

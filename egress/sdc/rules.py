@@ -295,18 +295,45 @@ def _sample(column: pd.Series) -> pd.Series:
 
 
 def microdata(table: Table, config: RuleConfig, context: CheckContext) -> list[Finding]:
-    """Anything that looks like row-level data: identifiers, known pseudonyms, dates, free text, rows."""
-    frame, findings = table.frame, []
-    has_counts = table.counts is not None and bool(np.isfinite(table.counts).any())
+    """Row-level data by shape and content, not by column names: identifiers, known pseudonyms, dates,
+    free text and more rows than an aggregate has, read along the rows and, for a wide table, along
+    the columns too (a transposed extract has one column per person)."""
+    frame = table.frame
+    # Counts claimed only by a sidecar never relax these checks: the sidecar is the researcher's word.
+    has_counts = table.counts_in_file
+    labels = set(table.label_names) if has_counts else set()
+    findings = _column_findings(frame, labels, has_counts, config)
+    n_rows, n_cols = frame.shape
+    if n_cols >= 20 and n_cols > n_rows:
+        findings += _transposed_findings(frame, config)
+    findings += _known_identifiers(table, context)
+    findings += _measured_labels(table)
+    if n_rows > config.max_aggregate_rows and not has_counts:
+        findings.append(
+            Finding(
+                "microdata",
+                "fail",
+                f"{n_rows} rows and no counts: more rows than a table of aggregates plausibly has "
+                f"(limit {config.max_aggregate_rows}); this looks like row-level data",
+            )
+        )
+    return findings
+
+
+def _column_findings(
+    frame: pd.DataFrame, labels: set[str], has_counts: bool, config: RuleConfig
+) -> list[Finding]:
+    findings = []
     n = len(frame)
-    labels = set(table.label_names)
     for name in frame.columns:
         column = frame[name]
         textual = not pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_datetime64_any_dtype(
             column
         )
-        id_like = (_ID_NAME.search(str(name)) and not (name in labels and has_counts)) or (
-            textual and _sample(column.astype("string")).str.match(_ID_VALUE).mean() > 0.9
+        id_like = (_ID_NAME.search(str(name)) and name not in labels) or (
+            _sample(column.astype("string")).str.match(_ID_VALUE).mean() > 0.9
+            if textual
+            else _nhs_numbers(column)
         )
         if n >= 5 and id_like and column.is_unique:  # uniqueness last: it hashes the whole column
             findings.append(
@@ -321,7 +348,7 @@ def microdata(table: Table, config: RuleConfig, context: CheckContext) -> list[F
         if dates and n >= 2 and (_BIRTH.search(str(name)) or not has_counts):
             findings.append(Finding("microdata", "fail", f"column {name!r} holds full dates per row"))
             continue
-        if textual and not (name in labels and has_counts) and n >= 3:
+        if textual and name not in labels and n >= 3:
             sample = _sample(column.astype("string").dropna())
             words = sample.str.count(r"\s+") + 1
             if (
@@ -330,17 +357,72 @@ def microdata(table: Table, config: RuleConfig, context: CheckContext) -> list[F
                 and sample.nunique() >= 0.5 * len(sample)
             ):
                 findings.append(Finding("microdata", "fail", f"column {name!r} holds free text"))
-    findings += _known_identifiers(table, context)
-    if n > config.max_aggregate_rows and not has_counts:
+    return findings
+
+
+def _measured_labels(table: Table) -> list[Finding]:
+    """Rows labelled by a measurement (``bmi 27.31``) are records, not categories, whatever the counts."""
+    findings = []
+    for name in table.label_names:
+        column = table.frame[name]
+        if not pd.api.types.is_float_dtype(column) or len(column) < 100:
+            continue
+        values = column.dropna()
+        if (values != values.round()).mean() > 0.5 and values.nunique() >= 50:
+            findings.append(
+                Finding(
+                    "microdata",
+                    "fail",
+                    f"rows are labelled by the measured values of {name!r} ({values.nunique()} distinct): "
+                    "one row per record, not a table of categories",
+                )
+            )
+    return findings
+
+
+def _transposed_findings(frame: pd.DataFrame, config: RuleConfig) -> list[Finding]:
+    """A wide table read the other way: each row a variable, each column a person."""
+    findings = []
+    header = pd.Series([str(c) for c in frame.columns[1:]], dtype="string")
+    if len(header) >= 5 and header.str.match(_ID_VALUE).mean() > 0.9 and header.is_unique:
+        findings.append(
+            Finding("microdata", "fail", "the column headers are identifiers: one column per person")
+        )
+    rows = frame.iloc[:200].astype("string")
+    rows.index = [str(v) for v in frame.iloc[:200, 0]]
+    turned = rows.iloc[:, 1:].T.reset_index(drop=True)
+    turned.columns = [f"row {label}" for label in rows.index]
+    for f in _column_findings(turned, set(), False, config):
+        findings.append(
+            Finding(
+                f.rule, f.verdict, f.message.replace("column ", "row ", 1).replace("per row", "per column")
+            )
+        )
+    if frame.shape[1] > config.max_aggregate_rows:
         findings.append(
             Finding(
                 "microdata",
                 "fail",
-                f"{n} rows and no counts: more rows than a table of aggregates plausibly has "
-                f"(limit {config.max_aggregate_rows}); this looks like row-level data",
+                f"{frame.shape[1]} columns: more than a table of aggregates plausibly has "
+                f"(limit {config.max_aggregate_rows}); this looks like row-level data turned on its side",
             )
         )
     return findings
+
+
+_NHS_WEIGHTS = np.arange(10, 1, -1)
+
+
+def _nhs_numbers(column: pd.Series) -> bool:
+    """Whole numbers of ten digits whose check digit is right: NHS numbers stored as numbers."""
+    if not pd.api.types.is_integer_dtype(column) and not pd.api.types.is_float_dtype(column):
+        return False
+    values = _sample(column).dropna().to_numpy(dtype=float)
+    if values.size < 5 or not np.all((values >= 1e9) & (values < 1e10) & (values == np.round(values))):
+        return False
+    digits = (values.astype(np.int64)[:, None] // 10 ** np.arange(9, -1, -1)) % 10
+    check = (11 - (digits[:, :9] * _NHS_WEIGHTS).sum(axis=1) % 11) % 11
+    return bool(np.mean(check == digits[:, 9]) > 0.9)
 
 
 def _known_identifiers(table: Table, context: CheckContext) -> list[Finding]:
@@ -369,7 +451,10 @@ def text_findings(item: Text, context: CheckContext) -> list[Finding]:
     tokens = set(re.findall(r"[A-Za-z0-9_-]{6,}", item.text))
     if context.matching_identifiers(tokens):
         return [Finding("microdata", "fail", "text contains the project's pseudonyms or identifiers")]
-    if re.search(r"\d", item.text):
+    id_like = sum(1 for token in re.findall(r"[0-9A-Fa-f-]{10,}", item.text) if _ID_VALUE.match(token))
+    if id_like >= 5:
+        return [Finding("microdata", "fail", f"text holds {id_like} identifier-like values (row-level data)")]
+    if item.kind == "prose" and re.search(r"\d", item.text):
         return [
             Finding(
                 "text",

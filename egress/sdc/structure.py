@@ -219,6 +219,7 @@ def interpret(frame: pd.DataFrame, name: str, config: RuleConfig, *, label_count
         col_positions=[i + shift for i in body_idx],
     )
     table.counts = _counts(table)
+    table.counts_in_file = bool(np.isfinite(table.counts).any())
     table.rounding = _detect_rounding(values, table.is_stat("count"), config)
     return table
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from egress.review.queries import AUDIT_LIMIT, LIST_LIMIT, ListScope
 from egress.web.deps import Id, RequestOp, Svc
 from egress.web.schemas import ErrorBody, GroupText, NewComment, NewFile, NewGroup, NewRequest, NewVote, Note
-from egress.web.security import ApiMe
+from egress.web.security import ApiMe, refuse_csrf, same_origin
 
 ERROR = {"model": ErrorBody}
 router = APIRouter(tags=["egress"], responses={401: ERROR, 403: ERROR, 404: ERROR, 409: ERROR, 422: ERROR})
@@ -89,7 +89,10 @@ def api_action(me: ApiMe, svc: Svc, rid: Id, op: RequestOp, body: Note | None = 
 
 @router.post("/files/{fid}/votes")
 def api_vote(me: ApiMe, svc: Svc, fid: Id, body: NewVote) -> dict[str, Any]:
-    return {"state": svc.commands.vote(me.username, fid, body.decision, body.comment, body.visibility)}
+    state = svc.commands.vote(
+        me.username, fid, body.decision, body.comment, body.visibility, sha256=body.sha256
+    )
+    return {"state": state}
 
 
 @router.post("/requests/{rid}/comments", status_code=201)
@@ -98,7 +101,10 @@ def api_comment(me: ApiMe, svc: Svc, rid: Id, body: NewComment) -> dict[str, Any
 
 
 @router.get("/requests/{rid}/download", response_class=FileResponse)
-def api_download(me: ApiMe, svc: Svc, rid: Id) -> FileResponse:
+def api_download(request: Request, me: ApiMe, svc: Svc, rid: Id) -> FileResponse:
+    # Recorded and final, like the page's download: a page on another site must not start it.
+    if not same_origin(request):
+        refuse_csrf(request, me.username, "download started from another site")
     path, name = svc.commands.download(me.username, rid)
     return FileResponse(path, filename=name, media_type="application/zip")
 

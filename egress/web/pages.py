@@ -197,7 +197,7 @@ def file_page(request: Request, me: Me, svc: Svc, fid: Id) -> HTMLResponse:
 
 @router.get("/files/{fid}/raw")
 def file_raw(me: Me, svc: Svc, fid: Id) -> Response:
-    meta, data = svc.queries.file_content(me.username, fid)
+    meta, data = svc.queries.file_content(me.username, fid, raw=True)
     ext = suffix_of(meta["name"])
     headers = {"X-Content-Type-Options": "nosniff"}
     if ext in SANDBOXED:
@@ -218,10 +218,11 @@ def vote_form(
     fid: Id,
     rid: Annotated[int, Form()],
     decision: Annotated[str, Form()],
+    sha256: Annotated[str, Form(max_length=64)],
     comment: Annotated[str, Form()] = "",
     visibility: Annotated[str, Form()] = "checkers",
 ) -> Response:
-    svc.commands.vote(me.username, fid, decision, comment, visibility)
+    svc.commands.vote(me.username, fid, decision, comment, visibility, sha256=sha256)
     return back(svc, f"/files/{fid}")
 
 

@@ -34,6 +34,7 @@ class NewFile(BaseModel):
 
 class NewVote(BaseModel):
     decision: Decision
+    sha256: str = Field(pattern="^[0-9a-f]{64}$", description="the SHA-256 of the file version reviewed")
     comment: str = Field(default="", max_length=TEXT)
     visibility: Visibility = Visibility.CHECKERS
 

@@ -62,6 +62,8 @@ class AuditAction(StrEnum):
     EGRESS_FILE_ADD = "egress.file.add"
     EGRESS_FILE_UPDATE = "egress.file.update"
     EGRESS_FILE_REMOVE = "egress.file.remove"
+    EGRESS_FILE_READ = "egress.file.read"  # a file's raw bytes left the service to a browser
+    EGRESS_WORKSPACE_PREVIEW = "egress.workspace.preview"  # an author previewed a workspace file
     EGRESS_REVIEW_VOTE = "egress.review.vote"
     EGRESS_COMMENT_ADD = "egress.comment.add"
     EGRESS_RELEASE_DOWNLOAD = "egress.release.download"

@@ -100,6 +100,7 @@ def test_kill_during_large_file_copy(eg):
 
 def test_kill_during_reviews(eg):
     requests = [eg.submitted()[1][0] for _ in range(12)]  # one output file each
+    shas = {fid: eg.sha(fid) for fid in requests}
     server = Server(eg.settings.root).start()
     acknowledged: list[tuple[str, int]] = []
     try:
@@ -109,7 +110,9 @@ def test_kill_during_reviews(eg):
             for fid in requests:
                 for user, client in clients.items():
                     try:
-                        r = client.post(f"/api/files/{fid}/votes", json={"decision": "approve"})
+                        r = client.post(
+                            f"/api/files/{fid}/votes", json={"decision": "approve", "sha256": shas[fid]}
+                        )
                     except httpx.HTTPError:
                         return
                     if r.status_code == 200:

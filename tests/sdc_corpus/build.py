@@ -7,6 +7,8 @@ the verdict and the findings the engine must give. ``acro_bundle/`` is written b
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from pathlib import Path
 
@@ -183,8 +185,8 @@ def main() -> None:
     margins.to_csv(F / "secondary_recomputable.csv")
 
     # --- formats that cannot pass ---------------------------------------------------------------
-    (F / "plot.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-    (F / "report.pdf").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    (F / "plot.png").write_bytes(png())
+    (F / "report.pdf").write_bytes(pdf())
     (F / "unknown.xyz").write_text("something")
     (F / "notebook_with_plot.ipynb").write_text(
         json.dumps(
@@ -193,7 +195,7 @@ def main() -> None:
                     {
                         "output_type": "display_data",
                         "metadata": {},
-                        "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"},
+                        "data": {"image/png": base64.b64encode(png()).decode(), "text/plain": "<Figure>"},
                     },
                 ]
             )
@@ -226,6 +228,186 @@ def main() -> None:
     meta = json.loads(meta_path.read_text())
     meta["counts"][0][0] = 4  # claims fewer records than the table shows
     meta_path.write_text(json.dumps(meta))
+
+    adversarial(df)
+
+
+def png(text: dict[str, str] | None = None) -> bytes:
+    """A real 8x8 PNG (Pillow), optionally with text chunks."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (30, 90, 160)).save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def jpeg(comment: bytes = b"") -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (30, 90, 160)).save(out, "JPEG", comment=comment)
+    return out.getvalue()
+
+
+def pdf(extra_object: bytes = b"") -> bytes:
+    """A one-page PDF with a valid cross-reference table; `extra_object` adds a dictionary to it."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+    ] + ([extra_object] if extra_object else [])
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (i, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def extract(n: int, seed: int = 11) -> pd.DataFrame:
+    """What a researcher must not get out: one row per person with a pseudonym and a birth date."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "pid": [f"{v:016x}" for v in rng.integers(0, 2**63, n)],
+            "born": pd.to_datetime("1940-01-01") + pd.to_timedelta(rng.integers(0, 25_000, n), unit="D"),
+            "hba1c": np.round(rng.normal(48, 9, n), 1),
+        }
+    ).assign(born=lambda f: f.born.dt.strftime("%Y-%m-%d"))
+
+
+def nhs_numbers(n: int, seed: int = 5) -> list[int]:
+    rng = np.random.default_rng(seed)
+    out: list[int] = []
+    while len(out) < n:
+        digits = rng.integers(0, 10, 9)
+        digits[0] = max(digits[0], 1)
+        check = (11 - int((digits * np.arange(10, 1, -1)).sum()) % 11) % 11
+        if check != 10:
+            out.append(int("".join(map(str, digits)) + str(check)))
+    return out
+
+
+def adversarial(df: pd.DataFrame) -> None:
+    """Outputs built to smuggle rows past the checks (issue 10): each must not pass."""
+    rows = extract(40)
+    records = rows.to_dict(orient="records")
+    counts = df.groupby("region").size().reset_index(name="n")
+    # a JSON shaped like an ACRO bundle, with rows beside an empty results
+    (F / "adv_acro_rows_beside.json").write_text(
+        json.dumps({"version": "1.0.2", "results": {}, "appendix": records})
+    )
+    # an ACRO bundle whose file list leaves the bundle
+    escape = F / "adv_acro_escape"
+    escape.mkdir(exist_ok=True)
+    (escape / "results.json").write_text(
+        json.dumps(
+            {
+                "version": "1.0.2",
+                "results": {
+                    "output_0": {
+                        "uid": "output_0",
+                        "status": "pass",
+                        "type": "table",
+                        "files": [{"name": "../microdata_pseudonyms.csv", "sdc": {}}],
+                    }
+                },
+            }
+        )
+    )
+    html_counts = counts.to_html()
+    plain = rows.to_string()
+    nb_meta = notebook([{"output_type": "stream", "name": "stdout", "text": ["Done.\n"]}])
+    nb_meta["metadata"]["analysis"] = {"appendix": records}
+    (F / "adv_notebook_metadata_rows.ipynb").write_text(json.dumps(nb_meta))
+    nb_attach = notebook([{"output_type": "stream", "name": "stdout", "text": ["Done.\n"]}])
+    nb_attach["cells"].append(
+        {
+            "cell_type": "markdown",
+            "metadata": {},
+            "source": "Results below.",
+            "attachments": {"rows.txt": {"text/plain": plain}},
+        }
+    )
+    (F / "adv_notebook_attachment_rows.ipynb").write_text(json.dumps(nb_attach))
+    (F / "adv_notebook_plain_behind_html.ipynb").write_text(
+        json.dumps(
+            notebook(
+                [
+                    {
+                        "output_type": "execute_result",
+                        "execution_count": 1,
+                        "metadata": {},
+                        "data": {"text/html": "<p>Done.</p>", "text/plain": plain},
+                    }
+                ]
+            )
+        )
+    )
+    (F / "adv_notebook_counts_html_and_plain.ipynb").write_text(
+        json.dumps(
+            notebook(
+                [
+                    {
+                        "output_type": "execute_result",
+                        "execution_count": 1,
+                        "metadata": {},
+                        "data": {"text/html": html_counts, "text/plain": counts.to_string()},
+                    }
+                ]
+            )
+        )
+    )  # a safe control: the plain text says what the HTML says
+    table = pa_table_with_metadata(counts, {"notes": json.dumps(records)})
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, F / "adv_parquet_metadata_rows.parquet")
+    summary = (F / "safe_ols_summary.txt").read_text()
+    (F / "adv_summary_then_rows.txt").write_text(summary + "\n" + plain + "\n")
+    rng = np.random.default_rng(3)
+    pd.DataFrame({"coef": rng.normal(48, 9, 1500).round(1), "p": rng.integers(18, 90, 1500)}).to_csv(
+        F / "adv_microdata_coef_columns.csv", index=False
+    )
+    wide = rows.head(30).set_index("pid").T
+    wide.index.name = "field"
+    wide.to_csv(F / "adv_microdata_transposed.csv")
+    pd.DataFrame({"ref": nhs_numbers(30), "visits": rng.integers(10, 40, 30)}).to_csv(
+        F / "adv_microdata_nhs_numbers.csv", index=False
+    )
+    # sidecars that try to make the checks laxer
+    sdc.crosstab(df, "age_band", "smoker", margins=True, suppress=True).save(F / "adv_sidecar_rounding.csv")
+    meta_path = F / "adv_sidecar_rounding.csv.sdc.json"
+    meta = json.loads(meta_path.read_text())
+    meta["rounding"] = 10  # the values are not multiples of 10
+    meta_path.write_text(json.dumps(meta))
+    dated = pd.DataFrame(
+        {"visit": np.repeat(rows.born.head(12).to_numpy(), 12), "hba1c": np.round(rng.normal(48, 9, 144), 1)}
+    )
+    sdc.pivot_table(dated, "hba1c", "visit", None, aggfunc="mean").save(F / "adv_sidecar_counts_dates.csv")
+    # pictures that carry more than their picture
+    (F / "adv_png_trailing.png").write_bytes(png() + rows.to_csv(index=False).encode())
+    (F / "adv_png_text_chunk.png").write_bytes(png({"Comment": rows.to_csv(index=False)}))
+    (F / "adv_jpeg_trailing.jpg").write_bytes(jpeg() + rows.to_csv(index=False).encode())
+    (F / "adv_jpeg_comment.jpg").write_bytes(jpeg(rows.to_csv(index=False).encode()))
+    (F / "adv_pdf_embedded_file.pdf").write_bytes(pdf(b"<< /Type /EmbeddedFile /Length 0 >>"))
+    (F / "adv_pdf_trailing.pdf").write_bytes(pdf() + rows.to_csv(index=False).encode())
+    (F / "safe_plot_matplotlib_like.png").write_bytes(png({"Software": "Matplotlib version3.9.2"}))
+
+
+def pa_table_with_metadata(frame: pd.DataFrame, extra: dict[str, str]):
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in extra.items()}}
+    )
 
 
 def _markdown(frame: pd.DataFrame) -> str:

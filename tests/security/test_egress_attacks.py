@@ -51,16 +51,16 @@ def assert_audited(eg, action, who, count=1):
 def test_self_approval(eg):
     rid, [fid] = eg.submitted(author=AUTHOR_CHECKER, files=(("out/counts.csv", "output"),))
     with pytest.raises(Denied, match="your own request"):
-        eg.commands.vote(AUTHOR_CHECKER, fid, "approve")
+        eg.vote(AUTHOR_CHECKER, fid, "approve")
     assert_audited(eg, "vote", AUTHOR_CHECKER)
-    eg.commands.vote(CHECKER1, fid, "approve")
+    eg.vote(CHECKER1, fid, "approve")
     assert eg.queries.request_view(AUTHOR_CHECKER, rid)["state"] == "under_review"
 
 
 def test_single_checker_cannot_approve_or_release(eg):
     rid, [fid] = eg.submitted()
-    assert eg.commands.vote(CHECKER1, fid, "approve") == "under_review"
-    assert eg.commands.vote(CHECKER1, fid, "approve") == "under_review"  # voting twice counts once
+    assert eg.vote(CHECKER1, fid, "approve") == "under_review"
+    assert eg.vote(CHECKER1, fid, "approve") == "under_review"  # voting twice counts once
     with pytest.raises(Denied, match="must be approved first"):
         eg.commands.release(CHECKER1, rid)
     assert_audited(eg, "release", CHECKER1)
@@ -73,7 +73,7 @@ def test_single_checker_cannot_approve_or_release(eg):
 def test_non_checker_vote(eg, who):
     _, [fid] = eg.submitted()
     with pytest.raises(Denied):
-        eg.commands.vote(who, fid, "approve")
+        eg.vote(who, fid, "approve")
     assert_audited(eg, "vote", who)
 
 
@@ -87,7 +87,8 @@ def test_researcher_of_another_project(web):
     assert c.get(P + f"/files/{fid}/raw").status_code == 403
     assert c.post(P + "/api/requests", json={"project": PROJECT, "title": "x"}).status_code == 403
     assert c.get(P + f"/api/workspace/{PROJECT}").status_code == 403
-    assert c.post(P + f"/api/files/{fid}/votes", json={"decision": "approve"}).status_code == 403
+    vote = {"decision": "approve", "sha256": eg.sha(fid)}
+    assert c.post(P + f"/api/files/{fid}/votes", json=vote).status_code == 403
     assert rid not in [r["id"] for r in c.get(P + "/api/requests?scope=queue").json()]
     for action in ("view", "create", "workspace", "vote"):
         assert_audited(eg, action, OTHER_RESEARCHER)
@@ -230,11 +231,11 @@ def test_cross_site_form_post(web):
 def test_download_before_approval(web):
     eg, _, client = web
     rid, [fid] = eg.submitted()
-    eg.commands.vote(CHECKER1, fid, "approve")
+    eg.vote(CHECKER1, fid, "approve")
     for who in (AUTHOR, LEAD):
         assert client(who).get(P + f"/requests/{rid}/download").status_code == 403
         assert_audited(eg, "download", who)
-    eg.commands.vote(CHECKER2, fid, "approve")
+    eg.vote(CHECKER2, fid, "approve")
     assert client(CHECKER1).get(P + f"/requests/{rid}/download").status_code == 403  # checkers never
     assert_audited(eg, "download", CHECKER1)
     # a link on another site must not "download" (which would end the chance to revoke)
@@ -273,3 +274,17 @@ def test_only_admins_list_every_request(web):
     assert_audited(eg, "list_all", CHECKER1)
     page = client("admin").get(P + "/all")
     assert page.status_code == 200 and f"/requests/{rid}" in page.text
+
+
+def test_the_download_api_refuses_a_request_from_another_site(web):
+    """The API's download is recorded and final like the page's: another site must not start it."""
+    eg, _, client = web
+    rid, fids = eg.submitted()
+    eg.approve_all(fids)
+    c = client(AUTHOR)
+    c.headers["X-Test-Via"] = "token"
+    cross = {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}
+    assert c.get(P + f"/api/requests/{rid}/download", headers=cross).status_code == 403
+    assert not eg.audit("egress.release.download")
+    assert eg.audit("egress.refused.csrf")
+    assert c.get(P + f"/api/requests/{rid}/download").status_code == 200  # control: same site

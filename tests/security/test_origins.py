@@ -43,7 +43,8 @@ async function attempt(name, f) {{
     const text = await r.text();
     const token = text.match(/name="_csrf" value="([^"]+)"/);
     if (!token) return "read " + r.status + " without a token";
-    const body = new URLSearchParams({{_csrf: token[1], rid: "{rid}", decision: "approve"}});
+    const sha = text.match(/name="sha256" value="([0-9a-f]+)"/)[1];
+    const body = new URLSearchParams({{_csrf: token[1], rid: "{rid}", decision: "approve", sha256: sha}});
     const vote = await fetch("{egress}files/{fid}/vote", {{method: "POST", credentials: "include", body}});
     return "voted " + vote.status;
   }});

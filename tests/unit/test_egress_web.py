@@ -42,9 +42,10 @@ def test_researcher_flow_through_pages(web):
     assert f"/requests/{rid}" in k.get(P + "/queue").text
     fp = k.get(P + f"/files/{fid}")
     assert fp.status_code == 200 and '<table class="data">' in fp.text and "Record vote" in fp.text
-    assert form(k, f"/files/{fid}/vote", {"rid": rid, "decision": "approve"}, CHECKER1).status_code == 303
+    vote = {"rid": rid, "decision": "approve", "sha256": eg.sha(fid)}
+    assert form(k, f"/files/{fid}/vote", vote, CHECKER1).status_code == 303
     k2 = client(CHECKER2)
-    assert form(k2, f"/files/{fid}/vote", {"rid": rid, "decision": "approve"}, CHECKER2).status_code == 303
+    assert form(k2, f"/files/{fid}/vote", vote, CHECKER2).status_code == 303
     assert eg.queries.request_view(AUTHOR, rid)["state"] == "released"
     d = c.get(P + f"/requests/{rid}/download")
     assert d.status_code == 200 and d.headers["content-type"] == "application/zip"
@@ -153,6 +154,59 @@ def test_notebook_image_and_parquet_render(web):
     assert '<th scope="col">region</th>' in pq_page and ">30<" in pq_page
     lead = client(LEAD).get(P + "/project")
     assert lead.status_code == 200
+
+
+def test_the_viewer_says_what_it_leaves_out_and_shows_what_jupyter_hides(web):
+    """A wide table says how many columns are shown; notebook metadata, attachments and every
+    representation of an output are on the page; Parquet metadata too."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    eg, _, client = web
+    header = ",".join(["region", *(f"c{i}" for i in range(100))])
+    (eg.home() / "wide.csv").write_text(header + "\n" + ",".join(["N", *["12"] * 100]) + "\n")
+    nb = {
+        "metadata": {"analysis": {"appendix": "HIDDEN-IN-METADATA"}},
+        "cells": [
+            {
+                "cell_type": "markdown",
+                "source": "See below.",
+                "metadata": {},
+                "attachments": {"rows.txt": {"text/plain": "HIDDEN-IN-ATTACHMENT"}},
+            },
+            {
+                "cell_type": "code",
+                "source": "df",
+                "metadata": {"smuggled": "HIDDEN-IN-CELL-METADATA"},
+                "outputs": [
+                    {
+                        "output_type": "execute_result",
+                        "metadata": {},
+                        "data": {"text/html": "<p>Done.</p>", "text/plain": "HIDDEN-BEHIND-HTML"},
+                    }
+                ],
+            },
+        ],
+    }
+    (eg.home() / "nb.ipynb").write_text(json.dumps(nb))
+    table = pa.table({"region": ["N", "S"], "n": [12, 30]})
+    pq.write_table(table.replace_schema_metadata({"notes": "HIDDEN-IN-PARQUET"}), eg.home() / "t.parquet")
+    files = (("wide.csv", "output"), ("nb.ipynb", "output"), ("t.parquet", "output"))
+    _, fids = eg.draft(files=files)
+    c = client(AUTHOR)
+    wide = c.get(P + f"/files/{fids[0]}").text
+    assert "60 of 101 columns shown" in wide and "Download the raw file" in wide
+    page = c.get(P + f"/files/{fids[1]}").text
+    for hidden in (
+        "HIDDEN-IN-METADATA",
+        "HIDDEN-IN-ATTACHMENT",
+        "HIDDEN-IN-CELL-METADATA",
+        "HIDDEN-BEHIND-HTML",
+    ):
+        assert hidden in page, hidden
+    assert "HIDDEN-IN-PARQUET" in c.get(P + f"/files/{fids[2]}").text
 
 
 def test_checkers_see_the_authors_code_for_the_requests_period(web):

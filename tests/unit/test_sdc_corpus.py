@@ -18,7 +18,9 @@ def test_corpus_case(case, monkeypatch):
     monkeypatch.chdir(CORPUS)  # reported paths are the relative paths given
     ctx = case.get("context", {})
     context = CheckContext(
-        earlier=ctx.get("earlier", ()), identifiers=set(ctx.get("identifiers", [])) or None
+        earlier=ctx.get("earlier", ()),
+        identifiers=set(ctx.get("identifiers", [])) or None,
+        supporting=frozenset(ctx.get("supporting", [])),
     )
     report = {f["path"]: f for f in check_paths(case["paths"], context=context)["files"]}
     if "all" in case:
@@ -45,6 +47,7 @@ def test_corpus_covers_every_rule():
         "rounding",
         "metadata",
         "acro",
+        "hidden",
     } <= rules
 
 

@@ -178,7 +178,9 @@ def test_regression_html_and_json(tmp_path):
     assert rules_of(check(tmp_path, "r.html", html))["regression"] == "fail"
     assert rules_of(check(tmp_path, "r.json", json.dumps({"params": {"x": 1.0}})))["regression"] == "review"
     assert (
-        rules_of(check(tmp_path, "r2.json", json.dumps({"params": {}, "df_resid": 50})))["regression"]
+        rules_of(
+            check(tmp_path, "r2.json", json.dumps({"params": {"x": 1.0}, "bse": {"x": 0.1}, "df_resid": 50}))
+        )["regression"]
         == "pass"
     )
 
