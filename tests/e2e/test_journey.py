@@ -282,7 +282,7 @@ def test_researcher_to_release_through_two_checkers(
     record = json.loads(verified.stdout)
     assert record["author"] == RESEARCHER and record["project"] == DIABETES_PROJECT
     assert sorted(record["reviewers"]) == sorted(CHECKERS)
-    assert sorted(f["name"] for f in record["files"]) == sorted(Path(p).name for p in OUTPUTS)
+    assert sorted(Path(f["path"]).name for f in record["files"]) == sorted(Path(p).name for p in OUTPUTS)
 
     # 5. A researcher of the other project only: no workspace, no request, no bundle.
     raj = Person(browser, stack, OTHER_RESEARCHER)
