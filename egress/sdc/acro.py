@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from egress.sdc.model import Finding, Parsed, Regression, Table, Verdict
+from egress.sdc.model import Finding, Parsed, Regression, Table, Verdict, quoted
 from egress.sdc.structure import stat_of
 
 _STATUS: dict[str, Verdict] = {"pass": "pass", "review": "review", "fail": "fail"}
@@ -29,7 +29,6 @@ FILE_KEYS = {"name", "sdc"}
 SDC_KEYS = {"summary", "cells"}
 # ACRO's own text fields are quoted and checked for identifiers; beyond this size they are data.
 ACRO_FIELD_LIMIT = 4000
-QUOTE = 300
 
 
 def is_acro_results(data: Any) -> bool:
@@ -77,11 +76,9 @@ def statistic(output: dict[str, Any]) -> str | None:
 
 def acro_finding(uid: str, output: dict[str, Any], file_sdc: dict[str, Any] | None) -> Finding:
     status = _STATUS.get(str(output.get("status", "")).lower(), "review")
-    summary = _bounded(output.get("summary", ""))
+    summary = quoted(output.get("summary", ""))
     exception = (
-        f"; researcher's exception request: {_bounded(output['exception'])}"
-        if output.get("exception")
-        else ""
+        f"; researcher's exception request: {quoted(output['exception'])}" if output.get("exception") else ""
     )
     cells: set[tuple[int, int]] = set()
     for positions in ((file_sdc or {}).get("cells") or {}).values():
@@ -92,11 +89,6 @@ def acro_finding(uid: str, output: dict[str, Any], file_sdc: dict[str, Any] | No
         f"ACRO {uid} ({output.get('type', '?')}): {status}. {summary}{exception}",
         sorted(cells),
     )
-
-
-def _bounded(value: Any) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= QUOTE else f"{text[:QUOTE]} … ({len(text) - QUOTE:,} more characters)"
 
 
 def apply_statistic(parsed: Parsed, stat: str | None) -> None:

@@ -11,11 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from egress.sdc.model import Finding, Opaque, Regression, RuleConfig, Table, Text
+from egress.sdc.model import Finding, Opaque, Regression, RuleConfig, Table, Text, quoted
 from egress.sdc.structure import interpret
 
 Item = Table | Regression | Opaque | Text
-QUOTE = 300
 _MAX_DEPTH = 12
 _MAX_ITEMS = 50
 
@@ -23,12 +22,10 @@ _MAX_ITEMS = 50
 def hidden_part(value: Any, where: str, config: RuleConfig) -> tuple[Finding, list[Item]]:
     """A review finding naming the part, and the part's content as checkable items."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    shown = " ".join(text.split())
-    more = f" … ({len(shown) - QUOTE:,} more characters)" if len(shown) > QUOTE else ""
     finding = Finding(
         "hidden",
         "review",
-        f"{where}: {len(text):,} characters a viewer does not show, checked as data: {shown[:QUOTE]!r}{more}",
+        f"{where}: {len(text):,} characters a viewer does not show, checked as data: {quoted(text)!r}",
     )
     return finding, json_items(value, where, config)
 

@@ -12,9 +12,8 @@ import re
 import struct
 import zlib
 
-from egress.sdc.model import Finding, Text
+from egress.sdc.model import Finding, Text, quoted
 
-QUOTE = 300  # characters of a hidden text part quoted in a finding
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _PNG_PICTURE = {
     b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB",
@@ -55,12 +54,10 @@ def _after_end(extra: int, what: str) -> Finding:
 
 
 def _quoted(label: str, text: str) -> Finding:
-    shown = " ".join(text.split())
-    more = f" … ({len(shown) - QUOTE:,} more characters)" if len(shown) > QUOTE else ""
     return Finding(
         "hidden",
         "review",
-        f"{label} ({len(text):,} characters) is not part of the picture: {shown[:QUOTE]!r}{more}",
+        f"{label} ({len(text):,} characters) is not part of the picture: {quoted(text)!r}",
     )
 
 

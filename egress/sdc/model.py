@@ -28,6 +28,15 @@ def worst(verdicts: Iterable[str], default: Verdict = "pass") -> Verdict:
     return max(found, key=_RANK.__getitem__) if found else default  # type: ignore[return-value]
 
 
+QUOTE = 300  # characters of researcher-made text a finding may quote
+
+
+def quoted(value: object) -> str:
+    """Text for a finding: whitespace collapsed, at most QUOTE characters, saying how much was left out."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= QUOTE else f"{text[:QUOTE]} … ({len(text) - QUOTE:,} more characters)"
+
+
 @dataclass
 class Finding:
     rule: str
