@@ -11,6 +11,7 @@ import typer
 
 from hub.cli import (
     audit,
+    backup,
     catalog,
     dataset,
     demo,
@@ -44,6 +45,8 @@ app.add_typer(guard.app, name="guard")
 app.add_typer(tls.app, name="tls")
 app.add_typer(egress.app, name="egress")
 app.command("hub")(hub_cmd.hub)
+app.command("backup")(backup.backup)
+app.command("restore")(backup.restore)
 
 
 def main() -> None:
