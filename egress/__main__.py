@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 import uvicorn
 
 from egress.web.app import DEFAULT_PREFIX, create_app
+from hub.kernel.lifecycle import die_with_parent
 from hub.kernel.settings import Settings, get_settings
 
 
@@ -31,6 +32,7 @@ def main() -> None:
             "error: the egress service runs as a JupyterHub service (it signs users in through the hub); "
             "start it with `tre hub`, not on its own"
         )
+    die_with_parent()  # a hub killed outright must not leave its egress service holding the port
     settings = get_settings()
     host, port = bind_address(settings)
     app = create_app(

@@ -84,6 +84,7 @@ class Hub:
     token: str  # tre-admin service token
     totp: dict[str, str] = field(default_factory=dict)  # username -> TOTP secret
     log: Path | None = None
+    process: Any = None  # the HubProcess running `tre hub`, for the tests that restart it
 
     @property
     def gateway(self) -> str:
@@ -204,6 +205,23 @@ def own_workspace(hub: Hub, name: str, start: bool = True, **limits: Any) -> tup
     if start:
         hub.start(user, project)
     return user, project, grant_id
+
+
+def process_pids(hub: Hub, module: str) -> list[int]:
+    """Processes of this hub's TRE (by its TRE_ROOT) whose command line runs `python -m <module>`."""
+    mine = f"TRE_ROOT={hub.settings.root}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if module.encode() in cmd and mine in env:
+            found.append(int(proc.name))
+    return found
 
 
 def docker_exec(
@@ -331,7 +349,9 @@ def start_hub(root: Path, image: str, **overrides: Any) -> Iterator[Hub]:
     try:
         network.setup(settings)
         issue_test_certificate(settings)
-        hub = Hub(settings, settings.to_env(), process.url, admin_token(settings), log=process.log)
+        hub = Hub(
+            settings, settings.to_env(), process.url, admin_token(settings), log=process.log, process=process
+        )
         _build_registry(settings, hub.totp)
         process.start(timeout=HUB_START_TIMEOUT)
         yield hub

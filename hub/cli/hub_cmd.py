@@ -22,11 +22,13 @@ def hub(
         None, help="Address of the public port (default 127.0.0.1; env TRE_PUBLIC_IP)."
     ),
 ) -> None:
-    """Start configurable-http-proxy, JupyterHub and the managed services (egress, idle culler)."""
+    """Run the proxy, JupyterHub and its services (egress, guard, sweeper, idle culler), restarting the
+    hub if it dies; SIGTERM stops them all and leaves the workspaces running."""
     from hub.cli._registry import registry_settings
     from hub.host import tls
     from hub.host.network import status
     from hub.workspaces import jupyterhub_config
+    from hub.workspaces.supervisor import Supervisor, ports_in_use
 
     overrides = {"idle_timeout": idle_timeout, "max_age": max_age, "public_ip": public_ip}
     settings = dataclasses.replace(
@@ -40,16 +42,19 @@ def hub(
     problems = tls.check(settings)
     if problems:
         fail("; ".join(problems))
-    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     p = st.plan
+    taken = ports_in_use(settings, p.gateway)
+    if taken:
+        fail("; ".join(taken))
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     console.print(
         f"hub API on {p.gateway}:{p.hub_port} (workspace bridge {p.bridge}); the TRE at "
         f"{settings.public_url} (proxy on {settings.public_ip}:{settings.public_port})",
         soft_wrap=True,
     )
-    os.chdir(settings.state_dir)
-    # exec, with exactly these settings: JupyterHub handles SIGTERM itself (stops workspaces, the proxy
-    # and the services) and passes the settings on to the services it starts.
+    # JupyterHub gets exactly these settings and passes them on to the services it starts. It runs
+    # under a supervisor that starts it again if it dies; workspaces keep running meanwhile.
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")} | settings.to_env()
     argv = [sys.executable, "-m", "jupyterhub", "-f", jupyterhub_config.__file__]
-    os.execve(sys.executable, argv, env)  # noqa: S606 - a fixed argv, no shell
+    supervisor = Supervisor(argv, env, settings.state_dir, say=lambda m: console.print(f"tre hub: {m}"))
+    raise typer.Exit(supervisor.run())

@@ -11,6 +11,7 @@ import logging
 import time
 
 from hub.enforcement.workspaces import enforce
+from hub.kernel.lifecycle import die_with_parent
 from hub.kernel.settings import get_settings
 from hub.workspaces.hub_api import HubAPI
 
@@ -19,6 +20,7 @@ log = logging.getLogger("tre.sweeper")
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s tre-sweeper] %(message)s")
+    die_with_parent()
     settings = get_settings()  # JupyterHub starts the service with the TRE's settings in its environment
     with HubAPI.for_service() as hub:
         while True:

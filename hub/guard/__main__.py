@@ -1,4 +1,5 @@
-"""`python -m hub.guard`: the guard, a JupyterHub managed service (restarted by the hub if it dies).
+"""`python -m hub.guard`: the guard, a JupyterHub managed service (restarted by the hub if it dies, and
+dying with the hub).
 
 It takes the guard's group before it opens any connection: the host firewall lets only that group
 reach the workspace network (hub.host.network).
@@ -19,6 +20,7 @@ from hub.guard.budget import Budget
 from hub.guard.recorder import Recorder
 from hub.guard.upstream import Upstreams
 from hub.host.network import guard_gid
+from hub.kernel.lifecycle import die_with_parent
 from hub.kernel.settings import Settings, get_settings
 
 log = logging.getLogger("tre.guard")
@@ -61,6 +63,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s tre-guard] %(message)s")
     settings = get_settings()
     take_guard_group(settings)
+    die_with_parent()  # after the group change, which clears it; the next hub starts a fresh guard
     with contextlib.suppress(ImportError):
         import uvloop
 

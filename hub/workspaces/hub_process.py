@@ -19,6 +19,7 @@ import httpx
 from hub.host import tls
 from hub.kernel.settings import Settings
 from hub.workspaces.jupyterhub_config import CHECKOUT, admin_token
+from hub.workspaces.supervisor import stop_leftover_proxy
 
 HUB_LOG = "hub.log"
 HUB_START_TIMEOUT = 120
@@ -42,7 +43,7 @@ def remove_workspaces(settings: Settings) -> list[str]:
 
 
 class HubProcess:
-    """`tre hub` (proxy, hub, egress service, idle culler) for one set of settings."""
+    """`tre hub` (its supervisor, the proxy, the hub and its services) for one set of settings."""
 
     def __init__(self, settings: Settings, log: Path | None = None) -> None:
         self.settings = settings
@@ -96,8 +97,9 @@ class HubProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float = 60) -> None:
-        """SIGTERM the hub (it stops workspaces, proxy and services), then sweep what is left."""
+    def stop(self, timeout: float = 60, keep_workspaces: bool = False) -> None:
+        """SIGTERM `tre hub` (it stops the hub, proxy and services), then remove what is left: the
+        workspaces too, unless `keep_workspaces` (a restart, as `systemctl restart` does it)."""
         proc = self.proc
         if proc is not None:
             if proc.poll() is None:
@@ -109,8 +111,10 @@ class HubProcess:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=10)
-            # Services and the proxy share the hub's session; none may outlive it.
+            # The hub shares the supervisor's session; none may outlive it (services die with the hub).
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+            stop_leftover_proxy(self.settings.state_dir)
             self.proc = None
-        remove_workspaces(self.settings)
+        if not keep_workspaces:
+            remove_workspaces(self.settings)

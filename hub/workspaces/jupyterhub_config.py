@@ -78,7 +78,7 @@ def _services(settings: Settings) -> tuple[list[dict], list[dict]]:
             "command": [
                 sys.executable,
                 "-m",
-                "jupyterhub_idle_culler",
+                "hub.workspaces.idle_culler",
                 f"--timeout={idle}",
                 f"--max-age={max_age}",
                 f"--cull-every={max(10, min(idle, 300) // 2)}",
@@ -158,7 +158,9 @@ def configure(c: Any, settings: Settings) -> None:
     c.ConfigurableHTTPProxy.auth_token = read_or_create_secret(state / "proxy-api-token").decode()
     c.ConfigurableHTTPProxy.command = proxy_command(settings)
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
-    c.JupyterHub.cleanup_servers = True
+    # A hub restart (upgrade, crash, `systemctl restart`) leaves workspaces and their kernels running;
+    # the next hub finds them in its database. The demo and the tests remove them when they stop.
+    c.JupyterHub.cleanup_servers = False
     c.JupyterHub.default_url = "/hub/home"
     c.JupyterHub.template_paths = [str(HERE / "templates")]
     c.JupyterHub.template_vars = {

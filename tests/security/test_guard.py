@@ -14,27 +14,22 @@ import json
 import os
 import re
 import signal
-import socket
-import ssl
-import struct
 import time
 import uuid
 import zipfile
 from dataclasses import dataclass
 from io import BytesIO
-from pathlib import Path
 
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from websockets.sync.client import connect
 
 from tests.fixtures_browser import ARTIFACTS, sign_in
-from tests.fixtures_hub import Hub, docker_inspect, own_workspace, tcp_from_host
+from tests.fixtures_hub import Hub, docker_inspect, own_workspace, process_pids, tcp_from_host
+from tests.fixtures_kernel import V1, execute, kernel_channel
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.e2e]
-V1 = "v1.kernel.websocket.jupyter.org"
 KERNEL_IDLE = """() => {
   const bar = document.querySelector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-NotebookPanel-toolbar");
   const busy = bar && bar.querySelector(".jp-Notebook-ExecutionIndicator");
@@ -260,91 +255,6 @@ def test_uploads_are_capped_and_audited(tre_hub, gwen):
 # --- the code log ------------------------------------------------------------------------------------
 
 
-def legacy_frame(msg: dict) -> str:
-    return json.dumps(msg)
-
-
-def v1_frame(msg: dict) -> bytes:
-    """The v1 wire format, packed here independently of the guard's own code."""
-    parts = [msg["channel"].encode()] + [
-        json.dumps(msg[k]).encode() for k in ("header", "parent_header", "metadata", "content")
-    ]
-    offsets = [8 * (len(parts) + 2)]
-    for part in parts:
-        offsets.append(offsets[-1] + len(part))
-    return struct.pack(f"<{len(offsets) + 1}Q", len(offsets), *offsets) + b"".join(parts)
-
-
-def v1_message(frame: bytes) -> dict:
-    n = struct.unpack("<Q", frame[:8])[0]
-    offsets = struct.unpack(f"<{n}Q", frame[8 : 8 * (n + 1)])
-    parts = [frame[offsets[i] : offsets[i + 1]] for i in range(n - 1)]
-    return {
-        "channel": parts[0].decode(),
-        "header": json.loads(parts[1]),
-        "parent_header": json.loads(parts[2]),
-        "content": json.loads(parts[4]),
-    }
-
-
-def kernel_channel(hub: Hub, user: str, project: str, token: str, protocol: str):
-    """A websocket to a new kernel of the workspace, through the public proxy and the guard."""
-    base = hub.user_url(user, project)
-    with hub.client(headers={"Authorization": f"token {token}"}) as client:
-        kernel = client.post(base + "api/kernels", json={"name": "python3"}).json()["id"]
-    host = f"{user}.{hub.settings.domain}"
-    context = ssl.create_default_context(cafile=str(hub.settings.keys_dir / "tls" / "ca.crt"))
-    sock = socket.create_connection(("127.0.0.1", hub.settings.public_port))
-    url = f"wss://{host}:{hub.settings.public_port}/user/{user}/{project}/api/kernels/{kernel}/channels"
-    ws = connect(
-        url,
-        sock=sock,
-        ssl=context,
-        server_hostname=host,
-        subprotocols=[protocol] if protocol else None,
-        additional_headers={"Authorization": f"token {token}"},
-        max_size=None,
-    )
-    return ws, kernel
-
-
-def execute(ws, code: str, protocol: str) -> dict:
-    """Send an execute_request and return the kernel's execute_reply content."""
-    header = {
-        "msg_id": uuid.uuid4().hex,
-        "msg_type": "execute_request",
-        "session": uuid.uuid4().hex,
-        "username": "test",
-        "version": "5.3",
-        "date": "2026-12-02T00:00:00Z",
-    }
-    msg = {
-        "channel": "shell",
-        "header": header,
-        "parent_header": {},
-        "metadata": {},
-        "content": {
-            "code": code,
-            "silent": False,
-            "store_history": True,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        },
-    }
-    ws.send(v1_frame(msg) if protocol == V1 else legacy_frame(msg))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        frame = ws.recv(timeout=60)
-        reply = v1_message(frame) if protocol == V1 else json.loads(frame)
-        if (
-            reply["header"]["msg_type"] == "execute_reply"
-            and reply["parent_header"].get("msg_id") == header["msg_id"]
-        ):
-            return reply["content"]
-    raise AssertionError("no execute_reply")
-
-
 @pytest.mark.parametrize("protocol", ["", V1], ids=["json-protocol", "v1-protocol"])
 def test_every_cell_is_recorded_outside_the_container_in_both_protocols(tre_hub, gwen, protocol):
     user, project = gwen
@@ -441,17 +351,7 @@ def test_no_route_and_no_host_process_reaches_a_workspace_but_the_guard(tre_hub,
 
 
 def guard_pid(hub: Hub) -> int | None:
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            env = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"hub.guard" in cmd and f"TRE_GUARD_PORT={hub.settings.guard_port}".encode() in env:
-            return int(proc.name)
-    return None
+    return next(iter(process_pids(hub, "hub.guard")), None)
 
 
 def test_no_workspace_starts_while_the_guard_is_down_and_the_hub_restarts_it(tre_hub):
