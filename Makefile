@@ -8,7 +8,7 @@ NODE_PREFIX := .node
 CHP := $(NODE_PREFIX)/node_modules/.bin/configurable-http-proxy
 PYTEST_ARGS ?=
 
-.PHONY: venv proxy test unit bench lint fmt demo docs clean
+.PHONY: host venv proxy wheel test unit bench lint fmt demo docs clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml images/tre_notebook/pyproject.toml
@@ -23,7 +23,17 @@ $(CHP):
 	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 	npm install --silent --no-audit --no-fund --prefix $(NODE_PREFIX) configurable-http-proxy@^5
 
-test: venv proxy
+# The TRE as a wheel for the Ansible playbook (ansible/group_vars/all.yml: tre_wheel).
+wheel: venv
+	rm -f dist/tre-*.whl
+	$(BIN)/pip wheel --no-deps -q -w dist .
+
+# The Docker engine, PostgreSQL, Chromium, debootstrap and Node: installed and started when missing
+# (idempotent, seconds when all is there). CI runs exactly this through `make test`.
+host:
+	bash .ci/setup-host.sh
+
+test: host venv proxy
 	PATH="$(CURDIR)/$(NODE_PREFIX)/node_modules/.bin:$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 unit: venv
