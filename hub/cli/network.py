@@ -26,22 +26,37 @@ def setup() -> None:
 
 
 @app.command()
-def status() -> None:
-    """Check the network and firewall are in place (exit 1 if not: workspaces will not start)."""
+def status(
+    dns_probe: bool = typer.Option(
+        True,
+        "--dns-probe/--no-dns-probe",
+        help="Also check from inside the network that no outside name resolves.",
+    ),
+) -> None:
+    """Check the network and firewall are in place, and that no outside name resolves from the network
+    (exit 1 if not: workspaces will not start, or DNS leaks out)."""
+    from hub.host.network import dns_probe as probe_dns
     from hub.host.network import status as get_status
 
-    st = get_status(cli_settings())
+    settings = cli_settings()
+    st = get_status(settings)
     p = st.plan
     console.print(
         f"network {p.name}, bridge {p.bridge}, subnet {p.subnet}, hub API {p.gateway}:{p.hub_port}",
         soft_wrap=True,
     )
-    if st.ok:
-        console.print("[green]ok[/] network and firewall in place")
+    if not st.ok:
+        for problem in st.problems:
+            console.print(f"[red]problem[/] {problem}", highlight=False, soft_wrap=True)
+        fail("the workspace network is not safe to use; run `tre network setup` as root")
+    console.print("[green]ok[/] network and firewall in place")
+    if not dns_probe:
         return
-    for problem in st.problems:
-        console.print(f"[red]problem[/] {problem}", highlight=False, soft_wrap=True)
-    fail("the workspace network is not safe to use; run `tre network setup` as root")
+    found = probe_dns(settings)
+    if found.leaks:
+        fail(found.detail)
+    mark = "[green]ok[/]" if found.checked else "[yellow]not checked[/]"
+    console.print(f"{mark} DNS: {found.detail}", highlight=False, soft_wrap=True)
 
 
 @app.command()

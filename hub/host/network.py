@@ -343,3 +343,69 @@ def teardown(settings: Settings) -> list[str]:
             _iptables_must(["-X", chain])
             done.append(f"iptables chain {chain}: removed")
     return done
+
+
+@dataclass(frozen=True)
+class DnsProbe:
+    name: str  # a name this host resolves
+    checked: bool  # False: the probe could not run (the reason says why); proves nothing
+    leaks: bool  # True: the name resolved from inside the network
+    detail: str
+
+
+DNS_PROBE = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.getaddrinfo(sys.argv[1], 443)\n"
+    "    print('resolved')\n"
+    "except OSError as e:\n"
+    "    print('failed', e)\n"
+)
+
+
+def dns_probe(settings: Settings, network: str | None = None, name: str | None = None) -> DnsProbe:
+    """Ask, from a throwaway container on the workspace network, for a name this host resolves.
+
+    Docker engines before 26.0.0 / 25.0.5 / 23.0.11 forward such queries from internal networks to
+    the host's resolvers (CVE-2024-29018): a DNS channel out of a network that has no other. The
+    container runs the notebook image as a workspace would: uid 1000, no capabilities, read-only.
+    """
+    from urllib.parse import urlparse
+
+    network = network or settings.network
+    name = name or urlparse(settings.debian_mirror).hostname or "deb.debian.org"
+    try:
+        import socket
+
+        socket.getaddrinfo(name, 443)
+    except OSError:
+        return DnsProbe(
+            name, False, False, f"this host cannot resolve {name} either, so the probe proves nothing"
+        )
+    try:
+        _docker().images.get(settings.image)
+    except docker.errors.ImageNotFound:
+        return DnsProbe(
+            name, False, False, f"the image {settings.image} is not built yet (`tre images build`)"
+        )
+    run = subprocess.run(
+        [
+            "docker", "run", "--rm", "--network", network, "--user", "1000:1000", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--read-only", "--entrypoint", "python3",
+            settings.image, "-c", DNS_PROBE, name,
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if run.returncode != 0:
+        return DnsProbe(name, False, False, f"the probe container failed: {run.stderr.strip()[-300:]}")
+    if run.stdout.startswith("resolved"):
+        return DnsProbe(
+            name,
+            True,
+            True,
+            f"{name} resolves from inside {network}: this Docker engine forwards external DNS for internal "
+            "networks (CVE-2024-29018); upgrade it to 26.0.0, 25.0.5 or 23.0.11 or later",
+        )
+    return DnsProbe(
+        name, True, False, f"{name}, which this host resolves, does not resolve from inside {network}"
+    )

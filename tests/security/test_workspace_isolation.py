@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -153,6 +154,28 @@ print(resolve(sys.argv[1])); print(resolve(sys.argv[2]))
         assert socket.getaddrinfo("pypi.org", 443)
         return
     pytest.fail("this host cannot resolve pypi.org either, so the probe proves nothing here")
+
+
+def test_network_status_probes_dns_from_inside_and_the_probe_sees_a_leak(tre_hub):
+    """`tre network status` asks from a workspace-like container for a name this host resolves
+    (CVE-2024-29018: older engines forward it). Control: on an ordinary (not internal) network the
+    same probe reports the leak, so a quiet answer on the workspace network means something."""
+    from hub.host.network import dns_probe
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")} | tre_hub.settings.to_env()
+    tre = Path(sys.executable).parent / "tre"
+    done = subprocess.run(
+        [str(tre), "network", "status"], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok DNS: deb.debian.org, which this host resolves, does not resolve from inside" in done.stdout
+    leaky = f"tre-dnsprobe-{os.getpid()}"
+    subprocess.run(["docker", "network", "create", leaky], check=True, capture_output=True)
+    try:
+        found = dns_probe(tre_hub.settings, network=leaky)
+    finally:
+        subprocess.run(["docker", "network", "rm", leaky], check=False, capture_output=True)
+    assert found.checked and found.leaks, found
 
 
 def test_other_workspaces_unreachable(tre_hub, running):
