@@ -181,6 +181,31 @@ class Hub:
             return [(e.actor, e.details) for e in rows.scalars()]
 
 
+def egress_login(hub: Hub, user: str) -> Any:
+    """A client signed in to the egress service as a person does it: password + TOTP at the hub, then
+    OAuth (PKCE) into egress."""
+    import re
+
+    browser = hub.client(follow_redirects=True)
+    page = browser.get(f"{hub.egress_url}requests")
+    assert "/hub/login" in str(page.url), f"egress did not send us to the hub login: {page.url}"
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    code = hub.code(user)
+    page = browser.post(
+        str(page.url), data={"username": user, "password": PASSWORD, "otp": code, "_xsrf": xsrf}
+    )
+    assert page.status_code != 403 or "permission to access" not in page.text, (
+        "the hub refused OAuth to egress: grant users access:services!service=egress in load_roles"
+    )
+    assert page.status_code == 200, f"{page.status_code} {page.url}\n{hub.tail()}"
+    assert str(page.url) == f"{hub.egress_url}requests"
+    # The egress session lives on the egress origin only, bound to it (__Host-) and sent over TLS only.
+    session = next(c for c in browser.cookies.jar if c.name.endswith("egress-session"))
+    assert session.name.startswith("__Host-") and session.secure
+    assert session.domain == hub.egress_url.split("//")[1].split(":")[0]
+    return browser
+
+
 def own_workspace(hub: Hub, name: str, start: bool = True, **limits: Any) -> tuple[str, str, str]:
     """A fresh user `<name>-user` with a project of their own `<name>-project` (approved grant,
     published release, a hub login, the given project limits), started unless `start` is False.

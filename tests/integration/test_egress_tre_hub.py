@@ -9,37 +9,15 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 
-from tests.fixtures_hub import PASSWORD
+from tests.fixtures_hub import egress_login
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def tre_login(hub, user: str) -> httpx.Client:
-    browser = hub.client(follow_redirects=True)
-    page = browser.get(f"{hub.egress_url}requests")
-    assert "/hub/login" in str(page.url), f"egress did not send us to the hub login: {page.url}"
-    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-    code = hub.code(user)
-    page = browser.post(
-        str(page.url), data={"username": user, "password": PASSWORD, "otp": code, "_xsrf": xsrf}
-    )
-    assert page.status_code != 403 or "permission to access" not in page.text, (
-        "the hub refused OAuth to egress: grant users access:services!service=egress in load_roles"
-    )
-    assert page.status_code == 200, f"{page.status_code} {page.url}\n{hub.tail()}"
-    assert str(page.url) == f"{hub.egress_url}requests"
-    # The egress session lives on the egress origin only, bound to it (__Host-) and sent over TLS only.
-    session = next(c for c in browser.cookies.jar if c.name.endswith("egress-session"))
-    assert session.name.startswith("__Host-") and session.secure
-    assert session.domain == hub.egress_url.split("//")[1].split(":")[0]
-    return browser
-
-
 def test_researcher_signs_in_and_sees_only_their_projects(tre_hub):
-    alice = tre_login(tre_hub, "alice")
+    alice = egress_login(tre_hub, "alice")
     page = alice.get(f"{tre_hub.egress_url}requests")
     assert "alice ·" in page.text
     projects = re.findall(r"<option>([a-z0-9-]+)</option>", page.text)
@@ -54,6 +32,6 @@ def test_researcher_signs_in_and_sees_only_their_projects(tre_hub):
     assert r.status_code == 200 and "through the TRE hub" in r.text
     rid = str(r.url).rsplit("/", 1)[1]
 
-    bob = tre_login(tre_hub, "bob")
+    bob = egress_login(tre_hub, "bob")
     assert bob.get(f"{tre_hub.egress_url}requests/{rid}").status_code == 403
     assert tre_hub.audit_events("egress.refused.view", rid)

@@ -190,3 +190,46 @@ def test_the_commands_back_up_restore_and_report_the_checks(world, tmp_path):
     # Again onto the same root: refused, and says so in one line.
     done = subprocess.run([TRE, "restore", str(tmp_path / "b")], env=fresh, capture_output=True, text=True)
     assert done.returncode == 1 and "not empty" in done.stderr
+
+
+@pytest.fixture
+def postgres_databases(tre_root, monkeypatch):
+    """The TRE's two databases on PostgreSQL (set before the world is built), plus two empty ones to
+    restore into."""
+    from tests.fixtures_postgres import temporary_postgres_databases
+
+    with temporary_postgres_databases("bk_reg", "bk_hub", "rs_reg", "rs_hub") as urls:
+        monkeypatch.setenv("TRE_DB_URL", urls[0])
+        monkeypatch.setenv("TRE_HUB_DB_URL", urls[1])
+        yield urls
+
+
+@pytest.mark.postgres
+def test_postgresql_databases_travel_through_pg_dump_and_pg_restore(postgres_databases, world, tmp_path):
+    import dataclasses
+
+    from sqlalchemy import func, select
+
+    from hub.kernel.audit import AuditEvent
+
+    assert world.db_url.startswith("postgresql")
+    manifest = backup(world, tmp_path / "b")
+    assert manifest["databases"] == {"registry": "postgresql", "hub": "postgresql"}
+    assert (tmp_path / "b/databases/registry.pgdump").is_file()
+    elsewhere = dataclasses.replace(
+        world,
+        root=tmp_path / "restored",
+        db_url_override=postgres_databases[2],
+        hub_db_url_override=postgres_databases[3],
+    )
+    restore(tmp_path / "b", elsewhere)
+    assert all(ok for _, ok, _ in check_restored(elsewhere)), check_restored(elsewhere)
+    counts = []
+    for settings in (world, elsewhere):
+        with session_scope(settings, readonly=True) as s:
+            counts.append(s.execute(select(func.count(AuditEvent.id))).scalar_one())
+    assert counts[0] == counts[1] > 0
+    # SQLite here, PostgreSQL in the backup: refused before anything is written.
+    sqlite = dataclasses.replace(world, root=tmp_path / "r2", db_url_override=None, hub_db_url_override=None)
+    with pytest.raises(BackupError, match="is postgresql but this TRE is configured for sqlite"):
+        restore(tmp_path / "b", sqlite)
