@@ -6,12 +6,16 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from hub.cli.images import RichReporter
 from hub.demo.stack import Account, DemoProgress
 from hub.kernel.settings import Settings
+
+if TYPE_CHECKING:
+    from hub.workspaces.hub_process import HubProcess
 
 app = typer.Typer(help="Demos.", no_args_is_help=True)
 
@@ -83,9 +87,7 @@ def run(
             hub.start()
         ready = time.monotonic() - started
         _print_accounts(settings, accounts, ready, hub.log)
-        while hub.alive():
-            time.sleep(1)
-        fail(f"the hub stopped unexpectedly; see {hub.log}:\n{hub.tail()}")
+        _keep_running(hub)
     except (DemoError, HubStartError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -95,6 +97,27 @@ def run(
         progress.close()
         hub.stop()
         console.print("[green]✓[/] stopped; nothing left running.")
+
+
+RESTARTS_ALLOWED = 3  # within RESTART_WINDOW seconds; then the demo stops, something is broken
+RESTART_WINDOW = 300
+
+
+def _keep_running(hub: HubProcess) -> None:
+    """`tre hub` restarts JupyterHub itself; should `tre hub` die, start it again (workspaces kept)."""
+    from hub.cli._common import console, fail
+
+    restarts: list[float] = []
+    while True:
+        while hub.alive():
+            time.sleep(1)
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < RESTART_WINDOW] + [now]
+        if len(restarts) > RESTARTS_ALLOWED:
+            fail(f"tre hub stopped {len(restarts)} times in {RESTART_WINDOW}s; see {hub.log}:\n{hub.tail()}")
+        console.print(f"[yellow]tre hub stopped unexpectedly; starting it again[/] (log: {hub.log})")
+        hub.stop(keep_workspaces=True)  # whatever it left behind, but not the researchers' workspaces
+        hub.start()
 
 
 class _RichProgress(DemoProgress):

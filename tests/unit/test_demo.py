@@ -61,3 +61,34 @@ def test_projects_get_different_grants(tre_root) -> None:
         "SELECT count(*) FROM c.diabetes.patients d JOIN c.oncology.patients o USING (nhs_number)"
     ).fetchone()
     assert linked_people is not None and linked_people[0] > 0
+
+
+def test_the_demo_starts_tre_hub_again_when_it_dies_and_gives_up_when_it_keeps_dying(monkeypatch):
+    """`make demo` keeps the TRE up: a `tre hub` that dies is started again with the workspaces kept;
+    one that keeps dying ends the demo with its log (real restarts: tests/integration/test_restarts.py)."""
+    import click
+    import pytest
+
+    from hub.cli import demo
+
+    class DyingHub:
+        log, started, stops = "hub.log", 0, []
+
+        def alive(self) -> bool:
+            return False
+
+        def tail(self) -> str:
+            return "the last lines"
+
+        def stop(self, keep_workspaces: bool = False) -> None:
+            self.stops.append(keep_workspaces)
+
+        def start(self) -> None:
+            self.started += 1
+
+    monkeypatch.setattr(demo.time, "sleep", lambda _s: None)
+    hub = DyingHub()
+    with pytest.raises((SystemExit, click.exceptions.Exit)):
+        demo._keep_running(hub)
+    assert hub.started == demo.RESTARTS_ALLOWED
+    assert hub.stops == [True] * demo.RESTARTS_ALLOWED, "a restart must never remove the workspaces"
