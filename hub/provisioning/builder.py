@@ -58,6 +58,9 @@ from hub.registry.intake import source_relation
 CATALOG_STORAGE_VERSION = "v1.4.0"
 CATALOG_FILE = "catalog.duckdb"
 MANIFEST_FILE = "manifest.json"
+# Text layouts read as dates when a dataset's dates are shifted (ISO dates and times are tried first).
+# Day-first before month-first: European registries; a compact %Y%m%d is never guessed (codes look so).
+TEXT_DATE_FORMATS = ("%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d", "%d-%m-%Y", "%d.%m.%Y")
 DATE_TYPES = ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
 
 
@@ -136,6 +139,15 @@ class _Build:
         self.con.execute("SET preserve_insertion_order = false")  # lets joins and writes run in parallel
         self.schemas: dict[tuple[str, str], dict[str, str]] = {}
         self.rows_in = 0
+        # What the manifest says about opt-outs and text dates (counts and names only, no values).
+        self.optout_facts: dict[str, Any] = {}
+        self.text_dates: list[str] = []
+        # One key for comparing identifiers however a source stored them: text or number, spaces or
+        # hyphens inside, leading zeros, a float's ".0" (`9434765919.0` = `943 476 5919` = `0943476591 9`).
+        self.con.execute(
+            "CREATE TEMP MACRO id_key(v) AS nullif(ltrim(regexp_replace(regexp_replace("
+            "upper(CAST(v AS VARCHAR)), '[\\s\\-]+', '', 'g'), '\\.0+$', ''), '0'), '')"
+        )
 
     # --- sources -------------------------------------------------------------------------------
     def _reader(self, table: SourceTable, where: str) -> str:
@@ -233,7 +245,7 @@ class _Build:
 
     # --- transformation ------------------------------------------------------------------------
     def load_optouts(self) -> None:
-        self.con.execute("CREATE TEMP TABLE optout (value VARCHAR)")
+        self.con.execute("CREATE TEMP TABLE optout (key VARCHAR)")
         for optout in self.spec.optouts:
             where = f"opt-out list {optout.name}"
             if not optout.identifier_column:
@@ -241,9 +253,11 @@ class _Build:
             self.check_source("optout", optout)
             ident = _q(optout.identifier_column)
             self.con.execute(
-                f"INSERT INTO optout SELECT DISTINCT CAST({ident} AS VARCHAR) "
-                f"FROM {self._reader(optout, where)} WHERE {ident} IS NOT NULL"
+                f"INSERT INTO optout SELECT DISTINCT id_key({ident}) "
+                f"FROM {self._reader(optout, where)} WHERE id_key({ident}) IS NOT NULL"
             )
+        entries = self.con.execute("SELECT count(DISTINCT key) FROM optout").fetchone()[0]
+        self.optout_facts = {"lists": [o.name for o in self.spec.optouts], "entries": int(entries)}
 
     def pseudonymise(self, key: bytes) -> None:
         values = [
@@ -260,7 +274,14 @@ class _Build:
             raise ProvisioningError(
                 f"{exc}; the build was stopped, report this to the platform team"
             ) from exc
-        self.con.execute("CREATE TEMP TABLE pmap_kept AS SELECT * FROM pmap ANTI JOIN optout USING (value)")
+        self.con.execute(
+            "CREATE TEMP TABLE pmap_kept AS "
+            "SELECT p.* FROM pmap AS p ANTI JOIN optout AS o ON o.key = id_key(p.value)"
+        )
+        everyone, kept = self.con.execute(
+            "SELECT (SELECT count(*) FROM pmap), (SELECT count(*) FROM pmap_kept)"
+        ).fetchone()
+        self.optout_facts["identifiers_matched"] = int(everyone - kept)
 
     def write_table(self, ds: DatasetSpec, table: SourceTable, out: Path) -> int:
         schema = self.schemas[ds.name, table.name]
@@ -274,6 +295,10 @@ class _Build:
                 joins.append(f"JOIN pmap_kept AS p_id ON p_id.value = {src_id}")
             else:
                 joins.append(f"LEFT JOIN pmap AS p_id ON p_id.value = {src_id}")
+        elif ds.remove_opted_out:
+            # The documented rule: a table registered without a person identifier is reference data
+            # (a code list, a lookup); opt-outs cannot apply to it, and the manifest names it.
+            self.optout_facts.setdefault("tables_without_identifier", []).append(f"{ds.name}/{table.name}")
         shift = ds.date_shift_days if ident else None
         select: list[str] = []
         for col in table.columns:
@@ -297,6 +322,11 @@ class _Build:
                 offset = f"(p_id.shift_seed % {2 * shift + 1})::INTEGER - {shift}"
                 expr = f"{ref} + {offset}" if ctype == "DATE" else f"{ref} + to_days({offset})"
                 select.append(f"{expr} AS {_q(col)}")
+            elif shift and ctype == "VARCHAR" and (as_dates := self._text_dates(ds, table, col)):
+                # Dates stored as text move like any other date (and come out as dates).
+                offset = f"(p_id.shift_seed % {2 * shift + 1})::INTEGER - {shift}"
+                expr, timed = as_dates
+                select.append(f"{expr} + {f'to_days({offset})' if timed else offset} AS {_q(col)}")
             else:
                 select.append(f"{ref} AS {_q(col)}")
         query = f"SELECT {', '.join(select)} FROM {self._reader(table, '')} AS src {' '.join(joins)}"
@@ -307,6 +337,35 @@ class _Build:
             f"COPY ({query}) TO {_lit(str(out))} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
         ).fetchone()[0]
         return int(written)
+
+    def _text_dates(self, ds: DatasetSpec, table: SourceTable, col: str) -> tuple[str, bool] | None:
+        """(SQL reading the text column as dates, whether they carry a time), or None: no dates in it.
+
+        A column where any value reads as a date in a known layout is a date column: every value
+        must then read in one layout, or the build stops naming the column (a date released
+        unshifted would undo the shift for everyone else)."""
+        value = f"nullif(trim(src.{_q(col)}), '')"
+        layouts = [
+            (f"TRY_CAST({value} AS DATE)", False),
+            (f"TRY_CAST({value} AS TIMESTAMP)", True),
+            *((f"CAST(TRY_STRPTIME({value}, {_lit(fmt)}) AS DATE)", False) for fmt in TEXT_DATE_FORMATS),
+        ]
+        counts = self.con.execute(
+            f"SELECT count({value}), {', '.join(f'count({expr})' for expr, _ in layouts)} "
+            f"FROM {self._reader(table, '')} AS src"
+        ).fetchone()
+        values, parsed = counts[0], counts[1:]
+        if not values or not any(parsed):
+            return None
+        for layout, n in zip(layouts, parsed, strict=True):
+            if n == values:
+                self.text_dates.append(f"{ds.name}/{table.name}/{col}")
+                return layout
+        raise ProvisioningError(
+            f"{ds.name}/{table.name}: column {col} holds dates stored as text, but {values - max(parsed)} of "
+            f"its {values} values are not dates in one layout, so they cannot be shifted; clean the column, "
+            "or leave it out of the grant"
+        )
 
     def _age_band(self, ref: str, years: int) -> str:
         reference = self.spec.reference_date or datetime.now(UTC).date()
@@ -390,7 +449,12 @@ def exposure(spec: ReleaseSpec) -> list[str]:
 
 
 def _manifest(
-    spec: ReleaseSpec, release: int, build_dir: Path, written: dict[tuple[str, str], int], built_at: str
+    spec: ReleaseSpec,
+    release: int,
+    build_dir: Path,
+    written: dict[tuple[str, str], int],
+    built_at: str,
+    facts: dict[str, Any],
 ) -> dict[str, Any]:
     files = []
     for path in sorted(p for p in build_dir.rglob("*") if p.is_file()):
@@ -431,6 +495,7 @@ def _manifest(
         ],
         "grants": [ds.grant for ds in spec.datasets if ds.grant],
         "exposure": exposure(spec),
+        **facts,
         "files": files,
     }
 
@@ -509,7 +574,8 @@ def publish_release(
         progress("writing catalogue", 2 + len(tables), total)
         build.write_catalog([(ds.name, t.name) for ds, t in tables])
         built_at = datetime.now(UTC).isoformat(timespec="seconds")
-        manifest = _manifest(spec, number, build_dir, written, built_at)
+        facts = {"optout": build.optout_facts, "text_dates_shifted": build.text_dates}
+        manifest = _manifest(spec, number, build_dir, written, built_at, facts)
         (build_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         for path in sorted(build_dir.rglob("*"), reverse=True):  # files before their folders
             _fsync(path)
