@@ -23,6 +23,7 @@ from egress.review.models import EgressFile, EgressRequest
 from egress.review.storage import BlobStore
 from egress.review.workflow import FileKind, State
 from egress.sdc import CheckContext, RuleConfig
+from egress.sdc.model import variable_name
 from hub.kernel.db import session_scope
 from hub.kernel.settings import Settings
 from hub.provisioning import read_manifest
@@ -78,8 +79,23 @@ def project_context(
         (scratch / str(fid)).mkdir()
         (scratch / str(fid) / name).symlink_to(store.path(sha))
         earlier.append(scratch / str(fid) / name)
-    context = CheckContext(earlier=earlier, identifiers=pseudonym_lookup(columns) if columns else None)
+    context = CheckContext(
+        earlier=earlier,
+        identifiers=pseudonym_lookup(columns) if columns else None,
+        bounds=variable_bounds(manifest),
+    )
     return ProjectContext(rules, overrides, context)
+
+
+def variable_bounds(manifest: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """The release's numeric bounds by variable name; a name in several tables gets the widest."""
+    found: dict[str, tuple[float, float]] = {}
+    for key, (low, high) in (manifest.get("bounds") or {}).items():
+        name = variable_name(key.rsplit("/", 1)[-1])
+        if name in found:
+            low, high = min(low, found[name][0]), max(high, found[name][1])
+        found[name] = (float(low), float(high))
+    return found
 
 
 def pseudonym_lookup(columns: list[tuple[Path, str]]) -> Callable[[Collection[str]], set[str]]:

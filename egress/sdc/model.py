@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -99,6 +100,16 @@ class RuleConfig:
 IdentifierSource = Collection[str] | Callable[[Collection[str]], Collection[str]]
 
 
+_STAT_WORDS = frozenset({"mean", "avg", "average", "sum", "total", "of"})
+
+
+def variable_name(label: str) -> str:
+    """`mean(HbA1c)`, `hba1c_mean`, `Mean HbA1c` -> `hba1c`: the variable a column is of, as the
+    release manifest's bounds are keyed (``CheckContext.bounds``)."""
+    words = [w for w in re.split(r"[^0-9a-z]+", label.lower()) if w and w not in _STAT_WORDS]
+    return "_".join(words)
+
+
 @dataclass
 class CheckContext:
     """What the engine knows beyond the files: the project's earlier outputs and its identifiers.
@@ -111,6 +122,8 @@ class CheckContext:
     defaults may be laxer than the project's own rules.
     ``supporting``: paths of files that support a request but are not released: checked and shown,
     but left out of differencing (only what leaves can be differenced against).
+    ``bounds``: variable name (lower case) -> (smallest, largest) value in the project's data, from the
+    release manifest: lets the dominance rules prove a mean of many bounded values safe.
     """
 
     earlier: Sequence[str | Path | pd.DataFrame] = ()
@@ -118,6 +131,7 @@ class CheckContext:
     sidecars: Mapping[str, Path] = field(default_factory=dict)  # when metadata is not beside its file
     unavailable: str | None = None
     supporting: frozenset[str] = frozenset()
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def matching_identifiers(self, candidates: Collection[str]) -> set[str]:
         if self.identifiers is None or not candidates:

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from egress.sdc.model import CheckContext, Finding, Regression, RuleConfig, Table, Text
+from egress.sdc.model import CheckContext, Finding, Regression, RuleConfig, Table, Text, variable_name
 
 SINGLE_VALUE_STATS = ("min", "max", "median", "mode", "quantile")
 MAGNITUDE_STATS = ("mean", "sum")
@@ -92,21 +92,64 @@ def zeros(table: Table, config: RuleConfig) -> list[Finding]:
     ]
 
 
-def dominance(table: Table, config: RuleConfig) -> list[Finding]:
+def _bounded(table: Table, config: RuleConfig, context: CheckContext, cells: np.ndarray) -> np.ndarray:
+    """Mean/sum cells that provably pass the n,k and p% rules without knowing their contributions.
+
+    The proof needs, for the cell's variable, bounds [lo, hi] with lo >= 0 from the project's release
+    (every contribution lies in them) and the number of contributions printed in the table itself
+    (a count the researcher's metadata only claims is not evidence). With total = n * mean (or the
+    sum), no n largest contributions exceed n * hi: the n,k rule holds if n * hi <= k% of the total,
+    and the p% rule if total - 2 * hi >= p% of hi.
+    """
+    proven = np.zeros(table.shape, dtype=bool)
+    if not context.bounds or not table.counts_in_file or table.counts is None or table.row_stats is not None:
+        return proven
+    n_dom, k, p = config.dominance_n, config.dominance_k / 100, config.p_percent / 100
+    for j, stat in enumerate(table.col_stats):
+        found = context.bounds.get(variable_name(table.col_labels[j])) if stat in MAGNITUDE_STATS else None
+        if found is None or found[0] < 0 or found[1] <= 0:
+            continue
+        high = found[1]
+        counts, values = table.counts[:, j], table.values[:, j]
+        with np.errstate(invalid="ignore"):
+            total = counts * values if stat == "mean" else values
+            ok = np.isfinite(total) & (counts >= 1)
+            ok &= (n_dom * high <= k * total) & (total - 2 * high >= p * high)
+        proven[:, j] = ok
+    return proven & cells
+
+
+def dominance(table: Table, config: RuleConfig, context: CheckContext | None = None) -> list[Finding]:
     cells = table.is_stat(*MAGNITUDE_STATS) & ~table.hidden
     if not cells.any():
         return []
     if table.top is None or table.sums is None:
-        return [
-            Finding(
-                "dominance",
-                "review",
-                f"{int(cells.sum())} sum/mean cell(s) without known contributions: the n,k and p% "
-                "dominance rules cannot be checked; save the table with tre_notebook.sdc so its largest "
-                "contributions travel with it",
-                _cells(cells, config),
+        proven = _bounded(table, config, context or CheckContext(), cells)
+        unproven = cells & ~proven
+        findings = []
+        if proven.any():
+            findings.append(
+                Finding(
+                    "dominance",
+                    "pass",
+                    f"{int(proven.sum())} sum/mean cell(s) cannot be dominated: each aggregates enough "
+                    "values (as counted in the table) of a variable whose values in the project's data "
+                    "all lie within known non-negative bounds",
+                    _cells(proven, config),
+                )
             )
-        ]
+        if unproven.any():
+            findings.append(
+                Finding(
+                    "dominance",
+                    "review",
+                    f"{int(unproven.sum())} sum/mean cell(s) without known contributions: the n,k and p% "
+                    "dominance rules cannot be checked; save the table with tre_notebook.sdc so its "
+                    "largest contributions travel with it",
+                    _cells(unproven, config),
+                )
+            )
+        return findings
     findings = []
     negative = (
         cells & (np.nan_to_num(table.minimum, nan=0.0) < 0) if table.minimum is not None else cells & False
@@ -514,7 +557,7 @@ def table_findings(table: Table, config: RuleConfig, context: CheckContext) -> l
     findings = microdata(table, config, context)
     findings += threshold(table, config)
     findings += zeros(table, config)
-    findings += dominance(table, config)
+    findings += dominance(table, config, context)
     findings += extremes(table, config)
     findings += secondary_suppression(table, config)
     findings += rounding(table, config)

@@ -61,6 +61,10 @@ MANIFEST_FILE = "manifest.json"
 # Text layouts read as dates when a dataset's dates are shifted (ISO dates and times are tried first).
 # Day-first before month-first: European registries; a compact %Y%m%d is never guessed (codes look so).
 TEXT_DATE_FORMATS = ("%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d", "%d-%m-%Y", "%d.%m.%Y")
+NUMERIC_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+     "FLOAT", "DOUBLE", "DECIMAL"}
+)  # fmt: skip
 DATE_TYPES = ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
 
 
@@ -142,6 +146,7 @@ class _Build:
         # What the manifest says about opt-outs and text dates (counts and names only, no values).
         self.optout_facts: dict[str, Any] = {}
         self.text_dates: list[str] = []
+        self.bounds: dict[str, list[float]] = {}
         # One key for comparing identifiers however a source stored them: text or number, spaces or
         # hyphens inside, leading zeros, a float's ".0" (`9434765919.0` = `943 476 5919` = `0943476591 9`).
         self.con.execute(
@@ -336,7 +341,25 @@ class _Build:
         written = self.con.execute(
             f"COPY ({query}) TO {_lit(str(out))} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
         ).fetchone()[0]
+        self._record_bounds(ds, table, out, schema)
         return int(written)
+
+    def _record_bounds(self, ds: DatasetSpec, table: SourceTable, out: Path, schema: dict[str, str]) -> None:
+        """Each released numeric column's smallest and largest value, for the disclosure checks: a mean
+        of many values that all lie within known bounds can be shown not to be dominated by one."""
+        numeric = [
+            c
+            for c in table.columns
+            if c not in table.pseudonymise and schema.get(c, "").split("(")[0] in NUMERIC_TYPES
+        ]
+        if not numeric:
+            return
+        extremes = ", ".join(f"min({_q(c)}), max({_q(c)})" for c in numeric)
+        found = self.con.execute(f"SELECT {extremes} FROM read_parquet({_lit(str(out))})").fetchone()
+        for i, col in enumerate(numeric):
+            low, high = found[2 * i], found[2 * i + 1]
+            if low is not None and high is not None:
+                self.bounds[f"{ds.name}/{table.name}/{col}"] = [float(low), float(high)]
 
     def _text_dates(self, ds: DatasetSpec, table: SourceTable, col: str) -> tuple[str, bool] | None:
         """(SQL reading the text column as dates, whether they carry a time), or None: no dates in it.
@@ -574,7 +597,7 @@ def publish_release(
         progress("writing catalogue", 2 + len(tables), total)
         build.write_catalog([(ds.name, t.name) for ds, t in tables])
         built_at = datetime.now(UTC).isoformat(timespec="seconds")
-        facts = {"optout": build.optout_facts, "text_dates_shifted": build.text_dates}
+        facts = {"optout": build.optout_facts, "text_dates_shifted": build.text_dates, "bounds": build.bounds}
         manifest = _manifest(spec, number, build_dir, written, built_at, facts)
         (build_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         for path in sorted(build_dir.rglob("*"), reverse=True):  # files before their folders

@@ -98,3 +98,9 @@ def test_a_text_column_with_dates_in_no_one_layout_stops_the_build_naming_it(tmp
     ):
         build_release(tmp_path / "proj", spec((table,), shift=30))
     assert not (tmp_path / "proj" / "current").exists()
+
+
+def test_the_manifest_records_each_released_numeric_columns_bounds(tmp_path):
+    table = person_table(tmp_path, hba1c=[48.0, 53.5, 120.25, 31.0, 77.0], visits=[1, 4, 2, 9, 3])
+    bounds = build_release(tmp_path / "proj", spec((table,))).manifest["bounds"]
+    assert bounds == {"cohort/patients/hba1c": [31.0, 120.25], "cohort/patients/visits": [1.0, 9.0]}

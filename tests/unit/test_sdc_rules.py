@@ -250,7 +250,8 @@ def test_cli_project_context_unavailable_fails_visibly(tmp_path, tre_root):
 
 
 def test_cli_project_context_from_registry(make_world, tmp_path):
-    """--project compares with the project's released outputs and knows its pseudonyms."""
+    """--project compares with the project's released outputs, knows its pseudonyms and the bounds of
+    its numeric variables."""
     import hashlib
 
     from egress.review.models import EgressFile, EgressGroup, EgressRequest
@@ -280,7 +281,10 @@ def test_cli_project_context_from_registry(make_world, tmp_path):
         release / "data" / "diabetes" / "patients.parquet"
     )
     manifest = {
-        "datasets": [{"name": "diabetes", "tables": [{"name": "patients", "pseudonymised": ["national_id"]}]}]
+        "datasets": [
+            {"name": "diabetes", "tables": [{"name": "patients", "pseudonymised": ["national_id"]}]}
+        ],
+        "bounds": {"diabetes/hba1c/hba1c": [20.0, 150.0]},  # what provisioning records
     }
     (release / "manifest.json").write_text(json.dumps(manifest))
 
@@ -288,11 +292,45 @@ def test_cli_project_context_from_registry(make_world, tmp_path):
     new.write_text("region,F,M\nN,104,121\nS,94,87\n")  # one more record than the released table
     ids = tmp_path / "ids.csv"
     ids.write_text("who,n\n9f86d081884c7d65,12\nother,15\n")
+    means = tmp_path / "means.csv"
+    means.write_text("region,n,mean_hba1c\nNorth,2000,53.1\nSouth,1500,55.4\n")
     out = CliRunner().invoke(
-        app, ["egress", "check", str(new), str(ids), "--json", "--project", world.project]
+        app, ["egress", "check", str(new), str(ids), str(means), "--json", "--project", world.project]
     )
     assert out.exit_code == 0, out.output
     assert "unavailable" not in out.stderr, out.stderr
     report = {f["path"]: f for f in json.loads(out.stdout)["files"]}
     assert rules_of(report[str(new)])["differencing"] == "fail"
     assert rules_of(report[str(ids)])["microdata"] == "fail"
+    assert rules_of(report[str(means)])["dominance"] == "pass"  # proved with the release's bounds
+
+
+MEANS = "region,n,mean_hba1c\nNorth,2000,53.1\nSouth,1500,55.4\nEast,3,61.0\n"
+
+
+def dominance_of(entry: dict) -> dict[str, list]:
+    return {f["verdict"]: f["cells"] for f in entry["findings"] if f["rule"] == "dominance"}
+
+
+def test_bounded_variables_prove_large_means_undominated_and_nothing_else(tmp_path):
+    """A mean of 2,000 HbA1c values, all within the release's [20, 150], cannot be dominated by one
+    or two people; 3 values can (two of them may be 150 each: 300 of 183). Without the release's
+    bounds, with a negative lower bound, or for another variable: review, as before."""
+    bounded = CheckContext(bounds={"hba1c": (20.0, 150.0)})
+    found = dominance_of(check(tmp_path, "means.csv", MEANS, context=bounded))
+    assert found == {"pass": [[0, 2], [1, 2]], "review": [[2, 2]]}, found
+    assert dominance_of(check(tmp_path, "means.csv", MEANS)) == {"review": [[0, 2], [1, 2], [2, 2]]}
+    signed = CheckContext(bounds={"hba1c": (-5.0, 150.0)})
+    assert "pass" not in dominance_of(check(tmp_path, "means.csv", MEANS, context=signed))
+    other = CheckContext(bounds={"glucose": (0.0, 40.0)})
+    assert "pass" not in dominance_of(check(tmp_path, "means.csv", MEANS, context=other))
+
+
+def test_release_bounds_become_variable_bounds_widest_first():
+    from egress.review.project_context import variable_bounds
+
+    manifest = {
+        "bounds": {"diabetes/hba1c/hba1c": [20, 120], "diabetes/visits/HbA1c": [15, 150], "x/y/age": [0, 99]}
+    }
+    assert variable_bounds(manifest) == {"hba1c": (15.0, 150.0), "age": (0.0, 99.0)}
+    assert variable_bounds({}) == {}
