@@ -31,14 +31,13 @@ from tornado import web
 from traitlets import Unicode, default
 
 from hub.host.network import status as network_status
+from hub.host.sealed import WORKSPACE_GID, WORKSPACE_UID, hardening
 from hub.kernel.audit import record
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import session_scope
 from hub.registry.access import AccessDenied, WorkspacePermit, workspace_permit
 from hub.workspaces.configured import WithTRESettings
 
-WORKSPACE_UID = 1000
-WORKSPACE_GID = 1000
 # Docker object names allow [a-zA-Z0-9][a-zA-Z0-9_.-]; usernames and project slugs must fit as they are,
 # and hold no "--", so the container name `tre-<user>--<project>` is readable and unambiguous.
 SAFE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_.]|-(?!-)){0,62}$")
@@ -192,19 +191,10 @@ class TRESpawner(WithTRESettings, DockerSpawner):
         ]
         self.mem_limit = str(permit.limits.mem).upper()  # ByteSpecification wants "2G", not "2g"
         self.cpu_limit = float(permit.limits.cpu)
-        self.extra_host_config = {
-            "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges:true"],
-            "read_only": True,
-            "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={self.tmp_size}"},  # noqa: S108 - in the container
-            "pids_limit": int(permit.limits.pids),
-            # No swap beyond the memory limit: the limit is the limit.
-            "memswap_limit": self.mem_limit,
-            "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
-            "network_mode": settings.network,
-            "init": True,
-            "ipc_mode": "private",
-        }
+        # The same hardening as every container researcher code runs in (hub.host.sealed).
+        self.extra_host_config = hardening(
+            self.mem_limit, permit.limits.pids, settings.network, self.tmp_size
+        )
         self.extra_create_kwargs = {
             "user": f"{WORKSPACE_UID}:{WORKSPACE_GID}",
             "working_dir": "/home/jovyan",
