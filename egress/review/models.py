@@ -1,4 +1,5 @@
-"""Egress tables, on the registry's `Base`: requests, groups, files, reviews, comments, releases.
+"""Egress tables, on the registry's `Base`: requests, groups, files, reviews, comments, releases,
+re-runs.
 
 A file row is a slot in a request; its bytes are the blob named by `sha256`. Updating the file
 bumps `version`, and only reviews of the current version count, which is how an updated file resets
@@ -10,10 +11,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from egress.review.workflow import Decision, FileKind, State, Visibility
+from egress.review.workflow import Decision, FileKind, RerunStatus, State, Visibility
 from hub.kernel.clock import utcnow
 from hub.kernel.db import Base, UTCDateTime
 from hub.registry.vocabulary import sql_in
@@ -137,3 +148,25 @@ class EgressDownload(Base):
     release_id: Mapped[int] = mapped_column(ForeignKey("egress_releases.id"), index=True)
     username: Mapped[str] = mapped_column(ForeignKey("users.username"))
     downloaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EgressRerun(Base):
+    """One re-execution of a request's notebook in a sealed container, and what it reproduced."""
+
+    __tablename__ = "egress_reruns"
+    __table_args__ = (CheckConstraint(sql_in("status", RerunStatus), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("egress_requests.id"), index=True)
+    requested_by: Mapped[str] = mapped_column(ForeignKey("users.username"))
+    notebook_file_id: Mapped[int] = mapped_column(ForeignKey("egress_files.id"))
+    notebook_sha256: Mapped[str] = mapped_column(String(64))
+    release: Mapped[int] = mapped_column(Integer)  # the project's release it ran on
+    status: Mapped[str] = mapped_column(String(16), default=RerunStatus.QUEUED.value)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    log: Mapped[str] = mapped_column(Text, default="")
+    # {output file id: {"outcome": ..., "detail": ...}} (egress.review.reproduce)
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

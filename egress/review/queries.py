@@ -24,6 +24,7 @@ from egress.review.commands import submission_problems
 from egress.review.errors import BadInput, Denied
 from egress.review.facts import active_files, actor_in, is_admin, load_file, load_request, permitted
 from egress.review.models import EgressComment, EgressFile, EgressRequest, EgressReview
+from egress.review.reruns import rerun_views
 from egress.review.storage import Entry, list_workspace, open_workspace_file
 from hub.kernel import audit, codelog
 from hub.kernel.audit import AuditEvent
@@ -238,6 +239,7 @@ class EgressQueries:
             "can": sorted(a.value for a in wf.RequestAction if wf.may(a, actor, facts)),
             "roles": sorted(actor.roles),
             "code_log": self._author_code(s, req),
+            "reruns": rerun_views(s, rid),
         }
 
     def _author_code(self, s: Session, req: EgressRequest) -> dict[str, Any]:

@@ -40,6 +40,7 @@ class RequestAction(StrEnum):
     RELEASE = "release"
     DOWNLOAD = "download"
     REVOKE = "revoke"
+    RERUN = "rerun"  # re-execute the request's notebook in a sealed container and compare outputs
 
 
 class Decision(StrEnum):
@@ -51,6 +52,13 @@ class Decision(StrEnum):
 class Visibility(StrEnum):
     CHECKERS = "checkers"
     AUTHOR = "author"  # checkers and the author
+
+
+class RerunStatus(StrEnum):
+    QUEUED = "queued"  # waiting for a slot, or running
+    DONE = "done"  # the notebook ran to the end; the results say what it reproduced
+    FAILED = "failed"  # the notebook raised, or could not be run (the log says which)
+    STOPPED = "stopped"  # it ran past the project's time limit
 
 
 class FileKind(StrEnum):
@@ -223,6 +231,12 @@ def check_request(action: RequestAction, actor: RequestActor, facts: RequestFact
             _deny("Only the author and the project's output checkers can comment on a request.")
         if state in TERMINAL or state is State.DRAFT:
             _deny(f"A request that is {state} is closed for comments.")
+
+    elif action is RequestAction.RERUN:
+        if not ((is_author and member) or is_checker_for(actor, facts)):
+            _deny("Only the author and the project's output checkers can re-run a request's notebook.")
+        if state in TERMINAL or state is State.DRAFT:
+            _deny(f"A request that is {state} cannot be re-run; submit it first.")
 
     elif action in (RequestAction.RETURN, RequestAction.REJECT):
         if is_author or not is_checker_for(actor, facts):

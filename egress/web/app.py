@@ -21,6 +21,7 @@ from egress.review.base import EgressContext
 from egress.review.commands import EgressCommands
 from egress.review.errors import EgressError
 from egress.review.queries import EgressQueries
+from egress.review.reruns import EgressReruns
 from egress.review.signing import InvalidRecord
 from egress.review.storage import Refused
 from egress.web import api, pages
@@ -60,7 +61,7 @@ def create_app(
     templates.env.globals["hub_url"] = (
         app.state.sso.hub_url if app.state.sso else settings.public_url + "/hub/home"
     )
-    app.state.services = Services(ctx, commands, EgressQueries(ctx), templates, base)
+    app.state.services = Services(ctx, commands, EgressQueries(ctx), templates, base, EgressReruns(ctx))
     app.mount(f"{base}/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(SecurityHeaders)
     app.include_router(pages.router, prefix=base)

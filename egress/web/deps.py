@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from egress.review.base import EgressContext
 from egress.review.commands import EgressCommands
 from egress.review.queries import EgressQueries
+from egress.review.reruns import EgressReruns
 from egress.web.auth import Identity
 from hub.kernel.db import MAX_ROW_ID
 from hub.registry.vocabulary import MEMBER_ROLES, Role
@@ -42,6 +43,7 @@ class Services:
     queries: EgressQueries
     templates: Jinja2Templates
     base: str  # the service prefix without its trailing slash, e.g. /services/egress
+    reruns: EgressReruns
 
     def perform(self, who: str, rid: int, op: RequestOp, comment: str = "") -> None:
         c = self.commands

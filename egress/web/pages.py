@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from egress.review.queries import ListScope
@@ -245,6 +245,14 @@ def download_page(request: Request, me: Me, svc: Svc, rid: Id) -> Response:
         refuse_csrf(request, me.username, "download started from another site")
     path, name = svc.commands.download(me.username, rid)
     return FileResponse(path, filename=name, media_type="application/zip")
+
+
+@router.post("/requests/{rid}/rerun")
+def rerun_form(me: FormMe, svc: Svc, rid: Id, tasks: BackgroundTasks) -> Response:
+    # Recorded now; run after the response (a thread of the server's pool, bounded per host).
+    rerun_id = svc.reruns.start(me.username, rid)
+    tasks.add_task(svc.reruns.execute, rerun_id)
+    return back(svc, f"/requests/{rid}")
 
 
 @router.post("/requests/{rid}/{op}")

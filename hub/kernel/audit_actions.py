@@ -66,6 +66,8 @@ class AuditAction(StrEnum):
     EGRESS_WORKSPACE_PREVIEW = "egress.workspace.preview"  # an author previewed a workspace file
     EGRESS_REVIEW_VOTE = "egress.review.vote"
     EGRESS_COMMENT_ADD = "egress.comment.add"
+    EGRESS_RERUN_START = "egress.rerun.start"
+    EGRESS_RERUN_FINISH = "egress.rerun.finish"
     EGRESS_RELEASE_DOWNLOAD = "egress.release.download"
     # egress refusals: one per operation, so `--action egress.refused.` lists them all
     EGRESS_REFUSED_CREATE = "egress.refused.create"
@@ -78,6 +80,7 @@ class AuditAction(StrEnum):
     EGRESS_REFUSED_WITHDRAW = "egress.refused.withdraw"
     EGRESS_REFUSED_VOTE = "egress.refused.vote"
     EGRESS_REFUSED_COMMENT = "egress.refused.comment"
+    EGRESS_REFUSED_RERUN = "egress.refused.rerun"
     EGRESS_REFUSED_RETURN = "egress.refused.return"
     EGRESS_REFUSED_REJECT = "egress.refused.reject"
     EGRESS_REFUSED_RELEASE = "egress.refused.release"

@@ -73,6 +73,9 @@ class Settings:
     egress_max_file_bytes: int = _setting("TRE_EGRESS_MAX_FILE_BYTES", 100 * 1024 * 1024, int)
     # Largest file a browser upload may create in a workspace.
     max_upload_bytes: int = _setting("TRE_MAX_UPLOAD_BYTES", 64 * 1024 * 1024, int)
+    # Re-runs of a request's notebook (egress): time limit each, and how many run at once on this host.
+    rerun_seconds: int = _setting("TRE_RERUN_SECONDS", 900, int)
+    reruns_at_once: int = _setting("TRE_RERUNS_AT_ONCE", 2, int)
     # Workspaces idle this long (seconds) are stopped; max_age stops them whatever they do (0: never).
     idle_timeout: int = _setting("TRE_IDLE_TIMEOUT", 3600, int)
     max_age: int = _setting("TRE_MAX_AGE", 12 * 3600, int)

@@ -72,6 +72,7 @@ SPEC: dict[RequestAction, dict[str, set[State]]] = {
     RequestAction.RELEASE: {p: {S.APPROVED} for p in CHECKERS | {"admin"}},
     RequestAction.DOWNLOAD: {p: {S.RELEASED} for p in AUTHORS | {"lead"}},
     RequestAction.REVOKE: {"admin": {S.RELEASED}},
+    RequestAction.RERUN: {p: OPEN_FOR_COMMENT for p in AUTHORS | CHECKERS},
 }
 
 

@@ -1,0 +1,112 @@
+"""A checker re-runs a request's notebook from its page: the egress service executes it on the host in
+a sealed container on the project's release and says, per output, whether it was reproduced. A
+researcher who hand-edited an output after running the notebook is caught; the run and its result
+are audited; people outside the request cannot start one."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from egress.review.models import EgressRerun
+from hub.kernel.db import session_scope
+from tests.fixtures_egress import AUTHOR, CHECKER1, OUTSIDER, PROJECT
+from tests.fixtures_registry import publish_release
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+P = "/services/egress"
+
+MAKE = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "id": "make",
+            "source": "import os, duckdb\nos.makedirs('out', exist_ok=True)\n"
+            "duckdb.sql(\"COPY (SELECT region, count(*) AS count FROM '/data/data/cohort.parquet' "
+            "GROUP BY region ORDER BY region) TO 'out/counts.csv' (HEADER)\")",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+        }
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+@pytest.fixture
+def rerun_world(web, hub_image):
+    """The egress test world with a release of 30 people (12 North, 18 South) and the author's notebook."""
+    eg, _, client = web
+    assert eg.settings.image == hub_image, "re-runs use the workspace image the settings name"
+    release = publish_release(eg.settings, PROJECT)
+    pq.write_table(pa.table({"region": ["North"] * 12 + ["South"] * 18}), release / "data" / "cohort.parquet")
+    for path in (
+        release.parent.parent.parent,
+        release.parent.parent,
+        release.parent,
+        release,
+        release / "data",
+    ):
+        path.chmod(0o755)
+    (release / "data" / "cohort.parquet").chmod(0o644)
+    home = eg.home()
+    (home / "make.ipynb").write_text(json.dumps(MAKE))
+    (home / "out" / "counts.csv").write_bytes(b"region,count\nNorth,12\nSouth,18\n")
+    for path in (home, home / "out", home / "make.ipynb", home / "out" / "counts.csv"):
+        os.chown(path, 1000, 1000)
+    return eg, client
+
+
+def submit(eg, counts: bytes) -> int:
+    (eg.home() / "out" / "counts.csv").write_bytes(counts)
+    rid, _ = eg.draft(files=(("out/counts.csv", "output"), ("make.ipynb", "supporting")))
+    eg.commands.submit(AUTHOR, rid)
+    return rid
+
+
+def rerun(client, rid: int, user: str):
+    return client(user).post(
+        f"{P}/requests/{rid}/rerun", data={"_csrf": f"csrf-{user}"}, follow_redirects=False
+    )
+
+
+def test_a_checker_reruns_the_notebook_and_sees_each_output_reproduced(rerun_world):
+    eg, client = rerun_world
+    rid = submit(eg, b"region,count\nNorth,12\nSouth,18\n")
+    answer = rerun(client, rid, CHECKER1)  # the background run completes before TestClient returns
+    assert answer.status_code == 303, answer.text
+    page = client(CHECKER1).get(f"{P}/requests/{rid}").text
+    assert "Re-run 1" in page and "✓ identical" in page, page[page.find("Re-runs") :][:3000]
+    with session_scope(eg.settings) as s:
+        row = s.get(EgressRerun, 1)
+        assert row.status == "done" and row.release == 1
+    started = eg.audit("egress.rerun.start")[-1]
+    assert (
+        started.actor == CHECKER1 and started.details["release"] == 1 and len(started.details["sha256"]) == 64
+    )
+    finished = eg.audit("egress.rerun.finish")[-1].details
+    assert finished["reproduced"] == 1 and finished["not_reproduced"] == 0
+
+
+def test_an_output_edited_by_hand_is_not_reproduced(rerun_world):
+    eg, client = rerun_world
+    rid = submit(eg, b"region,count\nNorth,15\nSouth,18\n")  # 12 rounded up by hand: not what ran
+    assert rerun(client, rid, AUTHOR).status_code == 303
+    page = client(CHECKER1).get(f"{P}/requests/{rid}").text
+    assert "✗ differs" in page and "row 1 column &#39;count&#39;" in page
+    assert eg.audit("egress.rerun.finish")[-1].details["not_reproduced"] == 1
+
+
+def test_only_the_author_and_the_projects_checkers_can_rerun(rerun_world):
+    eg, client = rerun_world
+    rid = submit(eg, b"region,count\nNorth,12\nSouth,18\n")
+    assert rerun(client, rid, OUTSIDER).status_code == 403
+    assert eg.audit("egress.refused.rerun")[-1].actor == OUTSIDER
+    with session_scope(eg.settings) as s:
+        assert s.query(EgressRerun).count() == 0
