@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from egress.review.queries import AUDIT_LIMIT, LIST_LIMIT, ListScope
@@ -82,8 +82,10 @@ def api_precheck(me: ApiMe, svc: Svc, rid: Id) -> dict[str, Any]:
 
 
 @router.post("/requests/{rid}/actions/{op}")
-def api_action(me: ApiMe, svc: Svc, rid: Id, op: RequestOp, body: Note | None = None) -> dict[str, Any]:
-    svc.perform(me.username, rid, op, body.comment if body else "")
+def api_action(
+    me: ApiMe, svc: Svc, rid: Id, op: RequestOp, tasks: BackgroundTasks, body: Note | None = None
+) -> dict[str, Any]:
+    svc.perform(me.username, rid, op, body.comment if body else "", tasks)
     return {"state": svc.queries.request_view(me.username, rid)["state"]}
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import BackgroundTasks, Depends, Path, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
@@ -18,6 +18,7 @@ from egress.review.base import EgressContext
 from egress.review.commands import EgressCommands
 from egress.review.queries import EgressQueries
 from egress.review.reruns import EgressReruns
+from egress.review.workflow import FileKind
 from egress.web.auth import Identity
 from hub.kernel.db import MAX_ROW_ID
 from hub.registry.vocabulary import MEMBER_ROLES, Role
@@ -45,11 +46,15 @@ class Services:
     base: str  # the service prefix without its trailing slash, e.g. /services/egress
     reruns: EgressReruns
 
-    def perform(self, who: str, rid: int, op: RequestOp, comment: str = "") -> None:
+    def perform(
+        self, who: str, rid: int, op: RequestOp, comment: str = "", tasks: BackgroundTasks | None = None
+    ) -> None:
         c = self.commands
         match op:
             case RequestOp.SUBMIT:
                 c.submit(who, rid)
+                if tasks is not None:
+                    self._rerun_on_submit(who, rid, tasks)
             case RequestOp.WITHDRAW:
                 c.withdraw(who, rid)
             case RequestOp.RETURN:
@@ -60,6 +65,14 @@ class Services:
                 c.release(who, rid)
             case RequestOp.REVOKE:
                 c.revoke(who, rid, comment)
+
+    def _rerun_on_submit(self, who: str, rid: int, tasks: BackgroundTasks) -> None:
+        """A submitted request with its notebook is re-run at once, so checkers find the result."""
+        files = self.queries.request_view(who, rid)["files"]
+        if sum(f["kind"] == FileKind.SUPPORTING and f["name"].endswith(".ipynb") for f in files) != 1:
+            return
+        rerun_id = self.reruns.start(who, rid)
+        tasks.add_task(self.reruns.execute, rerun_id)
 
     def page(self, request: Request, me: Identity, name: str, **ctx: Any) -> HTMLResponse:
         who = self.queries.whoami(me.username)

@@ -257,9 +257,9 @@ def rerun_form(me: FormMe, svc: Svc, rid: Id, tasks: BackgroundTasks) -> Respons
 
 @router.post("/requests/{rid}/{op}")
 def request_op_form(
-    me: FormMe, svc: Svc, rid: Id, op: RequestOp, comment: Annotated[str, Form()] = ""
+    me: FormMe, svc: Svc, rid: Id, op: RequestOp, tasks: BackgroundTasks, comment: Annotated[str, Form()] = ""
 ) -> Response:
-    svc.perform(me.username, rid, op, comment)
+    svc.perform(me.username, rid, op, comment, tasks)
     return back(svc, f"/requests/{rid}")
 
 

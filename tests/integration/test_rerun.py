@@ -110,3 +110,17 @@ def test_only_the_author_and_the_projects_checkers_can_rerun(rerun_world):
     assert eg.audit("egress.refused.rerun")[-1].actor == OUTSIDER
     with session_scope(eg.settings) as s:
         assert s.query(EgressRerun).count() == 0
+
+
+def test_submitting_a_request_with_its_notebook_reruns_it(rerun_world):
+    eg, client = rerun_world
+    (eg.home() / "out" / "counts.csv").write_bytes(b"region,count\nNorth,12\nSouth,18\n")
+    rid, _ = eg.draft(files=(("out/counts.csv", "output"), ("make.ipynb", "supporting")))
+    answer = client(AUTHOR).post(
+        f"{P}/requests/{rid}/submit", data={"_csrf": f"csrf-{AUTHOR}"}, follow_redirects=False
+    )
+    assert answer.status_code == 303, answer.text
+    with session_scope(eg.settings) as s:
+        (row,) = s.query(EgressRerun).filter_by(request_id=rid).all()
+        assert row.requested_by == AUTHOR and row.status == "done"
+        assert [r["outcome"] for r in row.results.values()] == ["identical"]
