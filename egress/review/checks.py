@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from egress.review.base import EgressContext
+from egress.review.models import EgressFile
 from egress.review.project_context import project_context
+from egress.review.workflow import FileKind
 from egress.sdc import check_paths
 
 
@@ -27,12 +29,22 @@ class StoredFile:
     sha256: str
     supporting: bool = False  # checked and shown, never released, so left out of differencing
 
+    @classmethod
+    def of(cls, f: EgressFile) -> StoredFile:
+        return cls(f.id, f.name, f.sha256, supporting=f.kind == FileKind.SUPPORTING)
 
-def run_checks(ctx: EgressContext, project: str, files: Sequence[StoredFile]) -> dict[int, dict[str, Any]]:
+
+def run_checks(
+    ctx: EgressContext,
+    project: str,
+    files: Sequence[StoredFile],
+    trusted_metadata: dict[int, bytes] | None = None,
+) -> dict[int, dict[str, Any]]:
     """{file id: {"verdict", "findings"}} for the stored blobs, with the project's context.
 
     The request's own earlier versions are left out of "earlier", so a resubmitted file is not
-    compared with itself.
+    compared with itself. `trusted_metadata` (file id -> `.sdc.json` bytes a re-run wrote, not the
+    researcher) takes the place of any submitted metadata for that file.
     """
     with tempfile.TemporaryDirectory(prefix="egress-check-") as tmp:
         paths = []
@@ -48,7 +60,16 @@ def run_checks(ctx: EgressContext, project: str, files: Sequence[StoredFile]) ->
         scratch.mkdir()
         found = project_context(ctx.settings, project, scratch, leave_out={f.id for f in files})
         supporting = frozenset(p for f, p in zip(files, paths, strict=True) if f.supporting)
-        context = dataclasses.replace(found.context, supporting=supporting)
+        trusted = {}
+        for f, p in zip(files, paths, strict=True):
+            if f.id in (trusted_metadata or {}):
+                sidecar = Path(tmp) / "trusted" / str(f.id) / f"{f.name}.sdc.json"
+                sidecar.parent.mkdir(parents=True)
+                sidecar.write_bytes(trusted_metadata[f.id])
+                trusted[p] = sidecar
+        context = dataclasses.replace(
+            found.context, supporting=supporting, sidecars={**found.context.sidecars, **trusted}
+        )
         report = check_paths(paths, config=found.rules, context=context)
     by_path = {r["path"]: r for r in report.get("files", [])}
     out = {}

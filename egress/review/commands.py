@@ -54,10 +54,6 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
-def _stored(f: EgressFile) -> StoredFile:
-    return StoredFile(f.id, f.name, f.sha256, supporting=f.kind == wf.FileKind.SUPPORTING)
-
-
 def submission_problems(req: EgressRequest) -> list[str]:
     files = active_files(req)
     groups = [
@@ -235,7 +231,7 @@ class EgressCommands:
         with self.ctx.reading() as s:
             req = load_request(s, rid)
             permitted(s, who, wf.RequestAction.PRECHECK, req)
-            files = [_stored(f) for f in active_files(req)]
+            files = [StoredFile.of(f) for f in active_files(req)]
             project = req.project_slug
         return run_checks(self.ctx, project, files)
 
@@ -248,7 +244,7 @@ class EgressCommands:
             if problems:
                 raise BadInput(" ".join(problems))
             snapshot = {f.id: (f.sha256, f.version) for f in active_files(req)}
-            files = [_stored(f) for f in active_files(req)]
+            files = [StoredFile.of(f) for f in active_files(req)]
             project = req.project_slug
         checks = run_checks(self.ctx, project, files)
         with self.ctx.writing() as s:

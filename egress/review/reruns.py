@@ -18,15 +18,17 @@ from sqlalchemy.orm import Session
 
 from egress.review import workflow as wf
 from egress.review.base import EgressContext, refusals_audited
+from egress.review.checks import StoredFile, run_checks
 from egress.review.errors import BadInput
 from egress.review.facts import active_files, load_request, permitted
 from egress.review.models import EgressFile, EgressRerun
-from egress.review.reproduce import compare
+from egress.review.reproduce import Outcome, compare
 from hub.host.sealed import SealedRunError, run_notebook
 from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction as A
 from hub.kernel.clock import utcnow
 
+SIDECAR = ".sdc.json"  # what tre_notebook.sdc writes beside an output
 CODE_SUFFIXES = (".py",)  # supporting code files the notebook may import, placed beside it
 _slots: dict[int, threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
@@ -104,6 +106,7 @@ class EgressReruns:
                 and PurePosixPath(f.relpath).parent == folder
             ]
             outputs = [(f.id, f.relpath, f.sha256) for f in files if f.kind == wf.FileKind.OUTPUT]
+            stored = [StoredFile.of(f) for f in files]
             wanted = [(f.relpath, f.sha256) for f in [notebook, *code]]
             notebook_path, project, release = notebook.relpath, req.project_slug, row.release
         inputs = {relpath: self.ctx.store.read(sha) for relpath, sha in wanted}
@@ -139,8 +142,23 @@ class EgressReruns:
                 for fid, relpath, sha in outputs
             }
             log, exit_code, seconds = result.log, result.exit_code, result.seconds
+        # The run's own tre_notebook.sdc metadata is the trusted one: re-check what it reproduced.
+        trusted = {
+            fid: result.files[relpath + SIDECAR]
+            for fid, relpath, _ in outputs
+            if result is not None
+            and (relpath + SIDECAR) in result.files
+            and Outcome(results[str(fid)]["outcome"]).reproduced
+        }
+        rechecked = run_checks(self.ctx, project, stored, trusted) if trusted else {}
         with self.ctx.writing() as s:
             row = s.get(EgressRerun, rerun_id)
+            for fid in trusted:  # only while the file is still the version that was re-run
+                f = s.get(EgressFile, fid)
+                sha = next(sha for i, _, sha in outputs if i == fid)
+                if f is not None and f.removed_at is None and f.sha256 == sha:
+                    f.checks = {**rechecked[fid], "metadata": "re-run"}
+                    results[str(fid)]["checks"] = rechecked[fid]["verdict"]
             row.status, row.results, row.log = status.value, results, log
             row.exit_code, row.seconds, row.finished_at = exit_code, seconds, utcnow()
             outcomes = [r["outcome"] for r in results.values()]
@@ -156,6 +174,7 @@ class EgressReruns:
                     "exit_code": exit_code,
                     "reproduced": sum(o in ("identical", "equal") for o in outcomes),
                     "not_reproduced": sum(o not in ("identical", "equal") for o in outcomes),
+                    "rechecked_with_rerun_metadata": sorted(trusted),
                 },
             )
         return status.value

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from egress.review.models import EgressRerun
+from egress.review.models import EgressFile, EgressRerun
 from hub.kernel.db import session_scope
 from tests.fixtures_egress import AUTHOR, CHECKER1, OUTSIDER, PROJECT
 from tests.fixtures_registry import publish_release
@@ -124,3 +124,50 @@ def test_submitting_a_request_with_its_notebook_reruns_it(rerun_world):
         (row,) = s.query(EgressRerun).filter_by(request_id=rid).all()
         assert row.requested_by == AUTHOR and row.status == "done"
         assert [r["outcome"] for r in row.results.values()] == ["identical"]
+
+
+MEANS = {
+    **MAKE,
+    "cells": [
+        {
+            "cell_type": "code",
+            "id": "means",
+            "source": "import os, pandas as pd\nfrom tre_notebook import sdc\n"
+            "os.makedirs('out', exist_ok=True)\n"
+            "df = pd.read_parquet('/data/data/labs.parquet')\n"
+            "sdc.pivot_table(df, values='hba1c', index='region', aggfunc='mean').save('out/means.csv')",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+        }
+    ],
+}
+
+
+def test_the_reruns_own_metadata_is_the_one_the_checks_trust(rerun_world):
+    """Submitted without its .sdc.json, a means table cannot be checked for dominance (review). The
+    re-run writes the metadata itself, outside the researcher's reach: South (one person with 5,000
+    among eleven with 5) is then seen to be dominated, and the file's checks say so."""
+    eg, client = rerun_world
+    release = eg.settings.current_release(PROJECT)
+    labs = {"region": ["North"] * 12 + ["South"] * 12, "hba1c": [50.0] * 12 + [5.0] * 11 + [5000.0]}
+    pq.write_table(pa.table(labs), release / "data" / "labs.parquet")
+    (release / "data" / "labs.parquet").chmod(0o644)
+    home = eg.home()
+    (home / "means.ipynb").write_text(json.dumps(MEANS))
+    # What the notebook writes, without the metadata beside it.
+    (home / "out" / "means.csv").write_text("region,hba1c_mean\nNorth,50.0\nSouth,421.25\n")
+    rid, fids = eg.draft(files=(("out/means.csv", "output"), ("means.ipynb", "supporting")))
+    eg.commands.submit(AUTHOR, rid)
+
+    def dominance() -> list[str]:
+        with session_scope(eg.settings) as s:
+            checks = s.get(EgressFile, fids[0]).checks
+        return [f["verdict"] for f in checks["findings"] if f["rule"] == "dominance"]
+
+    assert dominance() == ["review"]
+    assert rerun(client, rid, CHECKER1).status_code == 303
+    assert "fail" in dominance()
+    with session_scope(eg.settings) as s:
+        assert s.get(EgressFile, fids[0]).checks["metadata"] == "re-run"
+    assert eg.audit("egress.rerun.finish")[-1].details["rechecked_with_rerun_metadata"] == [fids[0]]
