@@ -277,10 +277,12 @@ class EgressCommands:
         visibility: str = "checkers",
         *,
         sha256: str,
+        override: bool = False,
     ) -> str:
         """Record a checker's vote on the file's bytes with this SHA-256 (what the checker saw); returns
-        the request's state afterwards (approved ones get released)."""
-        state, rid = self._vote(who, file_id, decision, comment, visibility, sha256)
+        the request's state afterwards (approved ones get released). `override`: approve although the
+        project requires reproduction and no re-run reproduced the file (recorded as such)."""
+        state, rid = self._vote(who, file_id, decision, comment, visibility, sha256, override)
         if state == wf.State.APPROVED:
             try:
                 self.release(who, rid)
@@ -291,7 +293,14 @@ class EgressCommands:
 
     @refusals_audited(A.EGRESS_REFUSED_VOTE, "egress_file")
     def _vote(
-        self, who: str, file_id: int, decision: str, comment: str, visibility: str, sha256: str
+        self,
+        who: str,
+        file_id: int,
+        decision: str,
+        comment: str,
+        visibility: str,
+        sha256: str,
+        override: bool,
     ) -> tuple[str, int]:
         try:
             decision_ = wf.Decision(decision)
@@ -300,6 +309,8 @@ class EgressCommands:
             raise BadInput("Vote approve, changes or reject; comments are for checkers or author.") from None
         if len(comment) > MAX_TEXT:
             raise BadInput(f"Keep the comment under {MAX_TEXT:,} characters.")
+        if override and decision_ is not wf.Decision.APPROVE:
+            raise BadInput("Only an approval can be an override of the reproduction rule.")
         with self.ctx.writing() as s:
             f = load_file(s, file_id)
             req = f.request
@@ -317,6 +328,7 @@ class EgressCommands:
                     file_sha256=f.sha256,
                     checker=who,
                     decision=decision_.value,
+                    override=override,
                 )
             )
             if comment.strip():
@@ -336,7 +348,13 @@ class EgressCommands:
                 A.EGRESS_REVIEW_VOTE,
                 "egress_request",
                 str(req.id),
-                {"file": f.id, "version": f.version, "sha256": f.sha256, "decision": decision_.value},
+                {
+                    "file": f.id,
+                    "version": f.version,
+                    "sha256": f.sha256,
+                    "decision": decision_.value,
+                    "override": override,
+                },
             )
             if req.state == wf.State.SUBMITTED:
                 move(s, who, req, wf.RequestAction.VOTE)
@@ -420,6 +438,7 @@ class EgressCommands:
                     "decision": r.decision,
                     "version": r.file_version,
                     "sha256": r.file_sha256,
+                    "override": bool(r.override),  # approved though no re-run reproduced it
                     "at": _iso(r.created_at),
                 }
             )

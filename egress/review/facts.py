@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from egress.review import workflow as wf
 from egress.review.errors import Denied, NotFound
-from egress.review.models import EgressFile, EgressRelease, EgressRequest, EgressReview
+from egress.review.models import EgressFile, EgressRelease, EgressRequest, EgressRerun, EgressReview
 from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.clock import utcnow
 from hub.kernel.db import valid_row_id
 from hub.registry.access import project_roles
-from hub.registry.models import User
+from hub.registry.models import Project, User
 
 # The audit event of each state change.
 MOVE_ACTIONS: dict[wf.RequestAction, AuditAction] = {
@@ -78,10 +78,34 @@ def latest_votes(s: Session, req: EgressRequest) -> list[EgressReview]:
 
 def request_facts(s: Session, req: EgressRequest) -> wf.RequestFacts:
     files = active_files(req)
-    votes = tuple(wf.Vote(r.checker, r.file_id, wf.Decision(r.decision)) for r in latest_votes(s, req))
+    votes = tuple(
+        wf.Vote(r.checker, r.file_id, wf.Decision(r.decision), bool(r.override)) for r in latest_votes(s, req)
+    )
     downloaded = bool(req.release and req.release.downloads)
-    outputs = frozenset(f.id for f in files if f.kind == wf.FileKind.OUTPUT)
-    return wf.RequestFacts(wf.State(req.state), req.author, outputs, votes, downloaded)
+    outputs = [f for f in files if f.kind == wf.FileKind.OUTPUT]
+    return wf.RequestFacts(
+        wf.State(req.state),
+        req.author,
+        frozenset(f.id for f in outputs),
+        votes,
+        downloaded,
+        unreproduced_outputs(s, req, outputs),
+    )
+
+
+def unreproduced_outputs(s: Session, req: EgressRequest, outputs: list[EgressFile]) -> frozenset[int]:
+    """Where the project requires reproduction: the outputs whose current bytes no re-run reproduced."""
+    required = s.execute(
+        select(Project.require_reproduction).where(Project.slug == req.project_slug)
+    ).scalar()
+    if not required:
+        return frozenset()
+    reproduced: set[tuple[int, str]] = set()
+    for results in s.execute(select(EgressRerun.results).where(EgressRerun.request_id == req.id)).scalars():
+        for fid, r in (results or {}).items():
+            if r.get("outcome") in ("identical", "equal"):
+                reproduced.add((int(fid), r.get("sha256", "")))
+    return frozenset(f.id for f in outputs if (f.id, f.sha256) not in reproduced)
 
 
 def permitted(

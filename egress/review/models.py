@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql import false
 
 from egress.review.workflow import Decision, FileKind, RerunStatus, State, Visibility
 from hub.kernel.clock import utcnow
@@ -107,6 +109,8 @@ class EgressReview(Base):
     file_sha256: Mapped[str | None] = mapped_column(String(64))  # the bytes the checker saw
     checker: Mapped[str] = mapped_column(ForeignKey("users.username"))
     decision: Mapped[str] = mapped_column(String(16))
+    # An approval of a file no re-run reproduced, where the project requires reproduction.
+    override: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

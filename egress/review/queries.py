@@ -173,7 +173,7 @@ class EgressQueries:
 
     @staticmethod
     def _view_file(f: EgressFile, votes: list[wf.Vote], facts: wf.RequestFacts) -> dict[str, Any]:
-        file_votes = [v for v in facts.votes if v.file_id == f.id]
+        file_votes = wf.counted_votes(facts, f.id)
         return {
             "id": f.id,
             "name": f.name,
@@ -186,8 +186,11 @@ class EgressQueries:
             "checks": f.checks,
             "added_at": _iso(f.added_at),
             "votes": [
-                {"checker": v.checker, "decision": v.decision.value} for v in votes if v.file_id == f.id
+                {"checker": v.checker, "decision": v.decision.value, "override": v.override}
+                for v in votes
+                if v.file_id == f.id
             ],
+            "needs_override": f.id in facts.unreproduced,
             "status": None if wf.independent_phase(facts) else wf.file_status(facts.author, file_votes),
         }
 

@@ -138,7 +138,10 @@ class EgressReruns:
                 else wf.RerunStatus.FAILED
             )
             results = {
-                str(fid): compare(relpath, self.ctx.store.read(sha), result.files.get(relpath)).to_dict()
+                str(fid): {
+                    **compare(relpath, self.ctx.store.read(sha), result.files.get(relpath)).to_dict(),
+                    "sha256": sha,  # what was compared: a later version of the file needs a new run
+                }
                 for fid, relpath, sha in outputs
             }
             log, exit_code, seconds = result.log, result.exit_code, result.seconds

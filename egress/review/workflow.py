@@ -107,6 +107,7 @@ class Vote:
     checker: str
     file_id: int
     decision: Decision
+    override: bool = False  # approved although a re-run did not reproduce the file (recorded)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,9 @@ class RequestFacts:
     output_files: frozenset[int] = frozenset()
     votes: tuple[Vote, ...] = ()  # the latest vote of each checker on each current file
     downloaded: bool = False
+    # Output files a re-run has not reproduced, where the project requires reproduction: an approval
+    # of one counts only as an explicit override.
+    unreproduced: frozenset[int] = frozenset()
 
 
 def next_state(state: State, action: RequestAction) -> State:
@@ -158,13 +162,19 @@ def file_status(author: str, votes: Iterable[Vote]) -> str:
     return "pending"
 
 
+def counted_votes(facts: RequestFacts, file_id: int) -> list[Vote]:
+    """The votes on a file that count: on a file the project requires reproduced and no re-run
+    reproduced, an approval counts only when it is an override."""
+    votes = [v for v in facts.votes if v.file_id == file_id]
+    if file_id in facts.unreproduced:
+        votes = [v for v in votes if v.decision is not Decision.APPROVE or v.override]
+    return votes
+
+
 def all_outputs_approved(facts: RequestFacts) -> bool:
     if not facts.output_files:
         return False
-    return all(
-        file_status(facts.author, (v for v in facts.votes if v.file_id == f)) == "approved"
-        for f in facts.output_files
-    )
+    return all(file_status(facts.author, counted_votes(facts, f)) == "approved" for f in facts.output_files)
 
 
 def visible_votes(viewer: RequestActor, facts: RequestFacts) -> list[Vote]:

@@ -92,7 +92,13 @@ def api_action(
 @router.post("/files/{fid}/votes")
 def api_vote(me: ApiMe, svc: Svc, fid: Id, body: NewVote) -> dict[str, Any]:
     state = svc.commands.vote(
-        me.username, fid, body.decision, body.comment, body.visibility, sha256=body.sha256
+        me.username,
+        fid,
+        body.decision,
+        body.comment,
+        body.visibility,
+        sha256=body.sha256,
+        override=body.override,
     )
     return {"state": state}
 

@@ -221,8 +221,9 @@ def vote_form(
     sha256: Annotated[str, Form(max_length=64)],
     comment: Annotated[str, Form()] = "",
     visibility: Annotated[str, Form()] = "checkers",
+    override: Annotated[bool, Form()] = False,
 ) -> Response:
-    svc.commands.vote(me.username, fid, decision, comment, visibility, sha256=sha256)
+    svc.commands.vote(me.username, fid, decision, comment, visibility, sha256=sha256, override=override)
     return back(svc, f"/files/{fid}")
 
 

@@ -37,6 +37,7 @@ class NewVote(BaseModel):
     sha256: str = Field(pattern="^[0-9a-f]{64}$", description="the SHA-256 of the file version reviewed")
     comment: str = Field(default="", max_length=TEXT)
     visibility: Visibility = Visibility.CHECKERS
+    override: bool = Field(default=False, description="approve although no re-run reproduced the file")
 
 
 class NewComment(BaseModel):

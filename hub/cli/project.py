@@ -308,6 +308,27 @@ def _sdc_value(text: str) -> Any:
         return text
 
 
+@app.command("reproduction")
+def reproduction(
+    slug: str,
+    required: Annotated[
+        bool,
+        typer.Option(
+            "--required/--not-required", help="Require outputs reproduced by a re-run before release."
+        ),
+    ],
+    actor: Annotated[str | None, ActorOption] = None,
+) -> None:
+    """Require that a re-run of the request's notebook reproduces each output before it is released
+    (administrators; audited). An output no re-run reproduced needs both checkers' override."""
+    from hub import registry
+
+    with registry_session() as s:
+        registry.set_reproduction_rule(s, acting_user(actor), slug, required)
+    state = "now requires" if required else "no longer requires"
+    console.print(f"{slug} {state} outputs reproduced by a re-run before release")
+
+
 @app.command("sdc-rules")
 def sdc_rules(
     slug: str,

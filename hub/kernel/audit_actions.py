@@ -23,6 +23,7 @@ class AuditAction(StrEnum):
     PROJECT_CLOSE = "project.close"
     PROJECT_LIMITS = "project.limits"
     PROJECT_SDC_RULES = "project.sdc_rules"
+    PROJECT_REPRODUCTION = "project.reproduction"
     MEMBER_ADD = "member.add"
     MEMBER_REMOVE = "member.remove"
     CHECKER_ASSIGN = "checker.assign"

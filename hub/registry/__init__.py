@@ -30,6 +30,7 @@ from hub.registry.projects import (
     remove_member,
     set_project_limits,
     set_project_sdc_rules,
+    set_reproduction_rule,
 )
 from hub.registry.users import add_user, set_user_disabled, set_user_role, set_user_subject
 
@@ -56,6 +57,7 @@ __all__ = [
     "revoke_grant",
     "set_project_limits",
     "set_project_sdc_rules",
+    "set_reproduction_rule",
     "set_user_disabled",
     "set_user_role",
     "set_user_subject",

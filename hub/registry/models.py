@@ -13,6 +13,7 @@ from typing import Any, TypedDict
 
 from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql import false
 
 from hub.kernel.clock import utcnow
 from hub.kernel.db import Base, UTCDateTime
@@ -116,6 +117,8 @@ class Project(Base):
     limits: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # Per-project overrides of the disclosure-check defaults (egress.sdc.RuleConfig), e.g. {"threshold": 15}.
     sdc_config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Outputs must be reproduced by a re-run before release (or approved by both checkers as an override).
+    require_reproduction: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     lead: Mapped[User] = relationship()
     memberships: Mapped[list[Membership]] = relationship(back_populates="project")

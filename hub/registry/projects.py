@@ -166,6 +166,17 @@ def set_project_sdc_rules(
     return project
 
 
+def set_reproduction_rule(session: Session, actor: str, slug: str, required: bool) -> Project:
+    """Require (or stop requiring) that a re-run reproduces each output before it can be released;
+    without it, both checkers must approve the file as an override. Administrators, audited."""
+    project = get_project(session, slug)
+    _, who = acting(session, actor, project)
+    require(RegistryAction.SET_SDC_RULES, who)
+    project.require_reproduction = required
+    audit.record(session, actor, AuditAction.PROJECT_REPRODUCTION, "project", slug, {"required": required})
+    return project
+
+
 def _membership(session: Session, user: User, project: Project, role: str) -> Membership | None:
     return session.execute(
         select(Membership).where(

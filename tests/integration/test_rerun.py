@@ -171,3 +171,44 @@ def test_the_reruns_own_metadata_is_the_one_the_checks_trust(rerun_world):
     with session_scope(eg.settings) as s:
         assert s.get(EgressFile, fids[0]).checks["metadata"] == "re-run"
     assert eg.audit("egress.rerun.finish")[-1].details["rechecked_with_rerun_metadata"] == [fids[0]]
+
+
+def test_where_reproduction_is_required_an_unreproduced_output_leaves_only_on_two_overrides(rerun_world):
+    import base64
+    import zipfile
+
+    from hub import registry as reg
+    from tests.fixtures_egress import ADMIN, CHECKER2
+
+    eg, client = rerun_world
+    with session_scope(eg.settings) as s:
+        reg.set_reproduction_rule(s, ADMIN, PROJECT, True)
+    assert eg.audit("project.reproduction")[-1].details == {"required": True}
+    rid = submit(eg, b"region,count\nNorth,15\nSouth,18\n")  # edited by hand: the re-run will differ
+    with session_scope(eg.settings) as s:
+        (fid,) = s.query(EgressFile.id).filter_by(request_id=rid, kind="output").one()
+    page = client(CHECKER1).get(f"{P}/files/{fid}").text
+    assert "Approve as an override of the reproduction rule" in page
+    # Plain approvals from both checkers do not release it...
+    assert eg.approve_all([fid]) == "under_review"
+    # ...nor one override; two do, and the signed record says they were overrides.
+    eg.commands.vote(CHECKER1, fid, "approve", sha256=eg.sha(fid), override=True)
+    assert eg.commands.vote(CHECKER2, fid, "approve", sha256=eg.sha(fid), override=True) == "released"
+    path, _ = eg.commands.download(AUTHOR, rid)
+    with zipfile.ZipFile(path) as zf:
+        token = zf.read("decision-record.jwt").split(b".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(token + b"=" * (-len(token) % 4)))
+    reviews = claims["files"][0]["reviews"]
+    assert [r["override"] for r in reviews if r["checker"] in (CHECKER1, CHECKER2)][-2:] == [True, True]
+
+
+def test_a_reproduced_output_needs_no_override(rerun_world):
+    from hub import registry as reg
+    from tests.fixtures_egress import ADMIN
+
+    eg, client = rerun_world
+    with session_scope(eg.settings) as s:
+        reg.set_reproduction_rule(s, ADMIN, PROJECT, True)
+    rid, fids = eg.draft(files=(("out/counts.csv", "output"), ("make.ipynb", "supporting")))
+    client(AUTHOR).post(f"{P}/requests/{rid}/submit", data={"_csrf": f"csrf-{AUTHOR}"})  # re-run on submit
+    assert eg.approve_all([fids[0]]) == "released"

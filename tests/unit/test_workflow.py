@@ -23,6 +23,7 @@ from egress.review.workflow import (
     check_request,
     comment_visible,
     completed_reviewers,
+    counted_votes,
     file_status,
     independent_phase,
     may,
@@ -235,3 +236,21 @@ def test_submission_problems():
     assert any("needs context" in p for p in problems) and any("needs controls" in p for p in problems)
     empty = GroupFacts("empty", "x", "y", ())
     assert any("no files" in p for p in submission_problems([ok, empty]))
+
+
+def test_where_reproduction_is_required_an_unreproduced_output_needs_two_overrides():
+    def approvals(*overrides: bool):
+        return tuple(Vote(c, 1, Decision.APPROVE, o) for c, o in zip(("cat", "cid"), overrides, strict=False))
+
+    plain = approvals(False, False)
+    assert all_outputs_approved(facts(S.UNDER_REVIEW, plain))  # the rule is off: as before
+    unreproduced = frozenset({1})
+
+    def with_rule(votes):
+        return RequestFacts(S.UNDER_REVIEW, AUTHOR, frozenset({1}), votes, unreproduced=unreproduced)
+
+    assert not all_outputs_approved(with_rule(plain))
+    assert not all_outputs_approved(with_rule(approvals(True, False)))
+    assert all_outputs_approved(with_rule(approvals(True, True)))
+    assert not may(RequestAction.APPROVE, PERSONAS["checker"], with_rule(plain))
+    assert [v.checker for v in counted_votes(with_rule(approvals(True, False)), 1)] == ["cat"]
