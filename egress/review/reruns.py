@@ -123,6 +123,7 @@ class EgressReruns:
                     settings.egress_dir / "reruns" / str(rerun_id),
                     timeout=settings.rerun_seconds,
                     labels={"org.tre.rerun": str(rerun_id), "org.tre.project": project},
+                    collect={relpath + suffix for _, relpath, _ in outputs for suffix in ("", SIDECAR)},
                 )
             except SealedRunError as exc:
                 result = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -26,6 +27,9 @@ WORKSPACE_GID = 1000
 HOME = "/home/jovyan"
 EXECUTED = ".tre-rerun/executed.ipynb"  # papermill's output, inside the scratch home
 LOG_LIMIT = 200_000  # characters of a run's log kept (its end)
+HOME_LIMIT = 1 << 30  # bytes a run may write into its home before it is stopped
+FILE_LIMIT = 100 << 20  # largest file read back from a run's home
+POLL_SECONDS = 0.5
 
 
 def hardening(mem: str, pids: int, network: str, tmp_size: str = "64m") -> dict[str, Any]:
@@ -82,8 +86,15 @@ def run_notebook(
     cpus: float = 1.0,
     pids: int = 256,
     labels: dict[str, str] | None = None,
+    collect: set[str] | None = None,
+    home_limit: int = HOME_LIMIT,
+    file_limit: int = FILE_LIMIT,
 ) -> RunResult:
-    """Execute `notebook` (one of `inputs`) with papermill in a sealed container; collect its files."""
+    """Execute `notebook` (one of `inputs`) with papermill in a sealed container; collect its files.
+
+    Only the files named in `collect` (all, when None) are read back, each up to `file_limit` bytes;
+    a run that writes more than `home_limit` bytes into its home is stopped (the home is on the
+    host's disk, and the code is the researcher's)."""
     if notebook not in inputs:
         raise SealedRunError(f"the notebook {notebook} is not among the files given to the run")
     home = scratch / "home"
@@ -127,25 +138,75 @@ def run_notebook(
         )
     except docker.errors.DockerException as exc:
         raise SealedRunError(f"the re-run container could not start: {exc}") from exc
-    exit_code: int | None
+    exit_code: int | None = None
+    stopped = ""
+    deadline = started + timeout
     try:
-        try:
-            exit_code = int(container.wait(timeout=timeout)["StatusCode"])
-        except (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout):
-            container.kill()
-            exit_code = None
+        while True:
+            try:
+                exit_code = int(container.wait(timeout=POLL_SECONDS)["StatusCode"])
+                break
+            except (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout):
+                pass
+            if time.monotonic() > deadline:
+                stopped = f"the run took longer than its limit of {timeout:.0f} s"
+            elif _size(home) > home_limit:
+                stopped = f"the run wrote more than {home_limit:,} bytes into its home"
+            if stopped:
+                container.kill()
+                break
         log = container.logs(stdout=True, stderr=True).decode(errors="replace")[-LOG_LIMIT:]
     finally:
         container.remove(force=True)
     seconds = time.monotonic() - started
-    executed_path = home / EXECUTED
-    executed = executed_path.read_bytes() if executed_path.is_file() else None
-    files = {
-        p.relative_to(home).as_posix(): p.read_bytes()
-        for p in sorted(home.rglob("*"))
-        if p.is_file() and not p.is_symlink() and not p.relative_to(home).as_posix().startswith(".tre-rerun/")
-    }
+    # The container is gone, so nothing can swap a path while we read; and only regular files found
+    # without following a link are read: a link the run left (to a host path) is never followed.
+    found = _regular_files(home)
+    executed = _read(found[EXECUTED], file_limit) if EXECUTED in found else None
+    files = {}
+    for rel, path in sorted(found.items()):
+        if rel.startswith(".tre-rerun/") or (collect is not None and rel not in collect):
+            continue
+        data = _read(path, file_limit)
+        if data is None:
+            log += f"\n[{rel} is larger than {file_limit:,} bytes: not read back]"
+        else:
+            files[rel] = data
     shutil.rmtree(scratch, ignore_errors=True)
-    if exit_code is None:
-        log += f"\n[stopped: the run took longer than its limit of {timeout:.0f} s]"
+    if stopped:
+        exit_code = None
+        log += f"\n[stopped: {stopped}]"
     return RunResult(exit_code, seconds, log, files, executed)
+
+
+def _read(path: Path, limit: int) -> bytes | None:
+    """A regular file's bytes (never through a link the run made), or None when absent or too large."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size > limit:
+            return None
+        return fh.read(limit + 1)[:limit]
+
+
+def _regular_files(home: Path) -> dict[str, Path]:
+    found = {}
+    for folder, _, names in os.walk(home):  # os.walk does not descend into linked folders
+        for name in names:
+            path = Path(folder) / name
+            if stat.S_ISREG(path.lstat().st_mode):
+                found[path.relative_to(home).as_posix()] = path
+    return found
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for current, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += (Path(current) / name).lstat().st_blocks * 512
+            except OSError:
+                continue
+    return total
