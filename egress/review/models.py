@@ -167,6 +167,7 @@ class EgressRerun(Base):
     notebook_sha256: Mapped[str] = mapped_column(String(64))
     release: Mapped[int] = mapped_column(Integer)  # the project's release it ran on
     status: Mapped[str] = mapped_column(String(16), default=RerunStatus.QUEUED.value)
+    cancelled_by: Mapped[str | None] = mapped_column(ForeignKey("users.username"), nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     log: Mapped[str] = mapped_column(Text, default="")

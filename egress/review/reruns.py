@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from egress.review import workflow as wf
 from egress.review.base import EgressContext, refusals_audited
 from egress.review.checks import StoredFile, run_checks
-from egress.review.errors import BadInput
+from egress.review.errors import BadInput, NotFound
 from egress.review.facts import active_files, load_request, permitted
 from egress.review.models import EgressFile, EgressRerun
 from egress.review.reproduce import Outcome, compare
@@ -27,6 +27,7 @@ from hub.host.sealed import SealedRunError, run_notebook
 from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction as A
 from hub.kernel.clock import utcnow
+from hub.kernel.db import valid_row_id
 
 SIDECAR = ".sdc.json"  # what tre_notebook.sdc writes beside an output
 CODE_SUFFIXES = (".py",)  # supporting code files the notebook may import, placed beside it
@@ -87,6 +88,26 @@ class EgressReruns:
             )
             return row.id
 
+    @refusals_audited(A.EGRESS_REFUSED_RERUN, "egress_rerun")
+    def cancel(self, who: str, rerun_id: int) -> None:
+        """Stop a re-run that is waiting or running (the author and the project's checkers)."""
+        with self.ctx.writing() as s:
+            row = s.get(EgressRerun, rerun_id) if valid_row_id(rerun_id) else None
+            if row is None:
+                raise NotFound(f"There is no re-run {rerun_id}.")
+            permitted(s, who, wf.RequestAction.RERUN, load_request(s, row.request_id))
+            if row.status != wf.RerunStatus.QUEUED or row.cancelled_by:
+                raise BadInput(f"Re-run {rerun_id} is not running any more.")
+            row.cancelled_by = who
+            audit.record(
+                s, who, A.EGRESS_RERUN_CANCEL, "egress_request", str(row.request_id), {"rerun": rerun_id}
+            )
+
+    def _cancelled(self, rerun_id: int) -> str:
+        with self.ctx.reading() as s:
+            who = s.execute(select(EgressRerun.cancelled_by).where(EgressRerun.id == rerun_id)).scalar()
+        return f"cancelled by {who}" if who else ""
+
     def execute(self, rerun_id: int) -> str:
         """Run a started re-run to its end (blocking; call it off the request path). Returns its status."""
         settings = self.ctx.settings
@@ -113,6 +134,8 @@ class EgressReruns:
         release_dir = settings.project_dir(project) / "releases" / str(release)
         with _host_slots(settings.reruns_at_once):
             try:
+                if reason := self._cancelled(rerun_id):  # cancelled while it waited for a slot
+                    raise SealedRunError(reason)
                 if not release_dir.is_dir():
                     raise SealedRunError(f"release {release} of {project} no longer exists")
                 result = run_notebook(
@@ -124,12 +147,14 @@ class EgressReruns:
                     timeout=settings.rerun_seconds,
                     labels={"org.tre.rerun": str(rerun_id), "org.tre.project": project},
                     collect={relpath + suffix for _, relpath, _ in outputs for suffix in ("", SIDECAR)},
+                    cancelled=lambda: self._cancelled(rerun_id),
                 )
             except SealedRunError as exc:
                 result = None
                 problem = str(exc)
         if result is None:
-            status, results, log, exit_code, seconds = wf.RerunStatus.FAILED, {}, problem, None, None
+            failed = wf.RerunStatus.STOPPED if problem.startswith("cancelled by") else wf.RerunStatus.FAILED
+            status, results, log, exit_code, seconds = failed, {}, problem, None, None
         else:
             status = (
                 wf.RerunStatus.STOPPED

@@ -256,6 +256,12 @@ def rerun_form(me: FormMe, svc: Svc, rid: Id, tasks: BackgroundTasks) -> Respons
     return back(svc, f"/requests/{rid}")
 
 
+@router.post("/reruns/{rerun_id}/cancel")
+def rerun_cancel_form(me: FormMe, svc: Svc, rerun_id: Id, rid: Annotated[int, Form()]) -> Response:
+    svc.reruns.cancel(me.username, rerun_id)
+    return back(svc, f"/requests/{rid}#reruns")
+
+
 @router.post("/requests/{rid}/{op}")
 def request_op_form(
     me: FormMe, svc: Svc, rid: Id, op: RequestOp, tasks: BackgroundTasks, comment: Annotated[str, Form()] = ""

@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -30,6 +31,7 @@ LOG_LIMIT = 200_000  # characters of a run's log kept (its end)
 HOME_LIMIT = 1 << 30  # bytes a run may write into its home before it is stopped
 FILE_LIMIT = 100 << 20  # largest file read back from a run's home
 POLL_SECONDS = 0.5
+CANCEL_POLL_SECONDS = 2.0
 
 
 def hardening(mem: str, pids: int, network: str, tmp_size: str = "64m") -> dict[str, Any]:
@@ -89,12 +91,14 @@ def run_notebook(
     collect: set[str] | None = None,
     home_limit: int = HOME_LIMIT,
     file_limit: int = FILE_LIMIT,
+    cancelled: Callable[[], str] | None = None,
 ) -> RunResult:
     """Execute `notebook` (one of `inputs`) with papermill in a sealed container; collect its files.
 
     Only the files named in `collect` (all, when None) are read back, each up to `file_limit` bytes;
     a run that writes more than `home_limit` bytes into its home is stopped (the home is on the
-    host's disk, and the code is the researcher's)."""
+    host's disk, and the code is the researcher's). `cancelled()`, asked every few seconds, stops the
+    run when it returns a reason."""
     if notebook not in inputs:
         raise SealedRunError(f"the notebook {notebook} is not among the files given to the run")
     home = scratch / "home"
@@ -141,6 +145,7 @@ def run_notebook(
     exit_code: int | None = None
     stopped = ""
     deadline = started + timeout
+    next_ask = started
     try:
         while True:
             try:
@@ -152,6 +157,8 @@ def run_notebook(
                 stopped = f"the run took longer than its limit of {timeout:.0f} s"
             elif _size(home) > home_limit:
                 stopped = f"the run wrote more than {home_limit:,} bytes into its home"
+            elif cancelled is not None and time.monotonic() >= next_ask:
+                stopped, next_ask = cancelled(), time.monotonic() + CANCEL_POLL_SECONDS
             if stopped:
                 container.kill()
                 break

@@ -69,6 +69,7 @@ class AuditAction(StrEnum):
     EGRESS_COMMENT_ADD = "egress.comment.add"
     EGRESS_RERUN_START = "egress.rerun.start"
     EGRESS_RERUN_FINISH = "egress.rerun.finish"
+    EGRESS_RERUN_CANCEL = "egress.rerun.cancel"
     EGRESS_RELEASE_DOWNLOAD = "egress.release.download"
     # egress refusals: one per operation, so `--action egress.refused.` lists them all
     EGRESS_REFUSED_CREATE = "egress.refused.create"

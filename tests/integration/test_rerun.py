@@ -212,3 +212,51 @@ def test_a_reproduced_output_needs_no_override(rerun_world):
     rid, fids = eg.draft(files=(("out/counts.csv", "output"), ("make.ipynb", "supporting")))
     client(AUTHOR).post(f"{P}/requests/{rid}/submit", data={"_csrf": f"csrf-{AUTHOR}"})  # re-run on submit
     assert eg.approve_all([fids[0]]) == "released"
+
+
+def test_a_running_rerun_can_be_cancelled_and_its_container_goes(rerun_world):
+    import subprocess
+    import threading
+    import time
+
+    from egress.review.reruns import EgressReruns
+
+    eg, client = rerun_world
+    slow = {**MAKE, "cells": [{**MAKE["cells"][0], "source": "import time\ntime.sleep(600)"}]}
+    (eg.home() / "make.ipynb").write_text(json.dumps(slow))
+    rid = submit(eg, b"region,count\nNorth,12\nSouth,18\n")
+    reruns = EgressReruns(eg.ctx)
+    rerun_id = reruns.start(CHECKER1, rid)
+    statuses: list[str] = []
+    runner = threading.Thread(target=lambda: statuses.append(reruns.execute(rerun_id)))
+    runner.start()
+
+    def containers() -> str:
+        found = subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label=org.tre.rerun={rerun_id}"],
+            capture_output=True,
+            text=True,
+        )
+        return found.stdout.strip()
+
+    deadline = time.monotonic() + 60
+    while not containers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert containers(), "the re-run container should be running"
+    assert (
+        client(OUTSIDER)
+        .post(f"{P}/reruns/{rerun_id}/cancel", data={"_csrf": f"csrf-{OUTSIDER}", "rid": rid})
+        .status_code
+        == 403
+    )
+    answer = client(CHECKER1).post(
+        f"{P}/reruns/{rerun_id}/cancel",
+        data={"_csrf": f"csrf-{CHECKER1}", "rid": rid},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    runner.join(timeout=30)
+    assert statuses == ["stopped"] and not containers()
+    assert eg.audit("egress.rerun.cancel")[-1].actor == CHECKER1
+    with session_scope(eg.settings) as s:
+        assert "cancelled by " + CHECKER1 in s.get(EgressRerun, rerun_id).log

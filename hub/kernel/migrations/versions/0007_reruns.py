@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("notebook_sha256", sa.String(length=64), nullable=False),
         sa.Column("release", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("cancelled_by", sa.String(length=40), nullable=True),
         sa.Column("exit_code", sa.Integer(), nullable=True),
         sa.Column("seconds", sa.Float(), nullable=True),
         sa.Column("log", sa.Text(), nullable=False),
@@ -39,6 +40,9 @@ def upgrade() -> None:
         sa.Column("finished_at", hub.kernel.db.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "status IN ('queued', 'done', 'failed', 'stopped')", name=op.f("ck_egress_reruns_status")
+        ),
+        sa.ForeignKeyConstraint(
+            ["cancelled_by"], ["users.username"], name=op.f("fk_egress_reruns_cancelled_by_users")
         ),
         sa.ForeignKeyConstraint(
             ["notebook_file_id"],
