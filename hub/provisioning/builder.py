@@ -150,8 +150,9 @@ class _Build:
         # One key for comparing identifiers however a source stored them: text or number, spaces or
         # hyphens inside, leading zeros, a float's ".0" (`9434765919.0` = `943 476 5919` = `0943476591 9`).
         self.con.execute(
-            "CREATE TEMP MACRO id_key(v) AS nullif(ltrim(regexp_replace(regexp_replace("
-            "upper(CAST(v AS VARCHAR)), '[\\s\\-]+', '', 'g'), '\\.0+$', ''), '0'), '')"
+            "CREATE TEMP MACRO id_key(v) AS nullif(ltrim(regexp_replace("
+            "replace(replace(replace(replace(upper(CAST(v AS VARCHAR)), ' ', ''), '-', ''), chr(9), ''), "
+            "chr(160), ''), '\\.0+$', ''), '0'), '')"
         )
 
     # --- sources -------------------------------------------------------------------------------
@@ -354,10 +355,21 @@ class _Build:
         ]
         if not numeric:
             return
-        extremes = ", ".join(f"min({_q(c)}), max({_q(c)})" for c in numeric)
-        found = self.con.execute(f"SELECT {extremes} FROM read_parquet({_lit(str(out))})").fetchone()
-        for i, col in enumerate(numeric):
-            low, high = found[2 * i], found[2 * i + 1]
+        # The Parquet statistics DuckDB just wrote hold each row group's extremes: no second scan.
+        stats = {
+            name: (low, high, complete)
+            for name, low, high, complete in self.con.execute(
+                "SELECT path_in_schema, min(TRY_CAST(stats_min_value AS DOUBLE)), "
+                "max(TRY_CAST(stats_max_value AS DOUBLE)), bool_and(stats_min_value IS NOT NULL) "
+                f"FROM parquet_metadata({_lit(str(out))}) GROUP BY path_in_schema"
+            ).fetchall()
+        }
+        for col in numeric:
+            low, high, complete = stats.get(col, (None, None, False))
+            if not complete:  # a row group without statistics: read the column itself
+                low, high = self.con.execute(
+                    f"SELECT min({_q(col)}), max({_q(col)}) FROM read_parquet({_lit(str(out))})"
+                ).fetchone()
             if low is not None and high is not None:
                 self.bounds[f"{ds.name}/{table.name}/{col}"] = [float(low), float(high)]
 
@@ -368,6 +380,13 @@ class _Build:
         must then read in one layout, or the build stops naming the column (a date released
         unshifted would undo the shift for everyone else)."""
         value = f"nullif(trim(src.{_q(col)}), '')"
+        # Every layout below starts with a digit: one cheap pass rules out codes, names and labels.
+        digit_led = self.con.execute(
+            f"SELECT count(*) FILTER (WHERE left({value}, 1) BETWEEN '0' AND '9') "
+            f"FROM {self._reader(table, '')} AS src"
+        ).fetchone()[0]
+        if not digit_led:
+            return None
         layouts = [
             (f"TRY_CAST({value} AS DATE)", False),
             (f"TRY_CAST({value} AS TIMESTAMP)", True),
