@@ -103,3 +103,26 @@ def execute(ws, code: str, protocol: str) -> dict:
         ):
             return reply["content"]
     raise AssertionError("no execute_reply")
+
+
+def notebook_bytes(*cells: str, parameters: str = "") -> bytes:
+    """A notebook file of code cells (the first tagged `parameters` when given), as papermill reads it."""
+
+    def cell(source: str, tags: list[str] | None = None) -> dict:
+        return {
+            "cell_type": "code",
+            "source": source,
+            "metadata": {"tags": tags or []},
+            "outputs": [],
+            "execution_count": None,
+        }
+
+    body = ([cell(parameters, ["parameters"])] if parameters else []) + [cell(c) for c in cells]
+    return json.dumps(
+        {
+            "cells": body,
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    ).encode()

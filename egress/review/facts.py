@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from egress.review import workflow as wf
 from egress.review.errors import Denied, NotFound
 from egress.review.models import EgressFile, EgressRelease, EgressRequest, EgressRerun, EgressReview
+from egress.review.reproduce import Outcome
 from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.clock import utcnow
@@ -103,7 +104,7 @@ def unreproduced_outputs(s: Session, req: EgressRequest, outputs: list[EgressFil
     reproduced: set[tuple[int, str]] = set()
     for results in s.execute(select(EgressRerun.results).where(EgressRerun.request_id == req.id)).scalars():
         for fid, r in (results or {}).items():
-            if r.get("outcome") in ("identical", "equal"):
+            if Outcome(r["outcome"]).reproduced:
                 reproduced.add((int(fid), r.get("sha256", "")))
     return frozenset(f.id for f in outputs if (f.id, f.sha256) not in reproduced)
 

@@ -38,8 +38,8 @@ class Comparison:
     outcome: Outcome
     detail: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {"outcome": self.outcome.value, "detail": self.detail}
+    def to_dict(self) -> dict[str, object]:
+        return {"outcome": self.outcome.value, "reproduced": self.outcome.reproduced, "detail": self.detail}
 
 
 def _table(data: bytes, sep: str) -> pd.DataFrame:

@@ -201,8 +201,8 @@ class EgressReruns:
                     "rerun": rerun_id,
                     "status": status.value,
                     "exit_code": exit_code,
-                    "reproduced": sum(o in ("identical", "equal") for o in outcomes),
-                    "not_reproduced": sum(o not in ("identical", "equal") for o in outcomes),
+                    "reproduced": sum(Outcome(o).reproduced for o in outcomes),
+                    "not_reproduced": sum(not Outcome(o).reproduced for o in outcomes),
                     "rechecked_with_rerun_metadata": sorted(trusted),
                 },
             )

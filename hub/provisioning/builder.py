@@ -60,7 +60,7 @@ CATALOG_FILE = "catalog.duckdb"
 MANIFEST_FILE = "manifest.json"
 # Text layouts read as dates when a dataset's dates are shifted (ISO dates and times are tried first).
 # Day-first before month-first: European registries; a compact %Y%m%d is never guessed (codes look so).
-TEXT_DATE_FORMATS = ("%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d", "%d-%m-%Y", "%d.%m.%Y")
+TEXT_DATE_FORMATS = ("%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d", "%d-%m-%Y", "%d.%m.%Y", "%d %b %Y", "%d %B %Y")
 NUMERIC_TYPES = frozenset(
     {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
      "FLOAT", "DOUBLE", "DECIMAL"}

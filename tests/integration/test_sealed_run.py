@@ -4,7 +4,6 @@ network, change the data or run past its time limit."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,29 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from hub.host.sealed import SealedRunError, run_notebook
+from tests.fixtures_kernel import notebook_bytes as notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-def notebook(*cells: str, parameters: str = "") -> bytes:
-    def cell(source: str, tags: list[str] | None = None) -> dict:
-        return {
-            "cell_type": "code",
-            "source": source,
-            "metadata": {"tags": tags or []},
-            "outputs": [],
-            "execution_count": None,
-        }
-
-    body = ([cell(parameters, ["parameters"])] if parameters else []) + [cell(c) for c in cells]
-    return json.dumps(
-        {
-            "cells": body,
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        }
-    ).encode()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hub.host.sealed import run_notebook
-from tests.integration.test_sealed_run import notebook
+from tests.fixtures_kernel import notebook_bytes as notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -79,6 +79,7 @@ def test_dates_stored_as_text_move_with_each_persons_shift(tmp_path):
         seen=[date(2021, 3, d) for d in range(1, 6)],
         seen_text=[f"2021-03-0{d}" for d in range(1, 6)],  # the same dates, as text
         seen_uk=[f"0{d}/03/2021" for d in range(1, 6)],  # and day-first
+        seen_words=[f"0{d} Mar 2021" for d in range(1, 6)],  # and with the month's name
         notes=["stable", "", None, "review 2021", "ok"],  # text that is not dates stays as it is
     )
     result = build_release(tmp_path / "proj", spec((table,), shift=30))
@@ -86,9 +87,13 @@ def test_dates_stored_as_text_move_with_each_persons_shift(tmp_path):
     moved = [(r["seen"] - date(2021, 3, r["day"])).days for r in out]
     assert any(moved) and all(abs(m) <= 30 for m in moved)
     for r in out:  # each person's text dates moved exactly as their real dates did
-        assert r["seen_text"] == r["seen_uk"] == r["seen"], r
+        assert r["seen_text"] == r["seen_uk"] == r["seen_words"] == r["seen"], r
     assert sorted(r["notes"] for r in out if r["notes"]) == ["ok", "review 2021", "stable"]
-    assert result.manifest["text_dates_shifted"] == ["cohort/patients/seen_text", "cohort/patients/seen_uk"]
+    assert result.manifest["text_dates_shifted"] == [
+        "cohort/patients/seen_text",
+        "cohort/patients/seen_uk",
+        "cohort/patients/seen_words",
+    ]
 
 
 def test_a_text_column_with_dates_in_no_one_layout_stops_the_build_naming_it(tmp_path):
