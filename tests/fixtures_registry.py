@@ -142,6 +142,7 @@ def schema_check_config(url: str):
     (the kernel's env.py imports none of them)."""
     import egress.review.models  # noqa: F401 - each part registers its tables on the one Base
     import hub.guard.store
+    import hub.jobs.models
     import hub.kernel.audit
     import hub.kernel.codelog
     import hub.registry.models  # noqa: F401

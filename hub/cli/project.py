@@ -267,6 +267,8 @@ def set_limits(
         int | None,
         typer.Option("--daily-bytes", help="Bytes per user per UTC day the workspace may send the browser."),
     ] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", help="Jobs of the project running at once.")] = None,
+    job_seconds: Annotated[int | None, typer.Option("--job-seconds", help="A job's time limit.")] = None,
     actor: Annotated[str | None, ActorOption] = None,
     as_json: Annotated[bool, JsonOption] = False,
 ) -> None:
@@ -284,6 +286,8 @@ def set_limits(
                 pids=pids,
                 read_bytes=read_bytes,
                 daily_bytes=daily_bytes,
+                jobs=jobs,
+                job_seconds=job_seconds,
             )
         )
     if as_json:
@@ -292,7 +296,8 @@ def set_limits(
         lim = row["limits"]
         console.print(
             f"{slug} limits: mem {lim['mem']}, cpu {lim['cpu']}, pids {lim['pids']}, "
-            f"browser reads up to {lim['read_bytes']} bytes, {lim['daily_bytes']} bytes a day"
+            f"browser reads up to {lim['read_bytes']} bytes, {lim['daily_bytes']} bytes a day, "
+            f"{lim['jobs']} jobs at once of up to {lim['job_seconds']} s"
         )
 
 

@@ -111,57 +111,36 @@ def run_notebook(
     for path in [home, *home.rglob("*")]:
         os.chown(path, WORKSPACE_UID, WORKSPACE_GID)
     nb = _safe_relpath(notebook)
-    command = [
-        "papermill",
-        "--no-progress-bar",
-        "--cwd",
-        str(PurePosixPath(HOME) / nb.parent),
-        str(nb),
-        EXECUTED,
-    ]
-    for name, value in (parameters or {}).items():
-        command += ["-y", json.dumps({name: value})]  # YAML is a superset of JSON: values keep their types
-    client = docker.from_env(timeout=30)
+    command = papermill_command(str(nb), EXECUTED, str(PurePosixPath(HOME) / nb.parent), parameters)
     started = time.monotonic()
-    try:
-        container = client.containers.run(
-            image,
-            command,
-            detach=True,
-            user=f"{WORKSPACE_UID}:{WORKSPACE_GID}",
-            working_dir=HOME,
-            mounts=[
-                docker.types.Mount("/data", str(release_dir), type="bind", read_only=True),
-                docker.types.Mount(HOME, str(home), type="bind", read_only=False),
-            ],
-            mem_limit=mem,
-            nano_cpus=int(cpus * 1e9),
-            labels=labels or {},
-            environment={"HOME": HOME, "TRE_DATA_DIR": "/data"},
-            **hardening(mem, pids, "none"),
-        )
-    except docker.errors.DockerException as exc:
-        raise SealedRunError(f"the re-run container could not start: {exc}") from exc
-    exit_code: int | None = None
-    stopped = ""
+    container = start_sealed(
+        image,
+        [
+            docker.types.Mount("/data", str(release_dir), type="bind", read_only=True),
+            docker.types.Mount(HOME, str(home), type="bind", read_only=False),
+        ],
+        command,
+        mem=mem,
+        cpus=cpus,
+        pids=pids,
+        labels=labels or {},
+    )
     deadline = started + timeout
     next_ask = started
+
+    def reason_to_stop() -> str:
+        nonlocal next_ask
+        if time.monotonic() > deadline:
+            return f"the run took longer than its limit of {timeout:.0f} s"
+        if _size(home) > home_limit:
+            return f"the run wrote more than {home_limit:,} bytes into its home"
+        if cancelled is not None and time.monotonic() >= next_ask:
+            next_ask = time.monotonic() + CANCEL_POLL_SECONDS
+            return cancelled()
+        return ""
+
     try:
-        while True:
-            try:
-                exit_code = int(container.wait(timeout=POLL_SECONDS)["StatusCode"])
-                break
-            except (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout):
-                pass
-            if time.monotonic() > deadline:
-                stopped = f"the run took longer than its limit of {timeout:.0f} s"
-            elif _size(home) > home_limit:
-                stopped = f"the run wrote more than {home_limit:,} bytes into its home"
-            elif cancelled is not None and time.monotonic() >= next_ask:
-                stopped, next_ask = cancelled(), time.monotonic() + CANCEL_POLL_SECONDS
-            if stopped:
-                container.kill()
-                break
+        exit_code, stopped = wait_sealed(container, reason_to_stop)
         log = container.logs(stdout=True, stderr=True).decode(errors="replace")[-LOG_LIMIT:]
     finally:
         container.remove(force=True)
@@ -184,6 +163,63 @@ def run_notebook(
         exit_code = None
         log += f"\n[stopped: {stopped}]"
     return RunResult(exit_code, seconds, log, files, executed)
+
+
+def papermill_command(
+    notebook: str, output: str, cwd: str, parameters: dict[str, Any] | None = None, *, log: bool = False
+) -> list[str]:
+    """papermill's command line; each parameter is passed as YAML (a superset of JSON: types kept)."""
+    command = ["papermill", "--no-progress-bar", *(["--log-output"] if log else []), "--cwd", cwd]
+    command += [notebook, output]
+    for name, value in (parameters or {}).items():
+        command += ["-y", json.dumps({name: value})]
+    return command
+
+
+def start_sealed(
+    image: str,
+    mounts: list[docker.types.Mount],
+    command: list[str],
+    *,
+    mem: str,
+    cpus: float,
+    pids: int,
+    labels: dict[str, str],
+    name: str | None = None,
+) -> Any:
+    """Start a detached container with the workspace's hardening and uid and no network at all."""
+    client = docker.from_env(timeout=30)
+    try:
+        return client.containers.run(
+            image,
+            command,
+            name=name,
+            detach=True,
+            user=f"{WORKSPACE_UID}:{WORKSPACE_GID}",
+            working_dir=HOME,
+            mounts=mounts,
+            mem_limit=mem,
+            nano_cpus=int(cpus * 1e9),
+            labels=labels,
+            environment={"HOME": HOME, "TRE_DATA_DIR": "/data"},
+            **hardening(mem, pids, "none"),
+        )
+    except docker.errors.DockerException as exc:
+        raise SealedRunError(f"the container could not start: {exc}") from exc
+
+
+def wait_sealed(container: Any, reason_to_stop: Callable[[], str]) -> tuple[int | None, str]:
+    """Wait for the container to end; kill it as soon as `reason_to_stop()` gives a reason.
+
+    Returns (exit code, "") or (None, the reason it was stopped)."""
+    while True:
+        try:
+            return int(container.wait(timeout=POLL_SECONDS)["StatusCode"]), ""
+        except (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout):
+            pass
+        if stopped := reason_to_stop():
+            container.kill()
+            return None, stopped
 
 
 def _read(path: Path, limit: int) -> bytes | None:

@@ -42,6 +42,12 @@ class AuditAction(StrEnum):
     WORKSPACE_START = "workspace.start"
     WORKSPACE_REFUSED = "workspace.refused"
     WORKSPACE_STOP = "workspace.stop"  # stopped because access was withdrawn or its data purged
+    # jobs: notebooks run in containers of their own (hub.jobs)
+    JOB_SUBMIT = "job.submit"
+    JOB_START = "job.start"
+    JOB_FINISH = "job.finish"
+    JOB_CANCEL = "job.cancel"
+    JOB_REFUSED = "job.refused"
     PROJECT_HOMES_PURGE = "project.homes_purge"  # a closed project's homes deleted
     # The guard on the browser channel: refusals (route, content, malformed kernel message), the
     # first cut of the day when a workspace's byte budget runs out, and uploads into a workspace.

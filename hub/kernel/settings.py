@@ -76,6 +76,8 @@ class Settings:
     # Re-runs of a request's notebook (egress): time limit each, and how many run at once on this host.
     rerun_seconds: int = _setting("TRE_RERUN_SECONDS", 900, int)
     reruns_at_once: int = _setting("TRE_RERUNS_AT_ONCE", 2, int)
+    # Jobs (hub.jobs) running at once on this host, whatever the projects' own limits allow.
+    jobs_at_once: int = _setting("TRE_JOBS_AT_ONCE", 4, int)
     # Workspaces idle this long (seconds) are stopped; max_age stops them whatever they do (0: never).
     idle_timeout: int = _setting("TRE_IDLE_TIMEOUT", 3600, int)
     max_age: int = _setting("TRE_MAX_AGE", 12 * 3600, int)

@@ -29,6 +29,8 @@ DEFAULT_LIMITS: dict[str, Any] = {
     "pids": 256,
     "read_bytes": 2_000_000,
     "daily_bytes": 50_000_000,
+    "jobs": 2,  # a project's jobs running at once (more wait in its queue)
+    "job_seconds": 4 * 3600,  # a job's time limit
 }
 
 
@@ -43,6 +45,8 @@ class Limits:
     pids: int = DEFAULT_LIMITS["pids"]
     read_bytes: int = DEFAULT_LIMITS["read_bytes"]
     daily_bytes: int = DEFAULT_LIMITS["daily_bytes"]
+    jobs: int = DEFAULT_LIMITS["jobs"]
+    job_seconds: int = DEFAULT_LIMITS["job_seconds"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ def project_limits(project: Project) -> Limits:
         pids=int(merged["pids"]),
         read_bytes=int(merged["read_bytes"]),
         daily_bytes=int(merged["daily_bytes"]),
+        jobs=int(merged["jobs"]),
+        job_seconds=int(merged["job_seconds"]),
     )
 
 

@@ -45,6 +45,14 @@ def _validate_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
             if not 1000 <= int(value) <= 10**12:
                 raise RegistryError(f"invalid {key} {value!r}: use a number of bytes of at least 1000")
             out[key] = int(value)
+        elif key == "jobs":
+            if not 0 <= int(value) <= 64:
+                raise RegistryError(f"invalid jobs limit {value!r}: use a whole number between 0 and 64")
+            out["jobs"] = int(value)
+        elif key == "job_seconds":
+            if not 10 <= int(value) <= 7 * 86400:
+                raise RegistryError(f"invalid job_seconds {value!r}: use between 10 seconds and 7 days")
+            out["job_seconds"] = int(value)
         else:
             raise RegistryError(f"unknown limit {key!r}: use {', '.join(DEFAULT_LIMITS)}")
     return out

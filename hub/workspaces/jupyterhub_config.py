@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.host.network import gateway_ip
+from hub.jobs.handlers import job_handlers
 from hub.kernel.db import session_scope
 from hub.kernel.secrets import read_or_create_secret
 from hub.kernel.settings import Settings, get_settings
@@ -71,6 +72,12 @@ def _services(settings: Settings) -> tuple[list[dict], list[dict]]:
             # Every browser request to a workspace passes the guard (hub.guard); no API scopes.
             "name": "tre-guard",
             "command": [sys.executable, "-m", "hub.guard"],
+            "environment": settings.to_env(),
+        },
+        {
+            # Runs the jobs researchers submit (hub.jobs); it reads the registry itself, no API scopes.
+            "name": "tre-jobs",
+            "command": [sys.executable, "-m", "hub.jobs"],
             "environment": settings.to_env(),
         },
         {
@@ -191,6 +198,9 @@ def configure(c: Any, settings: Settings) -> None:
     c.TRESpawner.network_name = settings.network
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 60
+
+    # --- jobs: /hub/api/tre/jobs on the hub API port, the one host port workspaces reach
+    c.JupyterHub.extra_handlers = job_handlers(settings)
 
     services, roles = _services(settings)
     c.JupyterHub.services = services
