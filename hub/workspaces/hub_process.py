@@ -30,13 +30,19 @@ class HubStartError(RuntimeError):
 
 
 def remove_workspaces(settings: Settings) -> list[str]:
-    """Force-remove every container on the settings' workspace network (after the hub is gone)."""
-    found = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"network={settings.network}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
+    """Force-remove every container on the settings' workspace network and every job container of
+    this TRE (they have no network; their names are <prefix>-job-<id>), after the hub is gone."""
+
+    def containers(*filters: str) -> list[str]:
+        ps = ["docker", "ps", "-a", "--format", "{{.ID}} {{.Names}}"]
+        for f in filters:
+            ps += ["--filter", f]
+        out = subprocess.run(ps, capture_output=True, text=True, check=False).stdout
+        return [line.split() for line in out.splitlines() if line.strip()]
+
+    jobs = f"{settings.container_prefix}-job-"
+    found = [cid for cid, _ in containers(f"network={settings.network}")]
+    found += [cid for cid, name in containers("label=org.tre.job") if name.startswith(jobs)]
     if found:
         subprocess.run(["docker", "rm", "-f", *found], capture_output=True, check=False)
     return found

@@ -1,0 +1,37 @@
+"""Helpers for the jobs tests: a notebook put into a home as the workspace user, a job's row."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from tests.fixtures_hub import Hub
+
+
+def put_notebook(hub: Hub, user: str, project: str, relpath: str, data: bytes) -> None:
+    home = hub.settings.home_dir(project, user)
+    path = home / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    for p in (path, *[q for q in path.parents if q.is_relative_to(home)]):
+        os.chown(p, 1000, 1000)
+
+
+def job_row(hub: Hub, job_id: int):
+    from hub.jobs.models import Job
+    from hub.kernel.db import session_scope
+
+    with session_scope(hub.settings, readonly=True) as s:
+        job = s.get(Job, job_id)
+        s.expunge(job)
+        return job
+
+
+def wait_status(hub: Hub, job_id: int, wanted: set[str], timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = job_row(hub, job_id)
+        if job.status in wanted:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} still {job.status} after {timeout} s ({job.reason})\n{hub.tail()}")

@@ -1,0 +1,137 @@
+"""Jobs on a real hub with real containers: a researcher submits a notebook from inside her workspace
+(tre_notebook.jobs and the tre-job command, through the hub API with the workspace's own token); the
+job runs in a sealed container of its own, outlives the workspace, and writes its outputs, executed
+notebook and log into her project home. Limits queue jobs, time limits and cancellation stop them,
+and a runner that dies adopts the running jobs when it comes back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fixtures_hub import Hub, docker_exec, docker_inspect, hub_of_its_own, own_workspace, process_pids
+from tests.fixtures_jobs import job_row, put_notebook, wait_status
+from tests.fixtures_kernel import notebook_bytes
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory, hub_image) -> Iterator[Hub]:
+    yield from hub_of_its_own(tmp_path_factory, hub_image, "jobs")
+
+
+def submit_inside(hub: Hub, user: str, project: str, arguments: str) -> int:
+    """jobs.submit(<arguments>) run by Python inside the workspace; the job's id."""
+    code = f"from tre_notebook import jobs; print(jobs.submit({arguments}).id)"
+    out = docker_exec(hub.container(user, project), "python", "-c", code, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.strip())
+
+
+SLEEPER = notebook_bytes("import time\ntime.sleep(300)")
+
+
+def test_a_job_outlives_its_workspace_and_writes_into_the_home(hub):
+    user, project, _ = own_workspace(hub, "jobrun")
+    put_notebook(
+        hub,
+        user,
+        project,
+        "work/make.ipynb",
+        notebook_bytes(
+            "import os, pathlib, time\ntime.sleep(4)",
+            "pathlib.Path('out').mkdir(exist_ok=True)\n"
+            "pathlib.Path('out/result.txt').write_text(f'{year} {sorted(os.listdir(\"/data\"))}')",
+            "print('made it')",
+            parameters="year = 2000",
+        ),
+    )
+    job_id = submit_inside(hub, user, project, "'work/make.ipynb', {'year': 2021}")
+    job = wait_status(hub, job_id, {"running"})
+    name = f"{hub.settings.container_prefix}-job-{job_id}"
+    host = docker_inspect(name)["HostConfig"]
+    assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges:true" in host["SecurityOpt"] and host["PidsLimit"] == 256
+    mounts = {m["Destination"]: m for m in docker_inspect(name)["Mounts"]}
+    assert not mounts["/data"]["RW"] and mounts["/home/jovyan"]["RW"]
+    assert not mounts["/opt/tre/job/notebook.ipynb"]["RW"]
+
+    hub.stop(user, project)  # the researcher closes her workspace: the job goes on
+    assert hub.server(user, project) is None
+    job = wait_status(hub, job_id, {"done", "failed", "stopped"})
+    home = hub.settings.home_dir(project, user)
+    assert job.status == "done", (job.reason, (home / f"jobs/{job_id}/log.txt").read_text())
+    assert (home / "work/out/result.txt").read_text() == "2021 ['data']"
+    executed = json.loads((home / f"jobs/{job_id}/make.ipynb").read_text())
+    assert "made it" in json.dumps(executed["cells"][-1]["outputs"])
+    assert "make.ipynb" in (home / f"jobs/{job_id}/log.txt").read_text()
+    assert (home / f"jobs/{job_id}/make.ipynb").stat().st_uid == 1000  # written by the job, not the host
+    assert job.release == 1 and job.exit_code == 0
+    actions = [a for a, _ in hub.audit_events("job.start", project)] + [
+        a for a, _ in hub.audit_events("job.finish", project)
+    ]
+    assert actions == ["tre-jobs", "tre-jobs"]
+    assert not docker_exec_exists(name), "the job's container is removed when it ends"
+
+    # Back in a workspace, the researcher sees it with the tre-job command.
+    hub.start(user, project)
+    listed = docker_exec(hub.container(user, project), "tre-job", "list")
+    assert f"<job {job_id} work/make.ipynb: done>" in listed.stdout, listed
+
+
+def docker_exec_exists(name: str) -> bool:
+    import subprocess
+
+    return subprocess.run(["docker", "inspect", name], capture_output=True, check=False).returncode == 0
+
+
+def test_limits_queue_jobs_and_time_limits_and_cancellation_stop_them(hub):
+    user, project, _ = own_workspace(hub, "jobqueue", jobs=1, job_seconds=15)
+    put_notebook(hub, user, project, "sleep.ipynb", SLEEPER)
+    container = hub.container(user, project)
+    ids = []
+    for _ in range(2):
+        out = docker_exec(container, "tre-job", "run", "sleep.ipynb")
+        assert out.returncode == 0, out.stderr
+        ids.append(int(out.stdout.split()[1]))
+    first, second = ids
+    wait_status(hub, first, {"running"})
+    time.sleep(3)
+    assert job_row(hub, second).status == "queued", "the project may run one job at a time"
+
+    cancelled_at = time.monotonic()
+    assert docker_exec(container, "tre-job", "cancel", str(first)).returncode == 0
+    job = wait_status(hub, first, {"stopped"}, timeout=30)
+    assert job.reason == f"cancelled by {user}" and time.monotonic() - cancelled_at < 15
+    wait_status(hub, second, {"running"}, timeout=30)  # the queue moves on
+    job = wait_status(hub, second, {"stopped"}, timeout=60)
+    assert "longer than the project's limit of 15 s" in job.reason
+    took = (job.finished_at - job.started_at).total_seconds()
+    assert 15 <= took < 30, took
+    finishes = {d["job"]: d for _, d in hub.audit_events("job.finish", project)}
+    assert finishes[first]["status"] == finishes[second]["status"] == "stopped"
+    assert [d["job"] for _, d in hub.audit_events("job.cancel", project)] == [first]
+
+
+def test_a_failing_notebook_fails_with_its_log_and_a_runner_restart_adopts_running_jobs(hub):
+    user, project, _ = own_workspace(hub, "jobfail")
+    put_notebook(hub, user, project, "bad.ipynb", notebook_bytes("raise ValueError('no such column')"))
+    put_notebook(hub, user, project, "slow.ipynb", notebook_bytes("import time\ntime.sleep(8)"))
+    bad = submit_inside(hub, user, project, "'bad.ipynb'")
+    job = wait_status(hub, bad, {"done", "failed", "stopped"})
+    log = (hub.settings.home_dir(project, user) / f"jobs/{bad}/log.txt").read_text()
+    assert job.status == "failed" and job.exit_code == 1 and "no such column" in log
+
+    slow = submit_inside(hub, user, project, "'slow.ipynb'")
+    wait_status(hub, slow, {"running"})
+    (runner,) = process_pids(hub, "hub.jobs")
+    os.kill(runner, signal.SIGKILL)  # JupyterHub starts its managed service again
+    job = wait_status(hub, slow, {"done", "failed", "stopped"}, timeout=120)
+    assert job.status == "done", job.reason
+    assert process_pids(hub, "hub.jobs") not in ([], [runner])
