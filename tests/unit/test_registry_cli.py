@@ -232,7 +232,11 @@ def test_project_status_and_limits(cli_world):
         "pids": 256,
         "read_bytes": 2_000_000,
         "daily_bytes": 50_000_000,
+        "jobs": 2,
+        "job_seconds": 14_400,
     }
+    jobs = ok_json("project", "set-limits", "diab-study", "--jobs", "1", "--job-seconds", "600")
+    assert (jobs["limits"]["jobs"], jobs["limits"]["job_seconds"]) == (1, 600)
     guard = ok_json(
         "project", "set-limits", "diab-study", "--read-bytes", "500000", "--daily-bytes", "10000000"
     )
