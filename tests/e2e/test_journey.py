@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 import pytest
@@ -109,6 +109,23 @@ def scroll_down(page: Any) -> None:
     page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").hover()
     page.mouse.wheel(0, 400)
     page.wait_for_timeout(300)
+
+
+def see_every_output_reproduced(checker: Person, rid: int) -> None:
+    """The request's page shows the newest re-run (made on submit) reproducing every output."""
+
+    def reproduced() -> bool:
+        checker.open_request(rid)
+        newest = checker.page.locator("#reruns article.rerun").first
+        if not newest.count():
+            return False
+        text = newest.inner_text()
+        assert "✗" not in text, f"an output was not reproduced:\n{text}"
+        return all(f"{PurePosixPath(p).name}\t✓" in text for p in OUTPUTS)
+
+    wait_until(reproduced, RUN_TIMEOUT_S, "the re-run to reproduce every output")
+    checker.page.locator("#reruns").scroll_into_view_if_needed()
+    checker.shot("reproduced")
 
 
 def file_row(page: Any, relpath: str) -> Any:
@@ -222,6 +239,7 @@ def test_researcher_to_release_through_two_checkers(
         checker.page.goto(f"{checker.egress}/queue")
         checker.page.get_by_role("link", name="Complications and diabetes type by sex").click()
         assert "cara:" not in checker.page.locator("main").inner_text()  # nobody's votes shown yet
+        see_every_output_reproduced(checker, rid)
         checker.shot("review-request")
         vote(checker, rid, SAFE, "approve")
         vote(checker, rid, FIGURE, "approve")
