@@ -8,7 +8,7 @@ NODE_PREFIX := .node
 CHP := $(NODE_PREFIX)/node_modules/.bin/configurable-http-proxy
 PYTEST_ARGS ?=
 
-.PHONY: host venv proxy wheel test unit bench lint fmt demo docs clean
+.PHONY: host venv proxy roc wheel test unit bench lint fmt demo docs clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml images/tre_notebook/pyproject.toml
@@ -23,6 +23,13 @@ $(CHP):
 	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 	npm install --silent --no-audit --no-fund --prefix $(NODE_PREFIX) configurable-http-proxy@^5
 
+# roc-validator (tests of the release RO-Crates) in its own environment: it pins rich<14.
+ROC := .venv-roc/bin/rocrate-validator
+roc: $(ROC)
+$(ROC):
+	$(PY) -m venv .venv-roc
+	.venv-roc/bin/pip install -q roc-validator==0.13.0
+
 # The TRE as a wheel for the Ansible playbook (ansible/group_vars/all.yml: tre_wheel).
 wheel: venv
 	rm -f dist/tre-*.whl
@@ -33,7 +40,7 @@ wheel: venv
 host:
 	bash .ci/setup-host.sh
 
-test: host venv proxy
+test: host venv proxy roc
 	PATH="$(CURDIR)/$(NODE_PREFIX)/node_modules/.bin:$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 unit: venv

@@ -1,4 +1,5 @@
-"""Release bundles: a zip of the approved output files plus the signed decision record.
+"""Release bundles: a zip of the approved output files, the signed decision record and the release's
+RO-Crate metadata (egress.review.crate).
 
 The record lists every file's path in the bundle and its SHA-256, so `verify_bundle` can check a
 bundle offline with nothing but the public keyset: the signature vouches for the list, the hashes
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from egress.review.crate import CRATE_NAME
 from egress.review.signing import InvalidRecord, verify_record
 from egress.review.storage import CHUNK, BlobStore, fsync_dir
 from hub.kernel.hashing import file_sha256
@@ -38,14 +40,20 @@ def safe_member_name(*parts: str) -> str:
     return "/".join(cleaned)
 
 
-def build_bundle(dest: Path, record_jwt: str, files: Iterable[BundleFile], store: BlobStore) -> str:
-    """Write the bundle atomically and return its SHA-256; blobs are re-hashed while being copied."""
+def build_bundle(
+    dest: Path, record_jwt: str, files: Iterable[BundleFile], store: BlobStore, crate: bytes | None = None
+) -> str:
+    """Write the bundle atomically and return its SHA-256; blobs are re-hashed while being copied.
+
+    `crate` is the release's RO-Crate metadata (egress.review.crate), whose hash the record holds."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.tmp")
     try:
         with open(tmp, "xb") as fh:
             with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
                 zf.writestr(RECORD_NAME, record_jwt)
+                if crate is not None:
+                    zf.writestr(CRATE_NAME, crate)
                 for f in files:
                     digest = hashlib.sha256()
                     with store.open(f.sha256) as src, zf.open(f.path, "w") as out:
@@ -77,6 +85,8 @@ def verify_bundle(path: Path, keyset: dict[str, Any]) -> dict[str, Any]:
             raise InvalidRecord(f"{path} has no {RECORD_NAME}")
         claims = verify_record(zf.read(RECORD_NAME).decode("ascii", "replace"), keyset)
         listed = {f["path"]: f["sha256"] for f in claims.get("files", [])}
+        if "crate_sha256" in claims:  # releases since the RO-Crate came; older bundles have none
+            listed[CRATE_NAME] = claims["crate_sha256"]
         extra = names - set(listed) - {RECORD_NAME}
         if extra:
             raise InvalidRecord(f"bundle holds files the record does not list: {sorted(extra)}")

@@ -7,6 +7,7 @@ never holds the database write lock. Refusals are audited by `refusals_audited` 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from egress.review import workflow as wf
 from egress.review.base import EgressContext, refusals_audited
 from egress.review.bundle import BundleFile, build_bundle, safe_member_name, verify_bundle
 from egress.review.checks import StoredFile, run_checks
+from egress.review.crate import release_crate
 from egress.review.errors import BadInput, Conflict, Denied, EgressError, NotFound
 from egress.review.facts import (
     active_files,
@@ -38,6 +40,7 @@ from egress.review.models import (
     EgressRequest,
     EgressReview,
 )
+from egress.review.reruns import reproducing_rerun
 from egress.review.signing import InvalidRecord, load_keyset
 from egress.review.storage import open_workspace_file
 from hub.kernel import audit
@@ -489,10 +492,14 @@ class EgressCommands:
                 )
         claims["released_by"] = who
         claims["released_at"] = _iso(utcnow())
+        with self.ctx.reading() as s:
+            rerun = reproducing_rerun(s, rid, {f["id"]: f["sha256"] for f in claims["files"]})
+        crate = release_crate(claims, rerun, self.ctx.settings.domain, self.ctx.settings.image)
+        claims["crate_sha256"] = hashlib.sha256(crate).hexdigest()
         token = self.ctx.signer.sign(claims)
         name = f"request-{rid}-{utcnow().strftime('%Y%m%dT%H%M%S')}.zip"
         bundle_sha = build_bundle(
-            self.ctx.settings.egress_dir / "releases" / name, token, bundle_files, self.ctx.store
+            self.ctx.settings.egress_dir / "releases" / name, token, bundle_files, self.ctx.store, crate
         )
         with self.ctx.writing() as s:
             req = load_request(s, rid)

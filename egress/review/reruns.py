@@ -234,3 +234,32 @@ def rerun_views(s: Session, rid: int) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def reproducing_rerun(s: Session, rid: int, released: dict[int, str]) -> dict[str, Any] | None:
+    """The newest finished re-run of the request that compared any released file at its released
+    version ({file id: sha256}), with only those results: the run a release's RO-Crate describes."""
+    rows = s.execute(
+        select(EgressRerun)
+        .where(EgressRerun.request_id == rid, EgressRerun.status == wf.RerunStatus.DONE.value)
+        .order_by(EgressRerun.id.desc())
+    ).scalars()
+    for run in rows:
+        results = {
+            fid: {"outcome": res["outcome"], "reproduced": Outcome(res["outcome"]).reproduced}
+            for fid, res in (run.results or {}).items()
+            if released.get(int(fid)) == res.get("sha256")
+        }
+        if results:
+            notebook = s.get(EgressFile, run.notebook_file_id)
+            return {
+                "id": run.id,
+                "notebook": notebook.name if notebook else "notebook",
+                "notebook_sha256": run.notebook_sha256,
+                "release": run.release,
+                "status": run.status,
+                "created_at": run.created_at.isoformat(),
+                "finished_at": run.finished_at.isoformat() if run.finished_at else run.created_at.isoformat(),
+                "results": results,
+            }
+    return None

@@ -260,3 +260,30 @@ def test_a_running_rerun_can_be_cancelled_and_its_container_goes(rerun_world):
     assert eg.audit("egress.rerun.cancel")[-1].actor == CHECKER1
     with session_scope(eg.settings) as s:
         assert "cancelled by " + CHECKER1 in s.get(EgressRerun, rerun_id).log
+
+
+def test_a_release_carries_the_five_safes_crate_of_its_rerun(rerun_world, tmp_path):
+    """The released bundle's RO-Crate names the sealed re-run as the run (instrument: the notebook,
+    object: the data release) and its reproduction of each file as a ValidationCheck; roc-validator
+    accepts it as a Process Run Crate and it has the Five Safes profile's entities."""
+    from tests.fixtures_crate import crate_of, five_safes_problems, phases, validate
+
+    eg, client = rerun_world
+    rid = submit(eg, b"region,count\nNorth,12\nSouth,18\n")
+    assert rerun(client, rid, CHECKER1).status_code == 303  # reproduced
+    with session_scope(eg.settings) as s:
+        output = s.query(EgressFile).filter_by(request_id=rid, kind="output").one().id
+        notebook_sha = s.query(EgressRerun).filter_by(request_id=rid).one().notebook_sha256
+    assert eg.approve_all([output]) == "released"
+    bundle, _ = eg.commands.download(AUTHOR, rid)
+    crate = crate_of(bundle)
+    assert five_safes_problems(crate) == []
+    graph = {e["@id"]: e for e in crate["@graph"]}
+    run = graph[graph["./"]["mentions"][0]["@id"]]
+    assert run["@type"] == "CreateAction" and run["instrument"] == {"@id": "#notebook"}
+    assert graph["#notebook"]["sha256"] == notebook_sha and run["object"] == [{"@id": "#data-release-1"}]
+    (validation,) = phases(crate)["ValidationCheck"]
+    assert validation["actionStatus"].endswith("CompletedActionStatus")
+    assert validation["description"].endswith("identical")
+    report = validate(bundle, tmp_path)
+    assert report["passed"], report.get("issues")

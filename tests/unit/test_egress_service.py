@@ -61,7 +61,7 @@ def test_a_release_carries_no_byte_of_a_supporting_file_or_of_free_text(eg):
         "1957-03-",
     ):
         assert needle.encode() not in everything and needle.encode() not in raw, needle
-    assert set(members) == {"files/tables/counts.csv"}
+    assert set(members) == {"files/tables/counts.csv", "ro-crate-metadata.json"}
 
 
 def test_a_vote_names_the_bytes_it_is_for(eg):
