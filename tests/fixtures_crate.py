@@ -25,10 +25,15 @@ def crate_of(bundle: Path) -> dict[str, Any]:
 
 def validate(bundle: Path, workdir: Path, profile: str = "process-run-crate") -> dict[str, Any]:
     """roc-validator's JSON report for the bundle's crate (the bundle unpacked: files and metadata)."""
-    assert VALIDATOR_PYTHON.exists(), "roc-validator is missing: `make roc` makes .venv-roc"
     crate = workdir / "crate"
     with zipfile.ZipFile(bundle) as zf:
         zf.extractall(crate)
+    return validate_folder(crate, workdir, profile)
+
+
+def validate_folder(crate: Path, workdir: Path, profile: str = "process-run-crate") -> dict[str, Any]:
+    """roc-validator's JSON report for the crate in `crate` (a folder with ro-crate-metadata.json)."""
+    assert VALIDATOR_PYTHON.exists(), "roc-validator is missing: `make roc` makes .venv-roc"
     out = workdir / f"{profile}.json"
     tool = ROOT / "tests/tools/roc_validate.py"
     run = subprocess.run(

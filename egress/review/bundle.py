@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from egress.review.crate import CRATE_NAME
 from egress.review.signing import InvalidRecord, verify_record
 from egress.review.storage import CHUNK, BlobStore, fsync_dir
+from hub.kernel.fivesafes import CRATE_NAME
 from hub.kernel.hashing import file_sha256
 
 RECORD_NAME = "decision-record.jwt"

@@ -77,6 +77,12 @@ class JobHandler(_JobsHandler):
         self.write(await self.call(self.jobs.get, who, project, int(job_id)))
 
 
+class JobCrateHandler(_JobsHandler):
+    async def get(self, job_id: str) -> None:
+        who, project = self.workspace()
+        self.write(await self.call(self.jobs.crate, who, project, int(job_id)))
+
+
 class JobCancelHandler(_JobsHandler):
     async def post(self, job_id: str) -> None:
         who, project = self.workspace()
@@ -90,4 +96,5 @@ def job_handlers(settings: Settings) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/tre/jobs", JobListHandler, kwargs),
         (r"/api/tre/jobs/([0-9]{1,12})", JobHandler, kwargs),
         (r"/api/tre/jobs/([0-9]{1,12})/cancel", JobCancelHandler, kwargs),
+        (r"/api/tre/jobs/([0-9]{1,12})/crate", JobCrateHandler, kwargs),
     ]

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.host.homefiles import Refused, open_home_file
+from hub.jobs.crate import job_crate
 from hub.jobs.models import Job
 from hub.jobs.rules import (
     FINISHED,
@@ -171,6 +172,11 @@ class Jobs:
     def get(self, who: str, project: str, job_id: int) -> dict[str, Any]:
         with session_scope(self.settings, readonly=True) as s:
             return job_view(self._own(s, who, project, job_id))
+
+    def crate(self, who: str, project: str, job_id: int) -> dict[str, Any]:
+        """The job's Five Safes RO-Crate (hub.jobs.crate), for its folder in the home."""
+        with session_scope(self.settings, readonly=True) as s:
+            return json.loads(job_crate(self._own(s, who, project, job_id), self.settings.domain))
 
     def list(self, who: str, project: str, limit: int = 100) -> list[dict[str, Any]]:
         with session_scope(self.settings, readonly=True) as s:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fixtures_crate import five_safes_problems, validate_folder
 from tests.fixtures_hub import Hub, docker_exec, docker_inspect, hub_of_its_own, own_workspace, process_pids
 from tests.fixtures_jobs import job_row, put_notebook, wait_status
 from tests.fixtures_kernel import notebook_bytes
@@ -37,7 +38,7 @@ def submit_inside(hub: Hub, user: str, project: str, arguments: str) -> int:
 SLEEPER = notebook_bytes("import time\ntime.sleep(300)")
 
 
-def test_a_job_outlives_its_workspace_and_writes_into_the_home(hub):
+def test_a_job_outlives_its_workspace_and_writes_into_the_home(hub, tmp_path):
     user, project, _ = own_workspace(hub, "jobrun")
     put_notebook(
         hub,
@@ -83,6 +84,15 @@ def test_a_job_outlives_its_workspace_and_writes_into_the_home(hub):
     hub.start(user, project)
     listed = docker_exec(hub.container(user, project), "tre-job", "list")
     assert f"<job {job_id} work/make.ipynb: done>" in listed.stdout, listed
+    # Its Five Safes RO-Crate, written into the job's folder from inside the workspace.
+    wrote = docker_exec(hub.container(user, project), "tre-job", "crate", str(job_id))
+    assert wrote.stdout.strip() == f"/home/jovyan/jobs/{job_id}/ro-crate-metadata.json", wrote
+    crate = json.loads((home / f"jobs/{job_id}/ro-crate-metadata.json").read_text())
+    assert five_safes_problems(crate) == []
+    graph = {e["@id"]: e for e in crate["@graph"]}
+    assert graph["#parameter-year"]["value"] == "2021" and graph["make.ipynb"]["@type"] == "File"
+    report = validate_folder(home / f"jobs/{job_id}", tmp_path)
+    assert report["passed"], report.get("issues")
 
 
 def docker_exec_exists(name: str) -> bool:

@@ -166,3 +166,32 @@ def test_job_limits_are_validated(registry, make_world):
         for bad in ({"jobs": 65}, {"job_seconds": 5}):
             with pytest.raises(reg.RegistryError):
                 reg.set_project_limits(s, ADMIN, world.project, **bad)
+
+
+def test_a_jobs_crate_names_the_run_its_parameters_the_release_and_the_permit_check(jobs_world):
+    from datetime import UTC, datetime
+
+    from hub.jobs.crate import job_crate
+    from tests.fixtures_crate import five_safes_problems, phases
+
+    world, home, jobs = jobs_world
+    (home / "nb.ipynb").write_bytes(notebook_bytes("1"))
+    job = jobs.submit(RESEARCHER, world.project, "nb.ipynb", {"year": 2021, "regions": ["N"]})
+    with session_scope(world.settings) as s:
+        row = s.get(Job, job["id"])
+        row.status, row.release = "done", 1
+        row.started_at = row.finished_at = datetime(2026, 12, 5, tzinfo=UTC)
+        crate = json.loads(job_crate(row, "tre.example"))
+    assert five_safes_problems(crate) == []
+    graph = {e["@id"]: e for e in crate["@graph"]}
+    run = graph[f"#job-{job['id']}"]
+    assert run["agent"] == {"@id": f"#person-{RESEARCHER}"} and run["actionStatus"].endswith(
+        "Completed" + "ActionStatus"
+    )
+    assert {"@id": "#data-release-1"} in run["object"] and graph["#parameter-regions"]["value"] == '["N"]'
+    assert graph["#notebook"]["sha256"] == job["notebook_sha256"]
+    (permit,) = phases(crate)["ValidationCheck"]
+    assert permit["actionStatus"].endswith("CompletedActionStatus")
+    assert jobs.crate(RESEARCHER, world.project, job["id"])["@graph"]
+    with pytest.raises(JobNotFound):
+        jobs.crate(LEAD, world.project, job["id"])

@@ -6,7 +6,7 @@
     print(job.log())
 
 Or from a terminal: `tre-job run analysis/train.ipynb -p year=2021`, `tre-job list`, `tre-job log 7`,
-`tre-job cancel 7`.
+`tre-job cancel 7`, `tre-job crate 7` (the job's Five Safes RO-Crate, into its folder).
 
 The job runs a copy of the notebook as it is now (save it first), on this project's data, with no
 network, and writes the executed notebook and its log to `jobs/<id>/` in your home; whatever the
@@ -96,6 +96,14 @@ class Job:
         path = HOME / self.info["log"]
         return path.read_text(errors="replace") if path.exists() else "(no log yet)"
 
+    def crate(self) -> Path:
+        """Write the job's Five Safes RO-Crate (the run, its parameters, the data release, the permit
+        check) into its folder, beside the executed notebook and the log; returns its path."""
+        path = HOME / self.info["folder"] / "ro-crate-metadata.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_call("GET", f"/{self.id}/crate"), indent=1))
+        return path
+
     @property
     def executed(self) -> Path:
         """The executed notebook, once the job ran."""
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-p", "--parameter", type=_parameter, action="append", default=[], help="name=value")
     run.add_argument("--wait", action="store_true", help="wait for it to end, then print its log")
     sub.add_parser("list", help="your jobs in this project")
-    for name in ("status", "log", "cancel"):
+    for name in ("status", "log", "cancel", "crate"):
         sub.add_parser(name).add_argument("id", type=int)
     args = parser.parse_args(argv)
     try:
@@ -181,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             print(get(args.id).log())
         elif args.command == "cancel":
             print(get(args.id).cancel())
+        elif args.command == "crate":
+            print(get(args.id).crate())
     except JobError as exc:
         print(f"tre-job: {exc}", file=sys.stderr)
         return 2
