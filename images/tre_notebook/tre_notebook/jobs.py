@@ -5,8 +5,9 @@
     job.wait()            # or come back later: jobs.list()
     print(job.log())
 
-Or from a terminal: `tre-job run analysis/train.ipynb -p year=2021`, `tre-job list`, `tre-job log 7`,
-`tre-job cancel 7`, `tre-job crate 7` (the job's Five Safes RO-Crate, into its folder).
+Or the command, in a cell (workspaces have no terminal): `!tre-job run analysis/train.ipynb -p year=2021`,
+`!tre-job list`, `!tre-job log 7`, `!tre-job cancel 7`, `!tre-job crate 7` (the job's Five Safes
+RO-Crate, into its folder).
 
 The job runs a copy of the notebook as it is now (save it first), on this project's data, with no
 network, and writes the executed notebook and its log to `jobs/<id>/` in your home; whatever the
