@@ -28,6 +28,8 @@ from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction as A
 from hub.kernel.clock import utcnow
 from hub.kernel.db import valid_row_id
+from hub.registry.access import Limits, project_limits
+from hub.registry.models import Project
 
 SIDECAR = ".sdc.json"  # what tre_notebook.sdc writes beside an output
 CODE_SUFFIXES = (".py",)  # supporting code files the notebook may import, placed beside it
@@ -84,6 +86,7 @@ class EgressReruns:
                     "notebook": notebooks[0].relpath,
                     "sha256": row.notebook_sha256,
                     "release": release,
+                    "parameters": {},  # a re-run uses the notebook's own parameter values
                 },
             )
             return row.id
@@ -130,6 +133,8 @@ class EgressReruns:
             stored = [StoredFile.of(f) for f in files]
             wanted = [(f.relpath, f.sha256) for f in [notebook, *code]]
             notebook_path, project, release = notebook.relpath, req.project_slug, row.release
+            found = s.execute(select(Project).where(Project.slug == project)).scalar_one_or_none()
+            limits = project_limits(found) if found is not None else Limits()
         inputs = {relpath: self.ctx.store.read(sha) for relpath, sha in wanted}
         release_dir = settings.project_dir(project) / "releases" / str(release)
         with _host_slots(settings.reruns_at_once):
@@ -144,7 +149,10 @@ class EgressReruns:
                     inputs,
                     notebook_path,
                     settings.egress_dir / "reruns" / str(rerun_id),
-                    timeout=settings.rerun_seconds,
+                    timeout=limits.rerun_seconds or settings.rerun_seconds,
+                    mem=str(limits.mem).upper(),
+                    cpus=limits.cpu,
+                    pids=limits.pids,
                     labels={"org.tre.rerun": str(rerun_id), "org.tre.project": project},
                     collect={relpath + suffix for _, relpath, _ in outputs for suffix in ("", SIDECAR)},
                     cancelled=lambda: self._cancelled(rerun_id),

@@ -269,6 +269,9 @@ def set_limits(
     ] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", help="Jobs of the project running at once.")] = None,
     job_seconds: Annotated[int | None, typer.Option("--job-seconds", help="A job's time limit.")] = None,
+    rerun_seconds: Annotated[
+        int | None, typer.Option("--rerun-seconds", help="A re-run's time limit (default TRE_RERUN_SECONDS).")
+    ] = None,
     actor: Annotated[str | None, ActorOption] = None,
     as_json: Annotated[bool, JsonOption] = False,
 ) -> None:
@@ -288,6 +291,7 @@ def set_limits(
                 daily_bytes=daily_bytes,
                 jobs=jobs,
                 job_seconds=job_seconds,
+                rerun_seconds=rerun_seconds,
             )
         )
     if as_json:

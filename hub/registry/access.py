@@ -47,6 +47,7 @@ class Limits:
     daily_bytes: int = DEFAULT_LIMITS["daily_bytes"]
     jobs: int = DEFAULT_LIMITS["jobs"]
     job_seconds: int = DEFAULT_LIMITS["job_seconds"]
+    rerun_seconds: int | None = None  # None: the site's TRE_RERUN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ def project_limits(project: Project) -> Limits:
         daily_bytes=int(merged["daily_bytes"]),
         jobs=int(merged["jobs"]),
         job_seconds=int(merged["job_seconds"]),
+        rerun_seconds=int(merged["rerun_seconds"]) if merged.get("rerun_seconds") else None,
     )
 
 

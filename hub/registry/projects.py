@@ -49,6 +49,10 @@ def _validate_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
             if not 0 <= int(value) <= 64:
                 raise RegistryError(f"invalid jobs limit {value!r}: use a whole number between 0 and 64")
             out["jobs"] = int(value)
+        elif key == "rerun_seconds":
+            if not 10 <= int(value) <= 86400:
+                raise RegistryError(f"invalid rerun_seconds {value!r}: use between 10 seconds and a day")
+            out["rerun_seconds"] = int(value)
         elif key == "job_seconds":
             if not 10 <= int(value) <= 7 * 86400:
                 raise RegistryError(f"invalid job_seconds {value!r}: use between 10 seconds and 7 days")

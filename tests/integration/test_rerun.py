@@ -287,3 +287,33 @@ def test_a_release_carries_the_five_safes_crate_of_its_rerun(rerun_world, tmp_pa
     assert validation["description"].endswith("identical")
     report = validate(bundle, tmp_path)
     assert report["passed"], report.get("issues")
+
+
+def test_a_rerun_has_the_projects_limits_and_time_limit(rerun_world):
+    """A re-run gets the project's workspace limits (here 128 processes) and its own time limit."""
+    from hub import registry as reg
+    from tests.fixtures_egress import ADMIN
+
+    eg, client = rerun_world
+    with session_scope(eg.settings) as s:
+        reg.set_project_limits(s, ADMIN, PROJECT, pids=128, rerun_seconds=10)
+    slow = {
+        **MAKE,
+        "cells": [
+            {
+                **MAKE["cells"][0],
+                "source": "import os, time\nos.makedirs('out', exist_ok=True)\n"
+                "v2, v1 = '/sys/fs/cgroup/pids.max', '/sys/fs/cgroup/pids/pids.max'\n"
+                "open('out/counts.csv', 'w').write(open(v2 if os.path.exists(v2) else v1).read())\n"
+                "time.sleep(120)",
+            }
+        ],
+    }
+    (eg.home() / "make.ipynb").write_text(json.dumps(slow))
+    rid = submit(eg, b"128\n")
+    assert rerun(client, rid, CHECKER1).status_code == 303
+    with session_scope(eg.settings) as s:
+        row = s.query(EgressRerun).filter_by(request_id=rid).one()
+        assert row.status == "stopped" and "limit of 10 s" in row.log, row.log[-500:]
+        assert 10 <= row.seconds < 40, row.seconds
+        assert [r["outcome"] for r in row.results.values()] == ["identical"]  # pids.max was 128

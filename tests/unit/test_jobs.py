@@ -163,7 +163,8 @@ def test_job_limits_are_validated(registry, make_world):
     world = make_world()
     with session_scope(world.settings) as s:
         reg.set_project_limits(s, ADMIN, world.project, jobs=0, job_seconds=60)
-        for bad in ({"jobs": 65}, {"job_seconds": 5}):
+        reg.set_project_limits(s, ADMIN, world.project, rerun_seconds=1800)
+        for bad in ({"jobs": 65}, {"job_seconds": 5}, {"rerun_seconds": 5}):
             with pytest.raises(reg.RegistryError):
                 reg.set_project_limits(s, ADMIN, world.project, **bad)
 
