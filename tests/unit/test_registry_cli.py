@@ -234,6 +234,7 @@ def test_project_status_and_limits(cli_world):
         "daily_bytes": 50_000_000,
         "jobs": 2,
         "job_seconds": 14_400,
+        "rerun_seconds": None,  # the site's TRE_RERUN_SECONDS
     }
     jobs = ok_json("project", "set-limits", "diab-study", "--jobs", "1", "--job-seconds", "600")
     assert (jobs["limits"]["jobs"], jobs["limits"]["job_seconds"]) == (1, 600)
