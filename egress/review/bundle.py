@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import tempfile
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import bagit
 
 from egress.review.signing import InvalidRecord, verify_record
 from egress.review.storage import CHUNK, BlobStore, fsync_dir
@@ -71,6 +74,30 @@ def build_bundle(
         tmp.unlink(missing_ok=True)
     fsync_dir(dest.parent)
     return file_sha256(dest)
+
+
+def bag_bundle(bundle: Path, dest: Path) -> None:
+    """A verified bundle as a BagIt zip (bagit): its files, crate and record under data/, with
+    SHA-256 and SHA-512 manifests: the packaging the Five Safes RO-Crate profile describes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / dest.stem
+        with zipfile.ZipFile(bundle) as zf:
+            for name in zf.namelist():  # member names were made safe when the bundle was built
+                target = (folder / name).resolve()
+                if not target.is_relative_to(folder.resolve()):
+                    raise InvalidRecord(f"bundle member {name} would land outside the bag")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(zf.read(name))
+        bagit.make_bag(
+            str(folder), {"Source-Organization": "TRE egress service"}, checksums=["sha256", "sha512"]
+        )
+        bagit.Bag(str(folder)).validate()
+        tmp_zip = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.tmp")
+        with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as out:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    out.write(path, path.relative_to(folder.parent).as_posix())
+        os.replace(tmp_zip, dest)
 
 
 def verify_bundle(path: Path, keyset: dict[str, Any]) -> dict[str, Any]:

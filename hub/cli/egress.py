@@ -85,6 +85,11 @@ def verify(
         None, "--keyset", help="Public keyset (JWKS) to trust; default: this TRE's keys/egress/keyset.json."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the verified decision record as JSON."),
+    bag: Path | None = typer.Option(
+        None,
+        "--bag",
+        help="Also write the verified release as a BagIt zip (its RO-Crate under data/), for a repository.",
+    ),
 ) -> None:
     """Check a release bundle offline: the record's signature and every file's SHA-256."""
     from egress.review.bundle import verify_bundle
@@ -99,6 +104,11 @@ def verify(
         claims = verify_bundle(bundle, load_keyset(keyset_path))
     except (InvalidRecord, ValueError, OSError) as exc:
         fail(f"NOT VERIFIED: {exc}")
+    if bag is not None:
+        from egress.review.bundle import bag_bundle
+
+        bag_bundle(bundle, bag)
+        console.print(f"BagIt zip of the release (Five Safes RO-Crate in data/): {bag}")
     if json_out:
         print_json(claims)
         return

@@ -61,3 +61,34 @@ def test_roc_validator_accepts_the_crate_as_a_process_run_crate(released, tmp_pa
     _, _, path = released
     report = validate(path, tmp_path)
     assert report["passed"], report.get("issues")
+
+
+def test_a_verified_bundle_becomes_a_valid_bagit_zip(released, tmp_path):
+    """`tre egress verify --bag`: the release packaged as the Five Safes profile describes (BagIt,
+    the crate and files under data/), refused for a bundle that does not verify."""
+    import bagit
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    eg, _, path = released
+    keyset = str(eg.ctx.signer.keyset_path)
+    out = tmp_path / "release-bag.zip"
+    result = CliRunner().invoke(app, ["egress", "verify", str(path), "--keyset", keyset, "--bag", str(out)])
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(out) as zf:
+        zf.extractall(tmp_path / "unzipped")
+    (bag_dir,) = (tmp_path / "unzipped").iterdir()
+    bag = bagit.Bag(str(bag_dir))
+    bag.validate()
+    assert {"data/ro-crate-metadata.json", "data/files/tables/counts.csv"} <= set(bag.payload_files())
+    assert "sha256" in bag.algorithms
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(forged, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name) + (b"x" if name.endswith(".csv") else b""))
+    refused = CliRunner().invoke(
+        app, ["egress", "verify", str(forged), "--keyset", keyset, "--bag", str(tmp_path / "no.zip")]
+    )
+    assert refused.exit_code != 0 and "NOT VERIFIED" in refused.output
+    assert not (tmp_path / "no.zip").exists()
