@@ -42,3 +42,14 @@ def test_the_layers_put_the_kernel_and_the_engine_at_the_bottom():
     layers = _contract()["layers"]
     assert layers[-2:] == ["hub.kernel", "egress.sdc"]
     assert layers[0] == "hub.cli"
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test modules by their base name (rootdir-relative, no packages in between): two
+    test_x.py in different folders break collection of the whole suite."""
+    from collections import Counter
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parents[1]
+    names = Counter(p.name for p in tests.rglob("test_*.py") if ".venv" not in p.parts)
+    assert [n for n, k in names.items() if k > 1] == []
