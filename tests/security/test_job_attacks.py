@@ -53,8 +53,8 @@ def test_only_a_workspace_token_submits_and_only_for_its_own_project(two_workspa
     # No token, the user's full API token, the operator's admin token: none is a workspace.
     r = hub.api("POST", "/tre/jobs", token="not-a-token", json=body)
     assert r.status_code == 403, r.text
-    for token in (hub.user_token(user), hub.token):
-        r = hub.api("POST", "/tre/jobs", token=token, json=body)
+    for token in (hub.user_token(user), hub.token):  # naming the project does not help
+        r = hub.api("POST", "/tre/jobs", token=token, json={**body, "project": project})
         assert r.status_code == 403 and "inside a workspace" in r.json()["message"], r.text
     mine = server_token(hub, user, project)
     r = hub.api("POST", "/tre/jobs", token=mine, json=body)
