@@ -55,13 +55,26 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+def goto(page: Any, url: str, attempts: int = 3) -> None:
+    """page.goto, again when Chromium saw the host's network change under it (ERR_NETWORK_CHANGED):
+    the tests create and remove Docker networks, which Chromium notices; the TRE is not at fault."""
+    for attempt in range(attempts):
+        try:
+            page.goto(url)
+            return
+        except Exception as exc:  # playwright's Error; its module is imported lazily here
+            if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == attempts - 1:
+                raise
+            page.wait_for_timeout(500)
+
+
 def sign_in(browser: Any, hub: Any, username: str) -> tuple[Any, Any]:
     """`username` in a browser of their own, signed in to the hub with password and TOTP code."""
     from tests.fixtures_hub import PASSWORD
 
     context = browser.new_context()
     page = context.new_page()
-    page.goto(f"{hub.url}/hub/login")
+    goto(page, f"{hub.url}/hub/login")
     page.locator("#username_input").fill(username)
     page.locator("#password_input").fill(PASSWORD)
     page.locator("input[name=otp]").fill(hub.code(username))

@@ -134,7 +134,15 @@ def read_parquet(path: Path, name: str, config: RuleConfig) -> Parsed:
         f"decodes to more than {cap / 2**20:,.0f} MiB, the most a Parquet file is expanded to for checking; "
         "submit an aggregate table, not a dataset",
     )
-    if claimed > cap:
+    # Fixed-width columns decode to at least rows x width bytes: a bomb of zeros is refused from the
+    # footer alone, before any page is decompressed.
+    width = 0
+    for field in pf.schema_arrow:
+        try:
+            width += field.type.bit_width // 8
+        except ValueError:  # variable width (strings, lists): counted while decoding below
+            continue
+    if claimed > cap or meta.num_rows * width > cap:
         return Parsed(findings=[too_big])
     batches, decoded = [], 0
     for batch in pf.iter_batches(batch_size=65_536):  # the file's own size claims are not trusted
