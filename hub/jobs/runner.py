@@ -183,14 +183,13 @@ class JobRunner:
                 return "its record is gone"
             if job.cancelled_by:
                 return f"cancelled by {job.cancelled_by}"
-            seconds = job_seconds(s, job.project)
-            started = job.started_at or utcnow()
-            if utcnow() - started > timedelta(seconds=seconds):
-                return f"it ran longer than the project's limit of {seconds} s"
             try:
                 permit = workspace_permit(s, job.username, job.project, self.settings)
             except AccessDenied as exc:
                 return f"access withdrawn: {exc}"
+            seconds = permit.limits.job_seconds  # the permit carries the project's limits
+            if utcnow() - (job.started_at or utcnow()) > timedelta(seconds=seconds):
+                return f"it ran longer than the project's limit of {seconds} s"
             if (
                 permit.release_number != job.release
                 and not (permit.release_dir.parent / str(job.release)).is_dir()
@@ -242,8 +241,3 @@ class JobRunner:
             {"job": job.id, "status": status.value, "exit_code": exit_code, "reason": job.reason},
         )
         log.info("job %s %s %s", job.id, status.value, reason)
-
-
-def job_seconds(s: Session, slug: str) -> int:
-    project = s.execute(select(Project).where(Project.slug == slug)).scalar_one_or_none()
-    return project_limits(project).job_seconds if project is not None else 0

@@ -14,7 +14,6 @@ from egress.sdc.model import RuleConfig
 from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.clock import utcnow
-from hub.registry.access import DEFAULT_LIMITS
 from hub.registry.errors import RegistryError
 from hub.registry.lookup import acting, get_project, get_user, project_state, require_aware, require_slug
 from hub.registry.models import Membership, Project, User
@@ -22,6 +21,17 @@ from hub.registry.permissions import RegistryAction, require
 from hub.registry.vocabulary import ProjectStatus, Role, StatusChange
 
 MEM_RE = re.compile(r"^[1-9][0-9]*[kmg]$")
+
+
+# Whole-number limits: (lowest, highest, what to write instead).
+WHOLE_LIMITS: dict[str, tuple[int, int, str]] = {
+    "pids": (16, 65536, "a whole number between 16 and 65536"),
+    "read_bytes": (1000, 10**12, "a number of bytes of at least 1000"),
+    "daily_bytes": (1000, 10**12, "a number of bytes of at least 1000"),
+    "jobs": (0, 64, "a whole number between 0 and 64"),
+    "job_seconds": (10, 7 * 86400, "between 10 seconds and 7 days"),
+    "rerun_seconds": (10, 86400, "between 10 seconds and a day"),
+}
 
 
 def _validate_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
@@ -37,28 +47,13 @@ def _validate_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
             if not 0 < float(value) <= 64:
                 raise RegistryError(f"invalid cpu limit {value!r}: use a number of cores between 0 and 64")
             out["cpu"] = float(value)
-        elif key == "pids":
-            if not 16 <= int(value) <= 65536:
-                raise RegistryError(f"invalid pids limit {value!r}: use a whole number between 16 and 65536")
-            out["pids"] = int(value)
-        elif key in ("read_bytes", "daily_bytes"):
-            if not 1000 <= int(value) <= 10**12:
-                raise RegistryError(f"invalid {key} {value!r}: use a number of bytes of at least 1000")
+        elif key in WHOLE_LIMITS:
+            low, high, advice = WHOLE_LIMITS[key]
+            if not low <= int(value) <= high:
+                raise RegistryError(f"invalid {key} limit {value!r}: use {advice}")
             out[key] = int(value)
-        elif key == "jobs":
-            if not 0 <= int(value) <= 64:
-                raise RegistryError(f"invalid jobs limit {value!r}: use a whole number between 0 and 64")
-            out["jobs"] = int(value)
-        elif key == "rerun_seconds":
-            if not 10 <= int(value) <= 86400:
-                raise RegistryError(f"invalid rerun_seconds {value!r}: use between 10 seconds and a day")
-            out["rerun_seconds"] = int(value)
-        elif key == "job_seconds":
-            if not 10 <= int(value) <= 7 * 86400:
-                raise RegistryError(f"invalid job_seconds {value!r}: use between 10 seconds and 7 days")
-            out["job_seconds"] = int(value)
         else:
-            raise RegistryError(f"unknown limit {key!r}: use {', '.join(DEFAULT_LIMITS)}")
+            raise RegistryError(f"unknown limit {key!r}: use mem, cpu, {', '.join(WHOLE_LIMITS)}")
     return out
 
 
