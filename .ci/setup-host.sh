@@ -23,10 +23,14 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Docker engine: no systemd here, so start dockerd ourselves with its log in a file.
+# Docker engine: no systemd here, so start dockerd ourselves with its log in a file. no-new-privileges
+# is a daemon setting, as on a TRE node (ansible docker_host): Swarm services cannot set it per service.
+if pgrep -x dockerd >/dev/null && ! pgrep -ax dockerd | grep -q -- --no-new-privileges; then
+  pkill -x dockerd; for _ in $(seq 1 30); do pgrep -x dockerd >/dev/null || break; sleep 1; done
+fi
 if ! docker info >/dev/null 2>&1; then
   mkdir -p /var/log
-  (dockerd >/var/log/dockerd.log 2>&1 &)
+  (dockerd --no-new-privileges >/var/log/dockerd.log 2>&1 &)
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/dockerd.log"; tail -20 /var/log/dockerd.log; exit 1; }
 fi

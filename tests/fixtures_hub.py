@@ -85,6 +85,7 @@ class Hub:
     totp: dict[str, str] = field(default_factory=dict)  # username -> TOTP secret
     log: Path | None = None
     process: Any = None  # the HubProcess running `tre hub`, for the tests that restart it
+    pair: dict[str, str] = field(default_factory=dict)  # running_pair's workspaces
 
     @property
     def gateway(self) -> str:
@@ -166,7 +167,23 @@ class Hub:
         return r.json()["token"]
 
     def container(self, user: str, project: str) -> str:
-        return f"{self.settings.container_prefix}-{user}--{project}"
+        """The workspace's container: by name on the plain engine; on a swarm its service's task's
+        container (the service's name when it has none running)."""
+        name = f"{self.settings.container_prefix}-{user}--{project}"
+        if self.settings.engine != "swarm":
+            return name
+        ps = ["docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={name}"]
+        found = subprocess.run(ps, capture_output=True, text=True, check=False).stdout.split()
+        return found[0] if found else name
+
+    def workspace_exists(self, user: str, project: str) -> bool:
+        """A container (or, on a swarm, a service) for the workspace exists, running or not."""
+        name = f"{self.settings.container_prefix}-{user}--{project}"
+        kind = ["service", "ls", "-q"] if self.settings.engine == "swarm" else ["ps", "-aq"]
+        out = subprocess.run(
+            ["docker", *kind, "--filter", f"name={name}"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        return bool(out)
 
     def audit_events(self, action: str, object_id: str) -> list[Any]:
         from sqlalchemy import select
@@ -406,12 +423,50 @@ def tre_hub(tmp_path_factory, hub_image) -> Iterator[Hub]:
     yield from hub_of_its_own(tmp_path_factory, hub_image, "hub")
 
 
+def running_pair(hub: Hub) -> dict[str, str]:
+    """alice's proj-a and bob's proj-b workspaces, started once per hub: {"alice": container, ...}."""
+    if not hub.pair:
+        hub.start("alice", "proj-a")
+        hub.start("bob", "proj-b")
+        hub.pair = {"alice": hub.container("alice", "proj-a"), "bob": hub.container("bob", "proj-b")}
+    return hub.pair
+
+
 @pytest.fixture(scope="session")
 def running(tre_hub) -> dict[str, str]:
-    """alice's proj-a and bob's proj-b workspaces, started once: {"alice": container, "bob": container}."""
-    tre_hub.start("alice", "proj-a")
-    tre_hub.start("bob", "proj-b")
-    return {"alice": tre_hub.container("alice", "proj-a"), "bob": tre_hub.container("bob", "proj-b")}
+    return running_pair(tre_hub)
+
+
+@pytest.fixture(scope="session")
+def swarm(docker_available) -> Iterator[None]:
+    """This engine as a single-node swarm; left as it was found (a swarm it made is left again)."""
+    state = subprocess.run(
+        ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], capture_output=True, text=True
+    ).stdout.strip()
+    if state == "active":
+        yield
+        return
+    route = subprocess.run(["ip", "-4", "route", "get", "192.0.2.1"], capture_output=True, text=True).stdout
+    addr = route.split(" src ")[1].split()[0] if " src " in route else "127.0.0.1"
+    init = subprocess.run(
+        ["docker", "swarm", "init", "--advertise-addr", addr], capture_output=True, text=True
+    )
+    assert init.returncode == 0, init.stderr
+    try:
+        yield
+    finally:
+        subprocess.run(["docker", "swarm", "leave", "--force"], capture_output=True)
+        # The swarm's gateway bridge stays behind a swarm that is left.
+        subprocess.run(["docker", "network", "rm", "docker_gwbridge"], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def swarm_hub(tmp_path_factory, hub_image, swarm) -> Iterator[Hub]:
+    """A hub whose workspaces run as services on the swarm (TRE_ENGINE=swarm)."""
+    yield from hub_of_its_own(tmp_path_factory, hub_image, "swarm", engine="swarm")
+
+
+ENGINES = ["tre_hub", "swarm_hub"]  # params for a module's `hub` fixture: the plain engine and a swarm
 
 
 PROBE = """

@@ -1,7 +1,8 @@
 """Where a workspace's server is: its container's address on the workspace network, from Docker.
 
-The container is named by the spawner (`<prefix>-<user>--<project>`) and labelled with its user
-and project; an address is used only when both match. Addresses are cached briefly and dropped
+The container (on a swarm: the service, whose task's container runs on this node) is named by the
+spawner (`<prefix>-<user>--<project>`) and labelled with its user and project; an address is used
+only when both match. Addresses are cached briefly and dropped
 as soon as Docker reports the container stopped (a new container may get the old address).
 """
 
@@ -40,9 +41,22 @@ class Upstreams:
     def container_name(self, user: str, project: str) -> str:
         return f"{self.settings.container_prefix}-{user}--{project}"
 
+    def _container(self, user: str, project: str) -> str | None:
+        name = self.container_name(user, project)
+        if self.settings.engine != "swarm":
+            return name
+        # On a swarm the name is the service's; its task's container runs on this node (or nowhere).
+        found = self._client.api.containers(
+            filters={"label": f"com.docker.swarm.service.name={name}", "status": "running"}, quiet=True
+        )
+        return found[0]["Id"] if len(found) == 1 else None
+
     def _inspect(self, user: str, project: str) -> Address | None:
+        container = self._container(user, project)
+        if container is None:
+            return None
         try:
-            attrs = self._client.api.inspect_container(self.container_name(user, project))
+            attrs = self._client.api.inspect_container(container)
         except docker.errors.NotFound:
             return None
         labels = attrs.get("Config", {}).get("Labels") or {}
@@ -85,7 +99,11 @@ class Upstreams:
                         decode=True, filters={"type": "container", "event": ["die", "stop", "destroy"]}
                     )
                     for event in events:
-                        name = "/" + (event.get("Actor", {}).get("Attributes", {}).get("name") or "")
+                        attributes = event.get("Actor", {}).get("Attributes", {})
+                        # A swarm task's container is cached under its service's name.
+                        name = "/" + (
+                            attributes.get("com.docker.swarm.service.name") or attributes.get("name") or ""
+                        )
                         if name.startswith(prefix):
                             with self._lock:
                                 self._cache.pop(name[1:], None)

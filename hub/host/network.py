@@ -23,6 +23,7 @@ import grp
 import ipaddress
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -30,6 +31,7 @@ import docker
 import docker.errors
 from docker.types import IPAMConfig, IPAMPool
 
+from hub.host import swarm
 from hub.kernel.settings import Settings
 
 MANAGED_LABEL = "org.tre.managed"
@@ -193,19 +195,22 @@ def _docker() -> docker.DockerClient:
     return client
 
 
-def _network_problems(net_attrs: dict, p: NetworkPlan) -> list[str]:
+def _network_problems(net_attrs: dict, p: NetworkPlan, name: str | None = None) -> list[str]:
+    """What differs from the plan in a local bridge network (or, on Swarm, its config network `name`,
+    whose swarm network carries the internal flag)."""
     problems = []
-    if not net_attrs.get("Internal"):
+    if name is None and not net_attrs.get("Internal"):
         problems.append(f"Docker network {p.name} is not internal")
+    name = name or p.name
     options = net_attrs.get("Options") or {}
     for key, want in p.docker_options.items():
         if options.get(key) != want:
-            problems.append(f"Docker network {p.name} has {key}={options.get(key)!r}, expected {want!r}")
+            problems.append(f"Docker network {name} has {key}={options.get(key)!r}, expected {want!r}")
     configs = (net_attrs.get("IPAM") or {}).get("Config") or []
     subnets = {c.get("Subnet") for c in configs}
     if subnets != {p.subnet}:
         have = sorted(s for s in subnets if s)
-        problems.append(f"Docker network {p.name} has subnets {have}, expected {p.subnet}")
+        problems.append(f"Docker network {name} has subnets {have}, expected {p.subnet}")
     return problems
 
 
@@ -234,11 +239,14 @@ def status(settings: Settings) -> Status:
     p = plan(settings)
     st = Status(p)
     try:
-        net = _docker().networks.get(p.name)
-        st.problems += _network_problems(net.attrs, p)
+        client = _docker()
+        if settings.engine == "swarm":
+            st.problems += _swarm_problems(client, settings, p)
+        else:
+            st.problems += _network_problems(client.networks.get(p.name).attrs, p)
     except docker.errors.NotFound:
         st.problems.append(f"Docker network {p.name} does not exist")
-    except NetworkError as exc:
+    except (NetworkError, swarm.SwarmError) as exc:
         st.problems.append(str(exc))
     if not bridge_has_gateway(p):
         st.problems.append(f"bridge {p.bridge} does not carry the gateway address {p.gateway}")
@@ -259,11 +267,71 @@ def status(settings: Settings) -> Status:
     return st
 
 
+def _swarm_problems(client: docker.DockerClient, settings: Settings, p: NetworkPlan) -> list[str]:
+    node = swarm.node_state(client)
+    config = client.networks.get(swarm.config_network(settings))
+    problems = _network_problems(config.attrs, p, name=config.name)
+    problems += swarm.swarm_network_problems(client, settings)
+    if node.manager:
+        problems += swarm.anchor_problems(client, settings)
+    return problems
+
+
+def _setup_swarm(client: docker.DockerClient, settings: Settings, p: NetworkPlan) -> list[str]:
+    """This node's config network; on a manager the swarm network and the anchor too."""
+    node = swarm.node_state(client)
+    name = swarm.config_network(settings)
+    done = []
+    if swarm.ensure_config_network(client, settings, p.docker_options, p.subnet, p.gateway):
+        done.append(f"config network {name}: created (bridge {p.bridge}, ICC off, no NAT, {p.subnet})")
+    problems = _network_problems(client.networks.get(name).attrs, p, name=name)
+    if problems:
+        raise NetworkError("; ".join(problems) + "; run `tre network teardown` and set up again")
+    if node.manager:
+        if swarm.ensure_swarm_network(client, settings):
+            done.append(f"swarm network {p.name}: created internal, from {name}")
+        if swarm.ensure_anchor(client, settings):
+            done.append(f"anchor service {swarm.anchor_service(settings)}: created (one task per node)")
+    deadline = time.monotonic() + 90
+
+    def anchored() -> bool:
+        # A manager also waits for its anchor's report, which `status` checks.
+        return bridge_has_gateway(p) and (
+            not node.manager or bool(swarm.anchor_reports(client, settings).get(node.node_id))
+        )
+
+    while not anchored():
+        if time.monotonic() > deadline:
+            raise NetworkError(
+                f"bridge {p.bridge} did not come up: the anchor task has not started on this node "
+                f"(see `docker service ps {swarm.anchor_service(settings)}` on a manager)"
+            )
+        time.sleep(0.2)
+    done.append(f"swarm network {p.name} on this node: bridge {p.bridge}, gateway {p.gateway}")
+    return done
+
+
 def setup(settings: Settings) -> list[str]:
     """Create what is missing and fix what drifted; return one line per thing done or checked."""
     _ensure_guard_group(settings)
     p = plan(settings)
     client = _docker()
+    done: list[str] = []
+    if settings.engine == "swarm":
+        try:
+            done += _setup_swarm(client, settings, p)
+        except swarm.SwarmError as exc:
+            raise NetworkError(str(exc)) from exc
+    else:
+        done += _setup_bridge(client, p)
+    _setup_firewall(settings, p, done)
+    st = status(settings)
+    if not st.ok:
+        raise NetworkError("setup finished but checks fail: " + "; ".join(st.problems))
+    return done
+
+
+def _setup_bridge(client: docker.DockerClient, p: NetworkPlan) -> list[str]:
     done: list[str] = []
     try:
         net = client.networks.get(p.name)
@@ -291,7 +359,10 @@ def setup(settings: Settings) -> list[str]:
         )
     if not bridge_has_gateway(p):
         raise NetworkError(f"bridge {p.bridge} has no address {p.gateway} after setup; check `ip addr`")
+    return done
 
+
+def _setup_firewall(settings: Settings, p: NetworkPlan, done: list[str]) -> None:
     # Chains are rebuilt in place (flush + append) so rule drift is repaired; hooks are added once.
     for chain, expected, rules in _own_chains(p):
         if _chain_rules_now(chain) is None:
@@ -312,10 +383,6 @@ def setup(settings: Settings) -> list[str]:
         if not _iptables_ok(["-C", chain, *rule]):
             _iptables_must(["-I", chain, "1", *rule])
         done.append(f"iptables {chain}: {' '.join(rule)}")
-    st = status(settings)
-    if not st.ok:
-        raise NetworkError("setup finished but checks fail: " + "; ".join(st.problems))
-    return done
 
 
 def teardown(settings: Settings) -> list[str]:
@@ -324,6 +391,11 @@ def teardown(settings: Settings) -> list[str]:
     done: list[str] = []
     # The network goes first: removing it fails while workspaces are attached, and then the firewall
     # must stay in place.
+    if settings.engine == "swarm":
+        try:
+            done += swarm.remove(_docker(), settings, lambda: not bridge_has_gateway(p))
+        except swarm.SwarmError as exc:
+            raise NetworkError(str(exc)) from exc
     try:
         _docker().networks.get(p.name).remove()
         done.append(f"Docker network {p.name}: removed")

@@ -33,6 +33,15 @@ def _bool(text: str) -> bool:
     raise ValueError("use 1 or 0")
 
 
+ENGINES = ("docker", "swarm")
+
+
+def _engine(text: str) -> str:
+    if text not in ENGINES:
+        raise ValueError(f"use one of {', '.join(ENGINES)}")
+    return text
+
+
 def _setting(env: str, default: Any, parse: Callable[[str], Any] = str) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse})
 
@@ -49,6 +58,9 @@ class Settings:
     network: str = _setting("TRE_NETWORK", "tre-workspaces")
     bridge: str = _setting("TRE_BRIDGE", "br-tre")
     subnet: str = _setting("TRE_SUBNET", "172.31.240.0/24")
+    # Where workspaces run: "docker" (this host's engine) or "swarm" (services on a Docker Swarm whose
+    # nodes each carry the workspace bridge, firewall and guard: docs/operations.md "More than one host").
+    engine: str = _setting("TRE_ENGINE", "docker", _engine)
     # Containers are `<prefix>-<user>--<project>`; a second TRE (or a test hub) on one engine sets its own.
     container_prefix: str = _setting("TRE_CONTAINER_PREFIX", "tre")
     hub_port: int = _setting("TRE_HUB_PORT", 8081, int)

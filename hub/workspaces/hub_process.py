@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from hub.host import tls
+from hub.host import swarm, tls
 from hub.kernel.settings import Settings
 from hub.workspaces.jupyterhub_config import CHECKOUT, admin_token
 from hub.workspaces.supervisor import stop_leftover_proxy
@@ -41,7 +41,17 @@ def remove_workspaces(settings: Settings) -> list[str]:
         return [line.split() for line in out.splitlines() if line.strip()]
 
     jobs = f"{settings.container_prefix}-job-"
-    found = [cid for cid, _ in containers(f"network={settings.network}")]
+    if settings.engine == "swarm":
+        # Workspace services (not the network's anchor, which the network's teardown removes).
+        ls = ["docker", "service", "ls", "--filter", "label=org.tre.user", "--format", "{{.Name}}"]
+        names = subprocess.run(ls, capture_output=True, text=True, check=False).stdout.split()
+        services = [n for n in names if n.startswith(f"{settings.container_prefix}-")]
+        if services:
+            subprocess.run(["docker", "service", "rm", *services], capture_output=True, check=False)
+    anchor = swarm.anchor_service(settings)
+    found = [
+        cid for cid, name in containers(f"network={settings.network}") if not name.startswith(f"{anchor}.")
+    ]
     found += [cid for cid, name in containers("label=org.tre.job") if name.startswith(jobs)]
     if found:
         subprocess.run(["docker", "rm", "-f", *found], capture_output=True, check=False)

@@ -23,6 +23,10 @@ HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parent.parent  # a development checkout keeps the proxy under .node/
 ADMIN_SERVICE = "tre-admin"
 HSTS = "max-age=63072000; includeSubDomains"  # two years, every origin below <domain> too
+SPAWNERS = {
+    "docker": "hub.workspaces.spawner.TRESpawner",
+    "swarm": "hub.workspaces.spawner.TRESwarmSpawner",
+}
 ADMIN_TOKEN_FILE = "hub-admin-token"  # noqa: S105 - a file name, not a secret
 
 
@@ -191,11 +195,9 @@ def configure(c: Any, settings: Settings) -> None:
     c.NativeAuthenticator.check_common_password = True
 
     # --- workspaces: one named server per project
-    c.JupyterHub.spawner_class = "hub.workspaces.spawner.TRESpawner"
+    c.JupyterHub.spawner_class = SPAWNERS[settings.engine]
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.named_server_limit_per_user = 0
-    c.TRESpawner.image = settings.image
-    c.TRESpawner.network_name = settings.network
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 60
 

@@ -25,13 +25,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import httpx
-from dockerspawner import DockerSpawner
+from docker.types import Mount
+from dockerspawner import DockerSpawner, SwarmSpawner
 from tornado import web
 from traitlets import Unicode, default
 
 from hub.host.network import status as network_status
 from hub.host.sealed import WORKSPACE_GID, WORKSPACE_UID, hardening
+from hub.host.swarm import hardened_service, tmp_volume
 from hub.kernel.audit import record
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import session_scope
@@ -50,8 +53,11 @@ def refusal(status: int, message: str) -> web.HTTPError:
     return exc
 
 
-class TRESpawner(WithTRESettings, DockerSpawner):
-    """DockerSpawner with the TRE's permit check, mounts, limits and network; nothing user-chosen."""
+class TREWorkspace(WithTRESettings):
+    """The TRE's permit check, mounts, limits and network for either engine; nothing user-chosen.
+
+    TRESpawner runs the container on this host's Docker engine, TRESwarmSpawner as a service on a
+    swarm (TRE_ENGINE); what the container gets is the same."""
 
     tmp_size = Unicode("64m", config=True, help="Size of the tmpfs mounted at /tmp (noexec, nosuid).")
 
@@ -183,30 +189,24 @@ class TRESpawner(WithTRESettings, DockerSpawner):
         home.chmod(0o700)
 
     def _apply_permit(self, permit: WorkspacePermit) -> None:
-        settings = self.tre_settings
-        self.image = settings.image
-        self.mounts = [
-            {"type": "bind", "source": str(permit.release_dir), "target": "/data", "read_only": True},
-            {"type": "bind", "source": str(permit.home_dir), "target": "/home/jovyan", "read_only": False},
-        ]
+        self.image = self.tre_settings.image
         self.mem_limit = str(permit.limits.mem).upper()  # ByteSpecification wants "2G", not "2g"
         self.cpu_limit = float(permit.limits.cpu)
-        # The same hardening as every container researcher code runs in (hub.host.sealed).
-        self.extra_host_config = hardening(
-            self.mem_limit, permit.limits.pids, settings.network, self.tmp_size
-        )
-        self.extra_create_kwargs = {
-            "user": f"{WORKSPACE_UID}:{WORKSPACE_GID}",
-            "working_dir": "/home/jovyan",
-            "labels": {
-                "org.tre.user": self.user.name,
-                "org.tre.project": permit.project_slug,
-                "org.tre.release": str(permit.release_number),
-            },
-        }
         self._permit = permit
+        self._configure_container(permit)
 
-    def get_env(self) -> dict[str, str]:
+    def _configure_container(self, permit: WorkspacePermit) -> None:
+        raise NotImplementedError
+
+    def _labels(self, permit: WorkspacePermit) -> dict[str, str]:
+        # The guard only routes to a container whose labels name the user and project it asks for.
+        return {
+            "org.tre.user": self.user.name,
+            "org.tre.project": permit.project_slug,
+            "org.tre.release": str(permit.release_number),
+        }
+
+    def get_env(self) -> dict[str, str]:  # type: ignore[override]
         env = super().get_env()
         env.pop("JUPYTER_IMAGE_SPEC", None)
         permit = getattr(self, "_permit", None)
@@ -272,3 +272,84 @@ class TRESpawner(WithTRESettings, DockerSpawner):
             return "127.0.0.1", self.tre_settings.guard_port
         finally:
             self._finish_events()
+
+
+class TRESpawner(TREWorkspace, DockerSpawner):
+    """A workspace container on this host's Docker engine."""
+
+    def _configure_container(self, permit: WorkspacePermit) -> None:
+        self.mounts = [
+            {"type": "bind", "source": str(permit.release_dir), "target": "/data", "read_only": True},
+            {"type": "bind", "source": str(permit.home_dir), "target": "/home/jovyan", "read_only": False},
+        ]
+        # The same hardening as every container researcher code runs in (hub.host.sealed).
+        self.extra_host_config = hardening(
+            self.mem_limit, permit.limits.pids, self.tre_settings.network, self.tmp_size
+        )
+        self.extra_create_kwargs = {
+            "user": f"{WORKSPACE_UID}:{WORKSPACE_GID}",
+            "working_dir": "/home/jovyan",
+            "labels": self._labels(permit),
+        }
+
+
+class TRESwarmSpawner(TREWorkspace, SwarmSpawner):
+    """A workspace as a one-task service on a Docker Swarm (TRE_ENGINE=swarm), hardened as above.
+
+    A service takes read-only root, cap-drop, init, sysctls and pids/memory/CPU limits itself. Its
+    tmpfs mounts take no noexec (Docker 20.10), so /tmp is a local-driver volume of type tmpfs, which
+    does; no-new-privileges is each node's daemon setting, which the anchor service checks
+    (hub.host.swarm). The task joins the swarm-scoped workspace bridge of its node."""
+
+    def _configure_container(self, permit: WorkspacePermit) -> None:
+        self._service_spec = hardened_service(
+            self.object_name,
+            self.tre_settings.image,
+            [
+                Mount("/data", str(permit.release_dir), type="bind", read_only=True),
+                Mount("/home/jovyan", str(permit.home_dir), type="bind", read_only=False),
+            ],
+            network=self.tre_settings.network,
+            mem=self.mem_limit,
+            cpus=self.cpu_limit,
+            pids=permit.limits.pids,
+            labels=self._labels(permit),
+            tmp_size=self.tmp_size,
+        )
+
+    @property
+    def mounts(self) -> list:  # type: ignore[override]
+        return self._service_spec["task_template"]["ContainerSpec"]["Mounts"]
+
+    async def create_object(self) -> dict:
+        spec = self._service_spec
+        container = spec["task_template"]["ContainerSpec"]
+        container["Args"] = await self.get_command()
+        container["Env"] = [f"{k}={v}" for k, v in self.get_env().items()]
+        return await self.docker("create_service", **spec)
+
+    async def start_object(self) -> None:
+        """Until the service's task runs: polled every 0.1 s (SwarmSpawner backs off from 1 s)."""
+        deadline = asyncio.get_running_loop().time() + self.start_timeout
+        while asyncio.get_running_loop().time() < deadline:
+            task = await self.get_task()
+            state = (task or {}).get("Status", {}).get("State", "")
+            if state == "running":
+                return
+            if state in ("failed", "rejected", "shutdown", "complete", "orphaned"):
+                raise RuntimeError(f"workspace task {state}: {task['Status'].get('Err', '')}")
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"the workspace task did not start within {self.start_timeout} s")
+
+    async def remove_object(self) -> None:
+        await super().remove_object()
+        # The tmpfs volume outlives the service; it holds nothing once its task has stopped.
+        volume = tmp_volume(self.object_name)
+        for _ in range(100):
+            try:
+                await self.docker("remove_volume", volume)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError:
+                await asyncio.sleep(0.2)  # still in use by the task that is stopping

@@ -4,54 +4,78 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures_hub import docker_exec, docker_inspect
+from tests.fixtures_hub import ENGINES, docker_exec, docker_inspect, running_pair
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def test_spawn_through_rest_api_gives_hardened_container(tre_hub, running):
-    name = running["alice"]
+@pytest.fixture(scope="module", params=ENGINES)
+def hub(request):
+    """Each test runs on the plain Docker engine and on a single-node swarm (TRE_ENGINE=swarm)."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="module")
+def workspaces(hub) -> dict[str, str]:
+    return running_pair(hub)
+
+
+def test_spawn_through_rest_api_gives_hardened_container(hub, workspaces):
+    name = workspaces["alice"]
     info = docker_inspect(name)
     cfg, host = info["Config"], info["HostConfig"]
-    assert cfg["Image"] == tre_hub.settings.image
+    swarm = hub.settings.engine == "swarm"
+    assert cfg["Image"] == hub.settings.image
     assert cfg["User"] == "1000:1000"
     assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
-    assert "no-new-privileges:true" in host["SecurityOpt"]
+    # A service cannot ask for no-new-privileges: on a swarm it is the daemon's (checked inside below).
+    assert swarm or "no-new-privileges:true" in host["SecurityOpt"]
     assert host["ReadonlyRootfs"] is True
     assert host["Privileged"] is False
-    assert host["AutoRemove"] is True
-    assert host["NetworkMode"] == tre_hub.settings.network
-    assert list(info["NetworkSettings"]["Networks"]) == [tre_hub.settings.network]
+    assert host["Init"] is True
+    assert swarm or host["AutoRemove"] is True  # a service's task goes with its service
+    assert list(info["NetworkSettings"]["Networks"]) == [hub.settings.network]
     assert host["PidsLimit"] == 256
     assert host["Memory"] == 2 * 1024**3
     assert host["NanoCpus"] or host["CpuQuota"] == 100_000
-    assert "/tmp" in host["Tmpfs"] and "noexec" in host["Tmpfs"]["/tmp"]
     assert not host["Binds"]  # no legacy -v binds (they create missing sources)...
-    assert {m["Target"] for m in host["Mounts"]} == {"/data", "/home/jovyan"}  # ...only --mount
     mounts = {m["Destination"]: m for m in info["Mounts"]}
+    if swarm:  # /tmp: a tmpfs volume, since a service's tmpfs takes no noexec
+        assert mounts.pop("/tmp")["Type"] == "volume"
+    else:
+        assert "/tmp" in host["Tmpfs"] and "noexec" in host["Tmpfs"]["/tmp"]
+        assert {m["Target"] for m in host["Mounts"]} == {"/data", "/home/jovyan"}  # ...only --mount
     assert set(mounts) == {"/data", "/home/jovyan"}
     assert mounts["/data"]["Type"] == "bind" and mounts["/data"]["RW"] is False
-    assert mounts["/data"]["Source"] == str(tre_hub.settings.project_dir("proj-a") / "releases" / "1")
+    assert mounts["/data"]["Source"] == str(hub.settings.project_dir("proj-a") / "releases" / "1")
     assert mounts["/home/jovyan"]["RW"] is True
-    assert mounts["/home/jovyan"]["Source"] == str(tre_hub.settings.home_dir("proj-a", "alice"))
+    assert mounts["/home/jovyan"]["Source"] == str(hub.settings.home_dir("proj-a", "alice"))
     env = dict(e.split("=", 1) for e in cfg["Env"])
     assert env["JUPYTERHUB_USER"] == "alice" and env["JUPYTERHUB_SERVER_NAME"] == "proj-a"
     assert not {k for k in env if "DOCKER" in k or k.startswith(("AWS", "TRE_DB", "SSH"))}
 
 
-def test_inside_the_container(running):
+def test_inside_the_container(workspaces):
     r = docker_exec(
-        running["alice"], "sh", "-c", "id -u; id -g; cat /data/data/secret.csv; touch ~/ok && echo home-rw"
+        workspaces["alice"],
+        "sh",
+        "-c",
+        "id -u; id -g; cat /data/data/secret.csv; touch ~/ok && echo home-rw; "
+        "grep NoNewPrivs /proc/self/status; grep ' /tmp ' /proc/mounts",
     )
     assert r.returncode == 0, r.stderr
-    uid, gid, data, home = r.stdout.split("\n")[:4]
+    uid, gid, data, home, nnp, tmp = r.stdout.split("\n")[:6]
     assert (uid, gid) == ("1000", "1000")
     assert data == "project,proj-a"
     assert home == "home-rw"
+    assert nnp.split() == ["NoNewPrivs:", "1"]
+    assert tmp.startswith("tmpfs /tmp tmpfs ") and {"noexec", "nosuid", "nodev"} <= set(
+        tmp.split()[3].split(",")
+    )
 
 
-def test_home_is_created_owned_by_the_container_user(tre_hub, running):
-    home = tre_hub.settings.home_dir("proj-a", "alice")
+def test_home_is_created_owned_by_the_container_user(hub, workspaces):
+    home = hub.settings.home_dir("proj-a", "alice")
     st = home.stat()
     assert (st.st_uid, st.st_gid) == (1000, 1000)
     assert st.st_mode & 0o777 == 0o700
