@@ -437,9 +437,9 @@ def running(tre_hub) -> dict[str, str]:
     return running_pair(tre_hub)
 
 
-@pytest.fixture(scope="session")
-def swarm(docker_available) -> Iterator[None]:
-    """This engine as a single-node swarm; left as it was found (a swarm it made is left again)."""
+@contextlib.contextmanager
+def single_node_swarm() -> Iterator[None]:
+    """This engine as a single-node swarm; left as it was found (a swarm made here is left again)."""
     state = subprocess.run(
         ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], capture_output=True, text=True
     ).stdout.strip()
@@ -458,6 +458,12 @@ def swarm(docker_available) -> Iterator[None]:
         subprocess.run(["docker", "swarm", "leave", "--force"], capture_output=True)
         # The swarm's gateway bridge stays behind a swarm that is left.
         subprocess.run(["docker", "network", "rm", "docker_gwbridge"], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def swarm(docker_available) -> Iterator[None]:
+    with single_node_swarm():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from egress.review.errors import BadInput, NotFound
 from egress.review.facts import active_files, load_request, permitted
 from egress.review.models import EgressFile, EgressRerun
 from egress.review.reproduce import Outcome, compare
+from hub.host import swarm
 from hub.host.sealed import SealedRunError, run_notebook
 from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction as A
@@ -156,6 +157,7 @@ class EgressReruns:
                     labels={"org.tre.rerun": str(rerun_id), "org.tre.project": project},
                     collect={relpath + suffix for _, relpath, _ in outputs for suffix in ("", SIDECAR)},
                     cancelled=lambda: self._cancelled(rerun_id),
+                    swarm_network=swarm.sealed_runs_on(settings),
                 )
             except SealedRunError as exc:
                 result = None

@@ -51,6 +51,13 @@ class NetworkPlan:
     gateway: str
     hub_port: int
     guard_gid: int | None  # None: the guard's group does not exist yet (setup creates it)
+    # Swarm only: the bridge of the network sealed runs and jobs get, which reaches nothing at all.
+    sealed_bridge: str | None = None
+    sealed_subnet: str | None = None
+
+    @property
+    def sealed_options(self) -> dict[str, str]:
+        return {**self.docker_options, "com.docker.network.bridge.name": self.sealed_bridge or ""}
 
     @property
     def chain(self) -> str:
@@ -93,6 +100,18 @@ class NetworkPlan:
             ("OUTPUT", ["-o", self.bridge, "-j", self.out_chain]),
             (self.forward_chain, ["-i", self.bridge, "-j", "DROP"]),
             (self.forward_chain, ["-o", self.bridge, "-j", "DROP"]),
+            *self.sealed_hooks(),
+        ]
+
+    def sealed_hooks(self) -> list[tuple[str, list[str]]]:
+        """Nothing in or out of the sealed bridge: not the host, not the hub, not the guard."""
+        if not self.sealed_bridge:
+            return []
+        return [
+            ("INPUT", ["-i", self.sealed_bridge, "-j", "DROP"]),
+            ("OUTPUT", ["-o", self.sealed_bridge, "-j", "REJECT"]),
+            (self.forward_chain, ["-i", self.sealed_bridge, "-j", "DROP"]),
+            (self.forward_chain, ["-o", self.sealed_bridge, "-j", "DROP"]),
         ]
 
     @cached_property
@@ -112,8 +131,16 @@ def guard_gid(settings: Settings) -> int | None:
 def plan(settings: Settings) -> NetworkPlan:
     net = ipaddress.ip_network(settings.subnet, strict=True)
     gateway = str(next(net.hosts()))
+    sealed = settings.engine == "swarm"
     return NetworkPlan(
-        settings.network, settings.bridge, str(net), gateway, settings.hub_port, guard_gid(settings)
+        settings.network,
+        settings.bridge,
+        str(net),
+        gateway,
+        settings.hub_port,
+        guard_gid(settings),
+        sealed_bridge=f"{settings.bridge[:13]}-s" if sealed else None,  # Linux allows 15 characters
+        sealed_subnet=str(ipaddress.ip_network(settings.sealed_subnet, strict=True)) if sealed else None,
     )
 
 
@@ -195,22 +222,28 @@ def _docker() -> docker.DockerClient:
     return client
 
 
-def _network_problems(net_attrs: dict, p: NetworkPlan, name: str | None = None) -> list[str]:
-    """What differs from the plan in a local bridge network (or, on Swarm, its config network `name`,
-    whose swarm network carries the internal flag)."""
+def _network_problems(
+    net_attrs: dict,
+    p: NetworkPlan,
+    name: str | None = None,
+    options: dict[str, str] | None = None,
+    subnet: str | None = None,
+) -> list[str]:
+    """What differs from the plan in a local bridge network (or, on Swarm, a config network `name`
+    with its own options and subnet, whose swarm network carries the internal flag)."""
     problems = []
     if name is None and not net_attrs.get("Internal"):
         problems.append(f"Docker network {p.name} is not internal")
-    name = name or p.name
-    options = net_attrs.get("Options") or {}
-    for key, want in p.docker_options.items():
-        if options.get(key) != want:
-            problems.append(f"Docker network {name} has {key}={options.get(key)!r}, expected {want!r}")
+    name, options, subnet = name or p.name, options or p.docker_options, subnet or p.subnet
+    have = net_attrs.get("Options") or {}
+    for key, want in options.items():
+        if have.get(key) != want:
+            problems.append(f"Docker network {name} has {key}={have.get(key)!r}, expected {want!r}")
     configs = (net_attrs.get("IPAM") or {}).get("Config") or []
     subnets = {c.get("Subnet") for c in configs}
-    if subnets != {p.subnet}:
-        have = sorted(s for s in subnets if s)
-        problems.append(f"Docker network {name} has subnets {have}, expected {p.subnet}")
+    if subnets != {subnet}:
+        found = sorted(s for s in subnets if s)
+        problems.append(f"Docker network {name} has subnets {found}, expected {subnet}")
     return problems
 
 
@@ -267,31 +300,46 @@ def status(settings: Settings) -> Status:
     return st
 
 
+def _swarm_networks(settings: Settings, p: NetworkPlan) -> list[tuple[str, dict[str, str], str, str]]:
+    """(swarm network, bridge options, subnet, gateway): the workspaces' and the sealed runs'."""
+    sealed = ipaddress.ip_network(p.sealed_subnet or "")
+    return [
+        (p.name, p.docker_options, p.subnet, p.gateway),
+        (swarm.sealed_network(settings), p.sealed_options, str(sealed), str(next(sealed.hosts()))),
+    ]
+
+
 def _swarm_problems(client: docker.DockerClient, settings: Settings, p: NetworkPlan) -> list[str]:
     node = swarm.node_state(client)
-    config = client.networks.get(swarm.config_network(settings))
-    problems = _network_problems(config.attrs, p, name=config.name)
-    problems += swarm.swarm_network_problems(client, settings)
+    problems = []
+    for network, options, subnet, _ in _swarm_networks(settings, p):
+        try:
+            config = client.networks.get(swarm.config_network(network))
+            problems += _network_problems(config.attrs, p, config.name, options, subnet)
+        except docker.errors.NotFound:
+            problems.append(f"config network {swarm.config_network(network)} does not exist on this node")
+        problems += swarm.swarm_network_problems(client, network)
     if node.manager:
         problems += swarm.anchor_problems(client, settings)
     return problems
 
 
 def _setup_swarm(client: docker.DockerClient, settings: Settings, p: NetworkPlan) -> list[str]:
-    """This node's config network; on a manager the swarm network and the anchor too."""
+    """This node's config networks; on a manager the swarm networks and the anchor too."""
     node = swarm.node_state(client)
-    name = swarm.config_network(settings)
     done = []
-    if swarm.ensure_config_network(client, settings, p.docker_options, p.subnet, p.gateway):
-        done.append(f"config network {name}: created (bridge {p.bridge}, ICC off, no NAT, {p.subnet})")
-    problems = _network_problems(client.networks.get(name).attrs, p, name=name)
-    if problems:
-        raise NetworkError("; ".join(problems) + "; run `tre network teardown` and set up again")
-    if node.manager:
-        if swarm.ensure_swarm_network(client, settings):
-            done.append(f"swarm network {p.name}: created internal, from {name}")
-        if swarm.ensure_anchor(client, settings):
-            done.append(f"anchor service {swarm.anchor_service(settings)}: created (one task per node)")
+    for network, options, subnet, gateway in _swarm_networks(settings, p):
+        name = swarm.config_network(network)
+        if swarm.ensure_config_network(client, network, options, subnet, gateway):
+            bridge = options["com.docker.network.bridge.name"]
+            done.append(f"config network {name}: created (bridge {bridge}, ICC off, no NAT, {subnet})")
+        problems = _network_problems(client.networks.get(name).attrs, p, name, options, subnet)
+        if problems:
+            raise NetworkError("; ".join(problems) + "; run `tre network teardown` and set up again")
+        if node.manager and swarm.ensure_swarm_network(client, network):
+            done.append(f"swarm network {network}: created internal, from {name}")
+    if node.manager and swarm.ensure_anchor(client, settings):
+        done.append(f"anchor service {swarm.anchor_service(settings)}: created (one task per node)")
     deadline = time.monotonic() + 90
 
     def anchored() -> bool:

@@ -9,46 +9,32 @@ on the host, outside the researcher's control: she cannot change what it runs or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import docker.errors
 import requests.exceptions
 
-WORKSPACE_UID = 1000
-WORKSPACE_GID = 1000
-HOME = "/home/jovyan"
+from hub.host import swarm
+from hub.host.hardening import HOME, WORKSPACE_GID, WORKSPACE_UID, hardened_service, hardening
+
 EXECUTED = ".tre-rerun/executed.ipynb"  # papermill's output, inside the scratch home
+SEALED_ENV = {"HOME": HOME, "TRE_DATA_DIR": "/data"}
 LOG_LIMIT = 200_000  # characters of a run's log kept (its end)
 HOME_LIMIT = 1 << 30  # bytes a run may write into its home before it is stopped
 FILE_LIMIT = 100 << 20  # largest file read back from a run's home
 POLL_SECONDS = 0.5
 CANCEL_POLL_SECONDS = 2.0
-
-
-def hardening(mem: str, pids: int, network: str, tmp_size: str = "64m") -> dict[str, Any]:
-    """Docker host configuration for a container running researcher code (docker-py's names)."""
-    return {
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
-        "read_only": True,
-        "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={tmp_size}"},  # noqa: S108 - in the container
-        "pids_limit": int(pids),
-        # No swap beyond the memory limit: the limit is the limit.
-        "memswap_limit": mem,
-        "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
-        "network_mode": network,
-        "init": True,
-        "ipc_mode": "private",
-    }
 
 
 class SealedRunError(RuntimeError):
@@ -92,6 +78,7 @@ def run_notebook(
     home_limit: int = HOME_LIMIT,
     file_limit: int = FILE_LIMIT,
     cancelled: Callable[[], str] | None = None,
+    swarm_network: str | None = None,
 ) -> RunResult:
     """Execute `notebook` (one of `inputs`) with papermill in a sealed container; collect its files.
 
@@ -124,6 +111,7 @@ def run_notebook(
         cpus=cpus,
         pids=pids,
         labels=labels or {},
+        swarm_network=swarm_network,
     )
     deadline = started + timeout
     next_ask = started
@@ -141,9 +129,9 @@ def run_notebook(
 
     try:
         exit_code, stopped = wait_sealed(container, reason_to_stop)
-        log = container.logs(stdout=True, stderr=True).decode(errors="replace")[-LOG_LIMIT:]
+        log = container.logs()[-LOG_LIMIT:]
     finally:
-        container.remove(force=True)
+        container.remove()
     seconds = time.monotonic() - started
     # The container is gone, so nothing can swap a path while we read; and only regular files found
     # without following a link are read: a link the run left (to a host path) is never followed.
@@ -176,6 +164,42 @@ def papermill_command(
     return command
 
 
+class Sealed(Protocol):
+    """A started sealed run, on either engine."""
+
+    def wait(self, timeout: float) -> int | None:
+        """Its exit code once it ended, or None if it still runs after `timeout` seconds."""
+
+    def kill(self) -> None: ...
+
+    def logs(self, tail: int | None = None) -> str: ...
+
+    def remove(self) -> None: ...
+
+
+@dataclass
+class SealedContainer:
+    """A sealed run as a container on this host's Docker engine."""
+
+    container: Any
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return int(self.container.wait(timeout=timeout)["StatusCode"])
+        except (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout):
+            return None
+
+    def kill(self) -> None:
+        with contextlib.suppress(docker.errors.APIError):
+            self.container.kill()
+
+    def logs(self, tail: int | None = None) -> str:
+        return self.container.logs(stdout=True, stderr=True, tail=tail or "all").decode(errors="replace")
+
+    def remove(self) -> None:
+        self.container.remove(force=True)
+
+
 def start_sealed(
     image: str,
     mounts: list[docker.types.Mount],
@@ -186,11 +210,32 @@ def start_sealed(
     pids: int,
     labels: dict[str, str],
     name: str | None = None,
-) -> Any:
-    """Start a detached container with the workspace's hardening and uid and no network at all."""
+    swarm_network: str | None = None,
+) -> Sealed:
+    """Start a run with the workspace's hardening and uid and no network at all: a detached
+    container, or on a swarm (hub.host.swarm.sealed_runs_on) a one-task job service on the sealed
+    network, which reaches nothing."""
     client = docker.from_env(timeout=30)
+    if swarm_network:
+        spec = hardened_service(
+            name or f"tre-sealed-{secrets.token_hex(6)}",
+            image,
+            mounts,
+            network=swarm_network,
+            mem=mem,
+            cpus=cpus,
+            pids=pids,
+            labels=labels,
+            args=command,
+            job=True,
+        )
+        spec["task_template"]["ContainerSpec"]["Env"] = [f"{k}={v}" for k, v in SEALED_ENV.items()]
+        try:
+            return swarm.SealedTask.start(client, spec)
+        except swarm.SwarmError as exc:
+            raise SealedRunError(f"the run could not start: {exc}") from exc
     try:
-        return client.containers.run(
+        container = client.containers.run(
             image,
             command,
             name=name,
@@ -201,24 +246,35 @@ def start_sealed(
             mem_limit=mem,
             nano_cpus=int(cpus * 1e9),
             labels=labels,
-            environment={"HOME": HOME, "TRE_DATA_DIR": "/data"},
+            environment=SEALED_ENV,
             **hardening(mem, pids, "none"),
         )
     except docker.errors.DockerException as exc:
         raise SealedRunError(f"the container could not start: {exc}") from exc
+    return SealedContainer(container)
 
 
-def wait_sealed(container: Any, reason_to_stop: Callable[[], str]) -> tuple[int | None, str]:
-    """Wait for the container to end; kill it as soon as `reason_to_stop()` gives a reason.
+def find_sealed(name: str, on_swarm: bool = False) -> Sealed | None:
+    """A run started earlier under `name` (a job a restarted runner adopts), if it still exists."""
+    client = docker.from_env(timeout=30)
+    if on_swarm:
+        return swarm.SealedTask.find(client, name)
+    try:
+        return SealedContainer(client.containers.get(name))
+    except docker.errors.NotFound:
+        return None
+
+
+def wait_sealed(run: Sealed, reason_to_stop: Callable[[], str]) -> tuple[int | None, str]:
+    """Wait for the run to end; kill it as soon as `reason_to_stop()` gives a reason.
 
     Returns (exit code, "") or (None, the reason it was stopped)."""
     while True:
-        try:
-            return int(container.wait(timeout=POLL_SECONDS)["StatusCode"]), ""
-        except (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout):
-            pass
+        code = run.wait(POLL_SECONDS)
+        if code is not None:
+            return code, ""
         if stopped := reason_to_stop():
-            container.kill()
+            run.kill()
             return None, stopped
 
 

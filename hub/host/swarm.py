@@ -16,6 +16,7 @@ network keeps everything hub.host.network builds for one host, on each node:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import time
@@ -27,17 +28,14 @@ import docker
 import docker.errors
 from docker.types import (
     ContainerSpec,
-    DriverConfig,
     EndpointSpec,
-    Mount,
     Resources,
     RestartPolicy,
     ServiceMode,
     TaskTemplate,
 )
-from docker.utils import parse_bytes
 
-from hub.host.sealed import HOME, WORKSPACE_GID, WORKSPACE_UID
+from hub.host.hardening import tmp_volume
 from hub.kernel.settings import Settings
 
 MANAGED_LABEL = "org.tre.managed"
@@ -48,8 +46,24 @@ class SwarmError(RuntimeError):
     """The swarm is not in a state the TRE can use; the message says what to do."""
 
 
-def config_network(settings: Settings) -> str:
-    return f"{settings.network}-config"
+def config_network(network: str) -> str:
+    return f"{network}-config"
+
+
+def sealed_network(settings: Settings) -> str:
+    """The swarm network of sealed runs and jobs: internal, ICC off, and the node's firewall drops
+    everything in and out of its bridge (a swarm service cannot have no network at all)."""
+    return f"{settings.network}-sealed"
+
+
+def sealed_runs_on(settings: Settings) -> str | None:
+    """Where sealed runs and jobs go: None, a container with no network on this host's engine; or on
+    a swarm, the sealed network their job services join."""
+    return sealed_network(settings) if settings.engine == "swarm" else None
+
+
+def networks(settings: Settings) -> list[str]:
+    return [settings.network, sealed_network(settings)]
 
 
 def anchor_service(settings: Settings) -> str:
@@ -84,10 +98,10 @@ def _docker_cli(args: list[str]) -> None:
 
 
 def ensure_config_network(
-    client: docker.DockerClient, settings: Settings, options: dict[str, str], subnet: str, gateway: str
+    client: docker.DockerClient, network: str, options: dict[str, str], subnet: str, gateway: str
 ) -> bool:
-    """Create this node's config-only network; True when it was created."""
-    name = config_network(settings)
+    """Create this node's config-only network for `network`; True when it was created."""
+    name = config_network(network)
     try:
         client.networks.get(name)
         return False
@@ -101,37 +115,36 @@ def ensure_config_network(
     return True
 
 
-def ensure_swarm_network(client: docker.DockerClient, settings: Settings) -> bool:
+def ensure_swarm_network(client: docker.DockerClient, network: str) -> bool:
     """On a manager: the internal swarm network built from the config network; True when created.
     (Docker takes no labels on a network built from a config network.)"""
     try:
-        client.networks.get(settings.network)
+        client.networks.get(network)
         return False
     except docker.errors.NotFound:
         pass
     _docker_cli(
         [
             "network", "create", "-d", "bridge", "--scope", "swarm", "--internal", "--attachable",
-            "--config-from", config_network(settings), settings.network,
+            "--config-from", config_network(network), network,
         ]
     )  # fmt: skip
     return True
 
 
-def swarm_network_problems(client: docker.DockerClient, settings: Settings) -> list[str]:
+def swarm_network_problems(client: docker.DockerClient, network: str) -> list[str]:
     try:
-        attrs = client.networks.get(settings.network).attrs
+        attrs = client.networks.get(network).attrs
     except docker.errors.NotFound:
-        return [f"swarm network {settings.network} does not exist (run `tre network setup` on a manager)"]
+        return [f"swarm network {network} does not exist (run `tre network setup` on a manager)"]
     problems = []
     if attrs.get("Scope") != "swarm" or attrs.get("Driver") != "bridge":
-        problems.append(f"network {settings.network} is not a swarm-scoped bridge network")
+        problems.append(f"network {network} is not a swarm-scoped bridge network")
     if not attrs.get("Internal"):
-        problems.append(f"swarm network {settings.network} is not internal")
-    if (attrs.get("ConfigFrom") or {}).get("Network") != config_network(settings):
+        problems.append(f"swarm network {network} is not internal")
+    if (attrs.get("ConfigFrom") or {}).get("Network") != config_network(network):
         problems.append(
-            f"swarm network {settings.network} does not take its configuration from "
-            f"{config_network(settings)}"
+            f"swarm network {network} does not take its configuration from {config_network(network)}"
         )
     return problems
 
@@ -218,7 +231,7 @@ def anchor_problems(client: docker.DockerClient, settings: Settings) -> list[str
 
 
 def remove(client: docker.DockerClient, settings: Settings, bridge_gone: Callable[[], bool]) -> list[str]:
-    """Remove the anchor, the swarm network and this node's config network (in that order)."""
+    """Remove the anchor, the swarm networks and this node's config networks (in that order)."""
     done = []
     try:
         client.api.remove_service(anchor_service(settings))
@@ -228,11 +241,12 @@ def remove(client: docker.DockerClient, settings: Settings, bridge_gone: Callabl
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not bridge_gone():
         time.sleep(0.2)
-    for name, what in ((settings.network, "swarm network"), (config_network(settings), "config network")):
+    names = networks(settings)
+    for name in [*names, *map(config_network, names)]:
         for _ in range(50):
             try:
                 client.networks.get(name).remove()
-                done.append(f"{what} {name}: removed")
+                done.append(f"network {name}: removed")
                 break
             except docker.errors.NotFound:
                 break
@@ -242,70 +256,97 @@ def remove(client: docker.DockerClient, settings: Settings, bridge_gone: Callabl
                 time.sleep(0.2)
         else:
             raise SwarmError(
-                f"could not remove {what} {name} (stop the workspaces first): {last.explanation}"
+                f"could not remove network {name} (stop the workspaces first): {last.explanation}"
             )
     return done
 
 
-# --- services running researcher code -------------------------------------------------------------
+# --- sealed runs and jobs as swarm job services ---------------------------------------------------
+
+ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
+NOT_STARTED = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
 
 
-def tmp_volume(service: str) -> str:
-    return f"{service}-tmp"
+class SealedTask:
+    """A sealed run (hub.host.sealed) as a one-task replicated-job service on the swarm."""
+
+    def __init__(self, client: docker.DockerClient, service: str) -> None:
+        self.client, self.service = client, service
+
+    @classmethod
+    def start(cls, client: docker.DockerClient, spec: dict[str, Any], timeout: float = 120) -> SealedTask:
+        """Create the service and wait until its task runs (or ended); SwarmError if it never started."""
+        try:
+            client.api.create_service(**spec)
+        except docker.errors.APIError as exc:
+            raise SwarmError(exc.explanation or str(exc)) from exc
+        run = cls(client, spec["name"])
+        deadline = time.monotonic() + timeout
+        while True:
+            status = run._status()
+            state = status.get("State", "new")
+            if state not in NOT_STARTED:
+                break
+            if time.monotonic() > deadline:
+                run.remove()
+                raise SwarmError(f"its task was still {state} after {timeout:.0f} s")
+            time.sleep(0.1)
+        if state in ("rejected", "failed") and not status.get("ContainerStatus", {}).get("ContainerID"):
+            run.remove()
+            raise SwarmError(status.get("Err") or state)
+        return run
+
+    @classmethod
+    def find(cls, client: docker.DockerClient, service: str) -> SealedTask | None:
+        try:
+            client.api.inspect_service(service)
+        except docker.errors.NotFound:
+            return None
+        return cls(client, service)
+
+    def _status(self) -> dict[str, Any]:
+        tasks = self.client.api.tasks(filters={"service": self.service})
+        return max(tasks, key=lambda t: t.get("CreatedAt", ""))["Status"] if tasks else {}
+
+    def wait(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self._status()
+            if status.get("State") in ENDED:
+                code = status.get("ContainerStatus", {}).get("ExitCode")
+                return int(code) if code is not None else 125  # 125: it never ran (Docker's code)
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(0.1, timeout))
+
+    def kill(self) -> None:
+        container = self._status().get("ContainerStatus", {}).get("ContainerID")
+        try:
+            self.client.api.kill(container)  # on this node: the service (and its log) stays
+        except (docker.errors.APIError, docker.errors.NullResource):
+            self.client.api.remove_service(self.service)  # on another node: removing it stops it
+
+    def logs(self, tail: int | None = None) -> str:
+        try:
+            raw = self.client.api.service_logs(self.service, stdout=True, stderr=True, tail=tail or "all")
+            return b"".join(raw).decode(errors="replace")
+        except docker.errors.APIError:
+            return ""
+
+    def remove(self) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_service(self.service)
+        remove_tmp_volume(self.client, self.service)
 
 
-def tmp_mount(service: str, size: str) -> Mount:
-    """A noexec, nosuid tmpfs at /tmp, as a local-driver volume (service tmpfs mounts take no noexec)."""
-    options = f"size={size},noexec,nosuid,nodev,mode=1777"
-    return Mount(
-        "/tmp",  # noqa: S108 - inside the container
-        tmp_volume(service),
-        type="volume",
-        driver_config=DriverConfig("local", {"type": "tmpfs", "device": "tmpfs", "o": options}),
-    )
-
-
-def hardened_service(
-    name: str,
-    image: str,
-    mounts: list[Mount],
-    *,
-    network: str | None,
-    mem: str,
-    cpus: float,
-    pids: int,
-    labels: dict[str, str],
-    tmp_size: str = "64m",
-    args: list[str] | None = None,
-    job: bool = False,
-) -> dict[str, Any]:
-    """`create_service` arguments for one task of researcher code, with the hardening of
-    hub.host.sealed.hardening in a service's terms: uid 1000, no capabilities, read-only root,
-    noexec /tmp, init, IPv6 off, pids/memory/CPU limits, never restarted. `job`: run once to the end
-    (replicated-job) instead of a server. No network (None) leaves the task with loopback only."""
-    container = ContainerSpec(
-        image,
-        args=args,
-        user=f"{WORKSPACE_UID}:{WORKSPACE_GID}",
-        workdir=HOME,
-        mounts=[*mounts, tmp_mount(name, tmp_size)],
-        read_only=True,
-        cap_drop=["ALL"],
-        init=True,
-        sysctls={"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
-        labels=labels,
-    )
-    resources = Resources(mem_limit=parse_bytes(mem), cpu_limit=int(cpus * 1e9))
-    resources["Limits"]["Pids"] = int(pids)
-    return {
-        "task_template": TaskTemplate(
-            container,
-            resources=resources,
-            restart_policy=RestartPolicy(condition="none"),
-            networks=[network] if network else [],
-        ),
-        "name": name,
-        "mode": ServiceMode("replicated-job" if job else "replicated", replicas=1),
-        "endpoint_spec": EndpointSpec(mode="dnsrr"),
-        "labels": labels,
-    }
+def remove_tmp_volume(client: docker.DockerClient, service: str, timeout: float = 30) -> None:
+    """A removed service's /tmp volume, once its task has let go of it (best effort)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.api.remove_volume(tmp_volume(service))
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            time.sleep(0.2)

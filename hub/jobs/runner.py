@@ -22,7 +22,9 @@ import docker.errors
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub.host.sealed import HOME, SealedRunError, papermill_command, start_sealed, wait_sealed
+from hub.host import swarm
+from hub.host.hardening import HOME
+from hub.host.sealed import Sealed, SealedRunError, find_sealed, papermill_command, start_sealed, wait_sealed
 from hub.jobs.models import Job
 from hub.jobs.rules import JobStatus, Waiting, next_to_start
 from hub.jobs.service import snapshot_path
@@ -49,7 +51,6 @@ def container_name(settings: Settings, job_id: int) -> str:
 class JobRunner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.client = docker.from_env(timeout=30)
         self.watching: dict[int, threading.Thread] = {}
 
     def tick(self) -> None:
@@ -139,6 +140,7 @@ class JobRunner:
                 cpus=lim.cpu,
                 pids=lim.pids,
                 name=container_name(self.settings, job_id),
+                swarm_network=swarm.sealed_runs_on(settings),
                 labels={
                     "org.tre.job": str(job_id),
                     "org.tre.user": permit.username,
@@ -159,9 +161,8 @@ class JobRunner:
         for job_id in running:
             if job_id in self.watching:
                 continue
-            try:
-                container = self.client.containers.get(container_name(self.settings, job_id))
-            except docker.errors.NotFound:
+            container = find_sealed(container_name(self.settings, job_id), self.settings.engine == "swarm")
+            if container is None:
                 self._finish(
                     job_id, JobStatus.FAILED, None, "its container is gone (was the host restarted?)"
                 )
@@ -169,7 +170,7 @@ class JobRunner:
             log.info("adopting running job %s", job_id)
             self._watch(job_id, container)
 
-    def _watch(self, job_id: int, container: object) -> None:
+    def _watch(self, job_id: int, container: Sealed) -> None:
         thread = threading.Thread(
             target=self._wait, args=(job_id, container), name=f"job-{job_id}", daemon=True
         )
@@ -197,7 +198,7 @@ class JobRunner:
                 return f"release {job.release} was withdrawn"
         return ""
 
-    def _wait(self, job_id: int, container: object) -> None:
+    def _wait(self, job_id: int, container: Sealed) -> None:
         next_check = 0.0
         checked = ""
 
@@ -209,8 +210,8 @@ class JobRunner:
 
         try:
             exit_code, stopped = wait_sealed(container, reason)
-            tail = container.logs(stdout=True, stderr=True, tail=20).decode(errors="replace").strip()
-            container.remove(force=True)
+            tail = container.logs(tail=20).strip()
+            container.remove()
         except docker.errors.DockerException as exc:
             self._finish(job_id, JobStatus.FAILED, None, f"the container failed: {exc}")
             return

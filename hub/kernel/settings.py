@@ -61,6 +61,9 @@ class Settings:
     # Where workspaces run: "docker" (this host's engine) or "swarm" (services on a Docker Swarm whose
     # nodes each carry the workspace bridge, firewall and guard: docs/operations.md "More than one host").
     engine: str = _setting("TRE_ENGINE", "docker", _engine)
+    # On a swarm, sealed re-runs and jobs cannot have "no network" (a service without one gets the
+    # node's default bridge): they get a network of their own that reaches nothing, on this subnet.
+    sealed_subnet: str = _setting("TRE_SEALED_SUBNET", "172.31.241.0/24")
     # Containers are `<prefix>-<user>--<project>`; a second TRE (or a test hub) on one engine sets its own.
     container_prefix: str = _setting("TRE_CONTAINER_PREFIX", "tre")
     hub_port: int = _setting("TRE_HUB_PORT", 8081, int)

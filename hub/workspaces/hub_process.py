@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import docker
 import httpx
 
 from hub.host import swarm, tls
@@ -48,6 +49,9 @@ def remove_workspaces(settings: Settings) -> list[str]:
         services = [n for n in names if n.startswith(f"{settings.container_prefix}-")]
         if services:
             subprocess.run(["docker", "service", "rm", *services], capture_output=True, check=False)
+            client = docker.from_env(timeout=30)
+            for name in services:
+                swarm.remove_tmp_volume(client, name)
     anchor = swarm.anchor_service(settings)
     found = [
         cid for cid, name in containers(f"network={settings.network}") if not name.startswith(f"{anchor}.")

@@ -32,9 +32,8 @@ from dockerspawner import DockerSpawner, SwarmSpawner
 from tornado import web
 from traitlets import Unicode, default
 
+from hub.host.hardening import WORKSPACE_GID, WORKSPACE_UID, hardened_service, hardening, tmp_volume
 from hub.host.network import status as network_status
-from hub.host.sealed import WORKSPACE_GID, WORKSPACE_UID, hardening
-from hub.host.swarm import hardened_service, tmp_volume
 from hub.kernel.audit import record
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import session_scope

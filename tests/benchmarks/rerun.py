@@ -81,7 +81,7 @@ class Warm:
     """A running container of the image with the release and a home: the direct baseline."""
 
     def __init__(self, image: str, release: Path, home: Path) -> None:
-        from hub.host.sealed import hardening
+        from hub.host.hardening import hardening
 
         home.mkdir(parents=True)
         shutil.copy(NOTEBOOK, home / "analysis.ipynb")

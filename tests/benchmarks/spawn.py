@@ -10,9 +10,11 @@ Measures, in one run:
   scale        --scale (default 50) workspaces requested at once on this one host: how many become
                ready and the p95 of their times; the hub API's latency (GET /hub/api/users/alice,
                every 100 ms) while they start and for 30 s while all of them run; their idle memory
+  swarm        the sequential step again with TRE_ENGINE=swarm on a single-node swarm (made for the
+               run and left again when this engine was in none): its median beside the plain one
 
 Targets: sequential median <= 1.5 s, concurrent p95 <= 15 s, idle <= 150 MB; at scale 50/50 ready,
-p95 <= 90 s, hub API p99 < 200 ms while they run, idle <= 150 MB each.
+p95 <= 90 s, hub API p99 < 200 ms while they run, idle <= 150 MB each; swarm median <= 1.5x plain.
 Human lines first, then one JSON object on the last line.
 """
 
@@ -30,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.fixtures_hub import Hub, start_hub
+from tests.fixtures_hub import Hub, single_node_swarm, start_hub
 
 N = 10
 TARGETS = {
@@ -39,6 +41,7 @@ TARGETS = {
     "idle_mem_mb": 150.0,
     "scale_p95_s": 90.0,
     "scale_api_p99_ms": 200.0,
+    "swarm_over_plain": 1.5,
 }
 
 
@@ -214,6 +217,38 @@ def scale_step(hub: Hub, n: int) -> dict:
     }
 
 
+def sequential(hub: Hub, label: str) -> tuple[list[float], list[float]]:
+    """N spawns one after the other: (answering on the user's origin, the hub's ready), seconds."""
+    hub.ensure_user("alice")
+    token = hub.user_token("alice")
+    seq, seq_ready = [], []
+    for i in range(N):
+        t0 = time.monotonic()
+        seq_ready.append(timed_spawn_from(hub, "alice", "proj-a", t0))
+        seq.append(answering(hub, "alice", "proj-a", token, t0))
+        hub.stop("alice", "proj-a")
+        print(f"{label} {i + 1}/{N}: ready {seq_ready[-1]:.2f} s, answering {seq[-1]:.2f} s")
+    return seq, seq_ready
+
+
+def swarm_step(image: str) -> dict:
+    """The sequential step on a single-node swarm (TRE_ENGINE=swarm)."""
+    root = Path(tempfile.mkdtemp(prefix="tre-bench-swarm-")) / "tre"
+    root.mkdir()
+    with single_node_swarm():
+        hub_gen = start_hub(root, image, engine="swarm")
+        hub = next(hub_gen)
+        try:
+            seq, _ = sequential(hub, "swarm")
+        finally:
+            for _ in hub_gen:
+                pass
+    return {
+        "swarm_sequential_median_s": round(statistics.median(seq), 3),
+        "swarm_sequential_s": [round(t, 3) for t in seq],
+    }
+
+
 def main() -> int:
     import argparse
 
@@ -221,6 +256,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description="Workspace spawn benchmark.")
     parser.add_argument("--scale", type=int, default=50, help="workspaces started at once (0: skip)")
+    parser.add_argument("--no-swarm", action="store_true", help="skip the step on a single-node swarm")
     args = parser.parse_args()
 
     # A plain `kill` must still stop the hub and remove its containers and network (finally below).
@@ -236,15 +272,7 @@ def main() -> int:
     hub_gen = start_hub(root, image)
     hub = next(hub_gen)
     try:
-        hub.ensure_user("alice")
-        token = hub.user_token("alice")
-        seq, seq_ready = [], []
-        for i in range(N):
-            t0 = time.monotonic()
-            seq_ready.append(timed_spawn_from(hub, "alice", "proj-a", t0))
-            seq.append(answering(hub, "alice", "proj-a", token, t0))
-            hub.stop("alice", "proj-a")
-            print(f"sequential {i + 1}/{N}: ready {seq_ready[-1]:.2f} s, answering {seq[-1]:.2f} s")
+        seq, seq_ready = sequential(hub, "sequential")
         users = add_bench_users(hub)
         with ThreadPoolExecutor(N) as pool:
             futures = [pool.submit(timed_spawn, hub, u, "proj-c") for u in users]
@@ -264,6 +292,14 @@ def main() -> int:
     finally:
         for _ in hub_gen:
             pass
+    on_swarm = {} if args.no_swarm else swarm_step(image)
+    if on_swarm:
+        on_swarm["swarm_over_plain"] = round(
+            on_swarm["swarm_sequential_median_s"] / statistics.median(seq), 2
+        )
+        print(
+            f"swarm: median {on_swarm['swarm_sequential_median_s']} s, {on_swarm['swarm_over_plain']}x plain"
+        )
     result = {
         "image": image,
         "floor_s": round(fl, 3),
@@ -285,6 +321,7 @@ def main() -> int:
         if cpus
         else None,
         **scale,
+        **on_swarm,
         "targets": TARGETS,
     }
     result["meets_targets"] = (
@@ -301,6 +338,7 @@ def main() -> int:
                 and scale["scale_idle_mem_mb_max"] <= TARGETS["idle_mem_mb"]
             )
         )
+        and (not on_swarm or on_swarm["swarm_over_plain"] <= TARGETS["swarm_over_plain"])
     )
     print(
         f"sequential median {result['sequential_median_s']} s (target <= 1.5), "

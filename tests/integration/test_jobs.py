@@ -145,3 +145,46 @@ def test_a_failing_notebook_fails_with_its_log_and_a_runner_restart_adopts_runni
     job = wait_status(hub, slow, {"done", "failed", "stopped"}, timeout=120)
     assert job.status == "done", job.reason
     assert process_pids(hub, "hub.jobs") not in ([], [runner])
+
+
+def test_on_a_swarm_a_job_is_a_job_service_on_the_sealed_network(swarm_hub):
+    """TRE_ENGINE=swarm: the same job runs as a one-task job service that joins the sealed network
+    (which reaches nothing: tests/security/test_swarm_boundaries.py) and is removed when it ends."""
+    from hub.host import swarm
+
+    user, project, _ = own_workspace(swarm_hub, "swarmjob")
+    put_notebook(
+        swarm_hub, user, project, "make.ipynb",
+        notebook_bytes(
+            "import pathlib, time\ntime.sleep(3)\n"
+            "status = pathlib.Path('/proc/self/status').read_text()\n"
+            "pathlib.Path('out.txt').write_text(f'{year} ' + status.split('NoNewPrivs:')[1].split()[0])",
+            parameters="year = 2000",
+        ),
+    )  # fmt: skip
+    job_id = submit_inside(swarm_hub, user, project, "'make.ipynb', {'year': 2022}")
+    wait_status(swarm_hub, job_id, {"running"})
+    name = f"{swarm_hub.settings.container_prefix}-job-{job_id}"
+    spec = json.loads(subprocess_out(["docker", "service", "inspect", name]))[0]["Spec"]
+    assert "ReplicatedJob" in spec["Mode"]
+    nets = [n["Target"] for n in spec["TaskTemplate"].get("Networks", [])]
+    sealed_id = subprocess_out(
+        ["docker", "network", "inspect", "-f", "{{.Id}}", swarm.sealed_network(swarm_hub.settings)]
+    )
+    assert nets in ([sealed_id.strip()], [swarm.sealed_network(swarm_hub.settings)])
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    assert (
+        container["ReadOnly"] and container["CapabilityDrop"] == ["ALL"] and container["User"] == "1000:1000"
+    )
+    assert spec["TaskTemplate"]["Resources"]["Limits"]["Pids"] == 256
+    job = wait_status(swarm_hub, job_id, {"done", "failed", "stopped"})
+    home = swarm_hub.settings.home_dir(project, user)
+    assert job.status == "done", (job.reason, (home / f"jobs/{job_id}/log.txt").read_text())
+    assert (home / "out.txt").read_text() == "2022 1"  # the parameter, and no-new-privileges from the daemon
+    assert subprocess_out(["docker", "service", "ls", "-q", "--filter", f"name={name}"]).strip() == ""
+
+
+def subprocess_out(cmd: list[str]) -> str:
+    import subprocess
+
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -10,10 +10,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from hub.host import swarm
 from hub.host.sealed import SealedRunError, run_notebook
+from tests.fixtures_hub import ENGINES
 from tests.fixtures_kernel import notebook_bytes as notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def on(request) -> dict:
+    """Where the run goes: a container on this engine, or a job service on the swarm's sealed network."""
+    return {"swarm_network": swarm.sealed_runs_on(request.getfixturevalue(request.param).settings)}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +37,9 @@ def release(tmp_path_factory) -> Path:
     return root
 
 
-def test_a_notebook_reads_the_release_takes_parameters_and_writes_its_outputs(release, tmp_path, hub_image):
+def test_a_notebook_reads_the_release_takes_parameters_and_writes_its_outputs(
+    release, tmp_path, hub_image, on
+):
     nb = notebook(
         "import os, duckdb\nos.makedirs('out', exist_ok=True)",
         "duckdb.sql(f\"COPY (SELECT region, count(*) AS n FROM '/data/data/labs.parquet' "
@@ -38,7 +48,7 @@ def test_a_notebook_reads_the_release_takes_parameters_and_writes_its_outputs(re
     )
     result = run_notebook(
         hub_image, release, {"analysis/make.ipynb": nb}, "analysis/make.ipynb", tmp_path / "run",
-        parameters={"threshold": 45},
+        parameters={"threshold": 45}, **on,
     )  # fmt: skip
     assert result.ok, result.log
     assert result.files["analysis/out/counts.csv"] == b"region,n\nN,2\n"  # the parameter took effect
@@ -46,7 +56,7 @@ def test_a_notebook_reads_the_release_takes_parameters_and_writes_its_outputs(re
     assert not (tmp_path / "run").exists(), "the scratch home is removed"
 
 
-def test_no_network_no_writes_to_the_data_and_a_time_limit(release, tmp_path, hub_image):
+def test_no_network_no_writes_to_the_data_and_a_time_limit(release, tmp_path, hub_image, on):
     probe = notebook(
         "import socket, pathlib\n"
         "try:\n    socket.create_connection(('8.8.8.8', 53), timeout=3); net = 'open'\n"
@@ -55,13 +65,15 @@ def test_no_network_no_writes_to_the_data_and_a_time_limit(release, tmp_path, hu
         "except OSError as e:\n    data = type(e).__name__\n"
         "pathlib.Path('probe.txt').write_text(net + ' ' + data)",
     )
-    result = run_notebook(hub_image, release, {"p.ipynb": probe}, "p.ipynb", tmp_path / "a", timeout=120)
+    result = run_notebook(
+        hub_image, release, {"p.ipynb": probe}, "p.ipynb", tmp_path / "a", timeout=120, **on
+    )
     assert result.ok, result.log
     net, data = result.files["probe.txt"].decode().split()
     assert net == "OSError" and data == "OSError", (net, data)
 
     slow = notebook("import time\ntime.sleep(600)")
-    result = run_notebook(hub_image, release, {"s.ipynb": slow}, "s.ipynb", tmp_path / "b", timeout=15)
+    result = run_notebook(hub_image, release, {"s.ipynb": slow}, "s.ipynb", tmp_path / "b", timeout=15, **on)
     assert result.exit_code is None and "longer than its limit" in result.log
 
 

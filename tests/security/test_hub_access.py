@@ -13,16 +13,20 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.fixtures_hub import docker_exec, docker_inspect
+from tests.fixtures_hub import ENGINES, docker_exec, docker_inspect, running_pair
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def _container_exists(name: str) -> bool:
-    out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"name=^{name}$"], capture_output=True, text=True
-    )
-    return bool(out.stdout.strip())
+@pytest.fixture(scope="module", params=ENGINES)
+def hub(request):
+    """Each attack runs on the plain Docker engine and on a single-node swarm (TRE_ENGINE=swarm)."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="module")
+def workspaces(hub) -> dict[str, str]:
+    return running_pair(hub)
 
 
 @pytest.mark.parametrize(
@@ -34,53 +38,56 @@ def _container_exists(name: str) -> bool:
         ("alice", "proj-b", "not a researcher on project proj-b"),
     ],
 )
-def test_spawn_refused_with_403_and_audited(tre_hub, running, user, project, reason):
-    assert tre_hub.server("alice", "proj-a")["ready"]  # control: the same request works for a member
-    assert tre_hub.audit_events("workspace.start", "proj-a")
-    before = len(tre_hub.audit_events("workspace.refused", project))
-    r = tre_hub.request_start(user, project)
+def test_spawn_refused_with_403_and_audited(hub, workspaces, user, project, reason):
+    assert hub.server("alice", "proj-a")["ready"]  # control: the same request works for a member
+    assert hub.audit_events("workspace.start", "proj-a")
+    before = len(hub.audit_events("workspace.refused", project))
+    r = hub.request_start(user, project)
     assert r.status_code == 403, r.text
     assert reason in r.json()["message"]
-    events = tre_hub.audit_events("workspace.refused", project)
+    events = hub.audit_events("workspace.refused", project)
     assert len(events) == before + 1
     assert events[-1][0] == user and reason in events[-1][1]["reason"]
-    assert not _container_exists(tre_hub.container(user, project))
-    assert tre_hub.server(user, project) is None
+    assert not hub.workspace_exists(user, project)
+    assert hub.server(user, project) is None
 
 
-def test_membership_rechecked_on_every_spawn(tre_hub):
+def test_membership_rechecked_on_every_spawn(hub):
     """A restart replays the stored request; losing membership in between must stop it."""
     from hub import registry as reg
     from hub.kernel.db import session_scope
 
-    tre_hub.start("alice", "proj-c")
-    tre_hub.stop("alice", "proj-c")
-    with session_scope(tre_hub.settings) as s:
+    hub.start("alice", "proj-c")
+    hub.stop("alice", "proj-c")
+    with session_scope(hub.settings) as s:
         reg.remove_member(s, "lead", "proj-c", "alice")
     try:
-        r = tre_hub.request_start("alice", "proj-c")
+        r = hub.request_start("alice", "proj-c")
         assert r.status_code == 403 and "not a researcher" in r.json()["message"]
     finally:
-        with session_scope(tre_hub.settings) as s:
+        with session_scope(hub.settings) as s:
             reg.add_member(s, "lead", "proj-c", "alice")
 
 
-def test_user_options_cannot_choose_image_or_mounts(tre_hub):
-    tre_hub.ensure_user("alice")
-    r = tre_hub.api(
+def test_user_options_cannot_choose_image_or_mounts(hub):
+    hub.ensure_user("alice")
+    r = hub.api(
         "POST",
         "/users/alice/servers/proj-c",
         json={"image": "busybox:latest", "mounts": [{"source": "/", "target": "/host"}], "cmd": ["sh"]},
     )
     assert r.status_code in (201, 202), r.text
     try:
-        tre_hub.wait_ready("alice", "proj-c")
-        info = docker_inspect(tre_hub.container("alice", "proj-c"))
-        assert info["Config"]["Image"] == tre_hub.settings.image
+        hub.wait_ready("alice", "proj-c")
+        info = docker_inspect(hub.container("alice", "proj-c"))
+        assert info["Config"]["Image"] == hub.settings.image
         assert info["Config"]["Cmd"][0] == "jupyterhub-singleuser"
-        assert {m["Destination"] for m in info["Mounts"]} == {"/data", "/home/jovyan"}
+        # (On a swarm /tmp is a tmpfs volume, not a bind: tests/integration/test_spawn.py.)
+        binds = {m["Destination"] for m in info["Mounts"] if m["Type"] == "bind"}
+        assert binds == {"/data", "/home/jovyan"}
+        assert {m["Destination"] for m in info["Mounts"]} - binds <= {"/tmp"}
     finally:
-        tre_hub.stop("alice", "proj-c")
+        hub.stop("alice", "proj-c")
 
 
 def _container_token(container: str) -> str:
@@ -90,8 +97,8 @@ def _container_token(container: str) -> str:
     return token
 
 
-def test_workspace_token_cannot_list_users_or_reach_other_servers(tre_hub, running):
-    token = _container_token(running["alice"])
+def test_workspace_token_cannot_list_users_or_reach_other_servers(hub, workspaces):
+    token = _container_token(workspaces["alice"])
     # From inside the workspace, against the hub API it can reach:
     script = """
 import os, sys, urllib.request, urllib.error
@@ -104,31 +111,31 @@ for path in ("/user", "/users", "/users/bob", "/users/bob/servers/proj-b", "/ser
     except urllib.error.HTTPError as e:
         print(path, e.code)
 """
-    r = docker_exec(running["alice"], "python3", "-c", script)
+    r = docker_exec(workspaces["alice"], "python3", "-c", script)
     codes = dict(line.split() for line in r.stdout.splitlines())
     assert codes.pop("/user") == "200", r.stdout + r.stderr  # control: the token works for itself
     assert codes.pop("/services") in ("200", "403")  # public service list; harmless either way
     assert all(code in ("403", "404") for code in codes.values()), codes
     # Through the proxy (from the host; the workspace cannot even reach the proxy):
     headers = {"Authorization": f"token {token}"}
-    with tre_hub.client(headers=headers) as c:
-        own = c.get(f"{tre_hub.user_url('alice', 'proj-a')}api/status")
-        other = c.get(f"{tre_hub.user_url('bob', 'proj-b')}api/status")
+    with hub.client(headers=headers) as c:
+        own = c.get(f"{hub.user_url('alice', 'proj-a')}api/status")
+        other = c.get(f"{hub.user_url('bob', 'proj-b')}api/status")
     assert own.status_code == 200  # control
     assert other.status_code in (403, 404) or (
         other.status_code == 302 and "/bob/" not in other.headers["location"]
     )
 
 
-def test_downloads_through_the_proxy_refused(tre_hub, running):
-    home = tre_hub.settings.home_dir("proj-a", "alice")
+def test_downloads_through_the_proxy_refused(hub, workspaces):
+    home = hub.settings.home_dir("proj-a", "alice")
     (home / "results.csv").write_text("a,b\n1,2\n")
     (home / "results.csv").chmod(0o644)
     nb = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
     (home / "nb.ipynb").write_text(nb)
-    headers = {"Authorization": f"token {tre_hub.user_token('alice')}"}
-    base = tre_hub.user_url("alice", "proj-a").rstrip("/")
-    client = tre_hub.client(headers=headers, follow_redirects=False)
+    headers = {"Authorization": f"token {hub.user_token('alice')}"}
+    base = hub.user_url("alice", "proj-a").rstrip("/")
+    client = hub.client(headers=headers, follow_redirects=False)
 
     def get(path: str) -> httpx.Response:
         return client.get(base + path)
@@ -156,24 +163,24 @@ def open_host_port() -> Iterator[int]:
         yield srv.getsockname()[1]
 
 
-def test_no_spawn_without_network_controls_and_the_firewall_is_what_blocks(tre_hub, running, open_host_port):
+def test_no_spawn_without_network_controls_and_the_firewall_is_what_blocks(hub, workspaces, open_host_port):
     """Remove the INPUT hook: spawns are refused (503), and a probe shows the hook was the control."""
     from hub.host import network
     from tests.fixtures_hub import probe_tcp
 
-    plan = network.plan(tre_hub.settings)
+    plan = network.plan(hub.settings)
     chain, rule = plan.hooks()[0]
     assert chain == "INPUT"
     subprocess.run(["iptables", "-w", "10", "-D", chain, *rule], check=True)
     try:
-        assert not network.status(tre_hub.settings).ok
-        r = tre_hub.request_start("alice", "proj-c")
+        assert not network.status(hub.settings).ok
+        r = hub.request_start("alice", "proj-c")
         assert r.status_code == 503 and "tre network setup" in r.json()["message"]
-        assert tre_hub.server("alice", "proj-c") is None
+        assert hub.server("alice", "proj-c") is None
         # With the hook gone, the workspace reaches a host service it could not reach before.
-        assert probe_tcp(running["alice"], [(tre_hub.gateway, open_host_port)]) == ["open"]
+        assert probe_tcp(workspaces["alice"], [(hub.gateway, open_host_port)]) == ["open"]
     finally:
-        network.setup(tre_hub.settings)
-    assert probe_tcp(running["alice"], [(tre_hub.gateway, open_host_port)]) != ["open"]
-    tre_hub.start("alice", "proj-c")  # control: with the rules back, the same request works
-    tre_hub.stop("alice", "proj-c")
+        network.setup(hub.settings)
+    assert probe_tcp(workspaces["alice"], [(hub.gateway, open_host_port)]) != ["open"]
+    hub.start("alice", "proj-c")  # control: with the rules back, the same request works
+    hub.stop("alice", "proj-c")

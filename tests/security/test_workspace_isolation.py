@@ -20,9 +20,29 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_hub import docker_exec, docker_inspect, host_tcp, probe_tcp, tcp_from_host
+from tests.fixtures_hub import (
+    ENGINES,
+    docker_exec,
+    docker_inspect,
+    host_tcp,
+    probe_tcp,
+    running_pair,
+    tcp_from_host,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def hub(request):
+    """Each attack runs on the plain Docker engine and on a single-node swarm (TRE_ENGINE=swarm)."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="module")
+def workspaces(hub) -> dict[str, str]:
+    return running_pair(hub)
+
 
 # RFC 5737 TEST-NET-2: documentation only. (TEST-NET-1 is not used: some sandboxes number their real
 # gateway from it.) The fixture checks the address is not in use here before borrowing it.
@@ -34,7 +54,7 @@ def _ip(container: str, network: str) -> str:
 
 
 @pytest.fixture
-def host_listener(tre_hub):
+def host_listener(hub):
     """A TCP service on every host address (like an unprotected admin service would be)."""
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -123,16 +143,16 @@ def fake_internet():
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
-def test_internet_unreachable(tre_hub, running, fake_internet):
+def test_internet_unreachable(hub, workspaces, fake_internet):
     assert host_tcp(fake_internet, 80)  # control: from the host, "the internet" answers
     hub_api, internet = probe_tcp(
-        running["alice"], [(tre_hub.gateway, tre_hub.settings.hub_port), (fake_internet, 80)]
+        workspaces["alice"], [(hub.gateway, hub.settings.hub_port), (fake_internet, 80)]
     )
     assert hub_api == "open"  # control: the probe connects where it is allowed to
     assert internet != "open", "a workspace reached an address outside the host"
 
 
-def test_public_names_do_not_resolve(tre_hub, running):
+def test_public_names_do_not_resolve(hub, workspaces):
     script = """
 import socket, sys
 def resolve(name):
@@ -142,7 +162,7 @@ def resolve(name):
         return "fail: %s" % e
 print(resolve(sys.argv[1])); print(resolve(sys.argv[2]))
 """
-    r = docker_exec(running["alice"], "python3", "-c", script, "pypi.org", running["bob"])
+    r = docker_exec(workspaces["alice"], "python3", "-c", script, "pypi.org", workspaces["bob"])
     public, neighbour = r.stdout.splitlines()
     # Control: the container's resolver answers (Docker's embedded DNS knows the network's names)...
     assert neighbour.startswith("['172."), neighbour
@@ -156,13 +176,13 @@ print(resolve(sys.argv[1])); print(resolve(sys.argv[2]))
     pytest.fail("this host cannot resolve pypi.org either, so the probe proves nothing here")
 
 
-def test_network_status_probes_dns_from_inside_and_the_probe_sees_a_leak(tre_hub):
+def test_network_status_probes_dns_from_inside_and_the_probe_sees_a_leak(hub):
     """`tre network status` asks from a workspace-like container for a name this host resolves
     (CVE-2024-29018: older engines forward it). Control: on an ordinary (not internal) network the
     same probe reports the leak, so a quiet answer on the workspace network means something."""
     from hub.host.network import dns_probe
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")} | tre_hub.settings.to_env()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")} | hub.settings.to_env()
     tre = Path(sys.executable).parent / "tre"
     done = subprocess.run(
         [str(tre), "network", "status"], env=env, capture_output=True, text=True, timeout=180
@@ -172,40 +192,42 @@ def test_network_status_probes_dns_from_inside_and_the_probe_sees_a_leak(tre_hub
     leaky = f"tre-dnsprobe-{os.getpid()}"
     subprocess.run(["docker", "network", "create", leaky], check=True, capture_output=True)
     try:
-        found = dns_probe(tre_hub.settings, network=leaky)
+        found = dns_probe(hub.settings, network=leaky)
     finally:
         subprocess.run(["docker", "network", "rm", leaky], check=False, capture_output=True)
     assert found.checked and found.leaks, found
 
 
-def test_other_workspaces_unreachable(tre_hub, running):
-    network = tre_hub.settings.network
-    alice_ip, bob_ip = _ip(running["alice"], network), _ip(running["bob"], network)
+def test_other_workspaces_unreachable(hub, workspaces):
+    network = hub.settings.network
+    alice_ip, bob_ip = _ip(workspaces["alice"], network), _ip(workspaces["bob"], network)
     # Control: bob's server is up, and reachable from the host by the guard (only by the guard).
-    assert tcp_from_host(tre_hub.settings, bob_ip, 8888, as_guard=True).returncode == 0
-    own, other = probe_tcp(running["alice"], [(alice_ip, 8888), (bob_ip, 8888)])
+    assert tcp_from_host(hub.settings, bob_ip, 8888, as_guard=True).returncode == 0
+    own, other = probe_tcp(workspaces["alice"], [(alice_ip, 8888), (bob_ip, 8888)])
     assert own == "open"  # control: the probe reaches a server on the same bridge (its own)
     assert other != "open", "alice's workspace reached bob's server"
 
 
-def test_only_the_hub_api_on_the_host(tre_hub, running, host_listener):
-    s = tre_hub.settings
-    host_addrs = {tre_hub.gateway, "172.17.0.1"}
+def test_only_the_hub_api_on_the_host(hub, workspaces, host_listener):
+    s = hub.settings
+    host_addrs = {hub.gateway, "172.17.0.1"}
     host_addrs |= {
         a[4][0]
         for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
         if a[4][0] != "127.0.1.1"
     }
-    assert host_tcp(tre_hub.gateway, host_listener)  # control: the service answers on the gateway
-    targets = [(tre_hub.gateway, s.hub_port)]
+    assert host_tcp(hub.gateway, host_listener)  # control: the service answers on the gateway
+    targets = [(hub.gateway, s.hub_port)]
     targets += [(addr, host_listener) for addr in sorted(host_addrs)]
-    targets += [(tre_hub.gateway, port) for port in (s.egress_port, s.public_port, 22, 53, 2375, 2376)]
-    results = dict(zip([f"{h}:{p}" for h, p in targets], probe_tcp(running["alice"], targets), strict=True))
-    assert results.pop(f"{tre_hub.gateway}:{s.hub_port}") == "open", "hub API must stay reachable"
+    targets += [(hub.gateway, port) for port in (s.egress_port, s.public_port, 22, 53, 2375, 2376)]
+    results = dict(
+        zip([f"{h}:{p}" for h, p in targets], probe_tcp(workspaces["alice"], targets), strict=True)
+    )
+    assert results.pop(f"{hub.gateway}:{s.hub_port}") == "open", "hub API must stay reachable"
     assert all(v != "open" for v in results.values()), results
 
 
-def test_cannot_write_data_or_root(running):
+def test_cannot_write_data_or_root(workspaces):
     script = """
 import os
 for path in ("/data/x", "/data/data/x", "/x", "/usr/x", "/etc/x", os.path.expanduser("~/ok"), "/tmp/ok"):
@@ -216,17 +238,17 @@ for path in ("/data/x", "/data/data/x", "/x", "/usr/x", "/etc/x", os.path.expand
 """
     out = dict(
         line.split(" ", 1)
-        for line in docker_exec(running["alice"], "python3", "-c", script).stdout.splitlines()
+        for line in docker_exec(workspaces["alice"], "python3", "-c", script).stdout.splitlines()
     )
     assert out.pop("/home/jovyan/ok") == "written" and out.pop("/tmp/ok") == "written"  # controls
     assert all(v != "written" for v in out.values()), out
     # /tmp is noexec: a dropped binary cannot be run from there.
-    r = docker_exec(running["alice"], "sh", "-c", "cp /bin/true /tmp/t && /tmp/t")
+    r = docker_exec(workspaces["alice"], "sh", "-c", "cp /bin/true /tmp/t && /tmp/t")
     assert r.returncode != 0
 
 
-def test_no_capabilities_no_root(running):
-    alice = running["alice"]
+def test_no_capabilities_no_root(workspaces):
+    alice = workspaces["alice"]
     status = dict(
         line.split(":\t", 1) for line in docker_exec(alice, "cat", "/proc/self/status").stdout.splitlines()
     )
@@ -247,10 +269,12 @@ def test_no_capabilities_no_root(running):
     assert r.returncode != 0
 
 
-def test_no_docker_socket(tre_hub, running):
+def test_no_docker_socket(hub, workspaces):
     assert os.path.exists("/var/run/docker.sock")  # control: the host has one to leak
-    mounts = docker_inspect(running["alice"])["Mounts"]
-    assert not [m for m in mounts if "docker" in m["Source"]]
+    mounts = docker_inspect(workspaces["alice"])["Mounts"]
+    assert not [m for m in mounts if m["Type"] == "bind" and "docker" in m["Source"]]
+    # On a swarm /tmp is a tmpfs volume (kept under Docker's folder, holding nothing of Docker's).
+    assert [m["Destination"] for m in mounts if m["Type"] != "bind"] in ([], ["/tmp"])
     script = """
 import os
 found = []
@@ -259,11 +283,11 @@ for top in ("/run", "/var/run", "/var", "/tmp", "/home", "/data"):
         found += [os.path.join(dirpath, f) for f in files if "docker" in f]
 print(found)
 """
-    assert docker_exec(running["alice"], "python3", "-c", script).stdout.strip() == "[]"
+    assert docker_exec(workspaces["alice"], "python3", "-c", script).stdout.strip() == "[]"
 
 
-def test_only_own_project_data_and_home(tre_hub, running):
-    alice, bob = running["alice"], running["bob"]
+def test_only_own_project_data_and_home(hub, workspaces):
+    alice, bob = workspaces["alice"], workspaces["bob"]
     assert docker_exec(bob, "cat", "/data/data/secret.csv").stdout == "project,proj-b\n"  # control
     r = docker_exec(
         alice,
@@ -273,10 +297,10 @@ def test_only_own_project_data_and_home(tre_hub, running):
     )
     assert r.stdout.splitlines() == ["project,proj-a", "jovyan"], r.stdout
     mounts = [line.split()[1] for line in docker_exec(alice, "cat", "/proc/mounts").stdout.splitlines()]
-    host_paths = [m for m in mounts if str(tre_hub.settings.root) in m or "homes" in m or "projects" in m]
+    host_paths = [m for m in mounts if str(hub.settings.root) in m or "homes" in m or "projects" in m]
     assert not host_paths
     # Bob's home on the host is not visible anywhere in alice's workspace.
-    (tre_hub.settings.home_dir("proj-b", "bob") / "bob-notes.txt").write_text("bob only")
+    (hub.settings.home_dir("proj-b", "bob") / "bob-notes.txt").write_text("bob only")
     r = docker_exec(
         alice, "sh", "-c", "find / -xdev -name bob-notes.txt 2>/dev/null; find /home /data /tmp -name 'bob*'"
     )
@@ -284,9 +308,10 @@ def test_only_own_project_data_and_home(tre_hub, running):
     assert docker_exec(bob, "cat", "/home/jovyan/bob-notes.txt").stdout == "bob only"  # control
 
 
-def test_ipv6_is_off(running):
+def test_ipv6_is_off(workspaces):
     assert (
-        docker_exec(running["alice"], "cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6").stdout.strip() == "1"
+        docker_exec(workspaces["alice"], "cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6").stdout.strip()
+        == "1"
     )
 
 
@@ -308,9 +333,9 @@ if forked or refused:
 """
 
 
-def test_fork_bomb_is_contained(tre_hub):
-    tre_hub.start("alice", "proj-c")
-    name = tre_hub.container("alice", "proj-c")
+def test_fork_bomb_is_contained(hub):
+    hub.start("alice", "proj-c")
+    name = hub.container("alice", "proj-c")
     try:
         limit = docker_inspect(name)["HostConfig"]["PidsLimit"]
         bomb = subprocess.Popen(
@@ -322,7 +347,7 @@ def test_fork_bomb_is_contained(tre_hub):
         # The host and the hub keep answering while the bomb runs.
         t0 = time.monotonic()
         subprocess.run(["true"], check=True, timeout=5)
-        assert tre_hub.api("GET", "/").status_code == 200
+        assert hub.api("GET", "/").status_code == 200
         assert time.monotonic() - t0 < 3
         pids = int(
             subprocess.run(
@@ -336,6 +361,6 @@ def test_fork_bomb_is_contained(tre_hub):
         # Control: the bomb really ran into the limit (some fork calls were refused).
         assert any(int(line.split()[1]) > 0 for line in out.splitlines()), out
         # The workspace itself survives once the bomb is over.
-        assert tre_hub.wait_ready("alice", "proj-c", timeout=30)
+        assert hub.wait_ready("alice", "proj-c", timeout=30)
     finally:
-        tre_hub.stop("alice", "proj-c")
+        hub.stop("alice", "proj-c")
