@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+import docker
 import docker.errors
 import httpx
 from docker.types import Mount
@@ -43,6 +45,12 @@ from hub.workspaces.configured import WithTRESettings
 # Docker object names allow [a-zA-Z0-9][a-zA-Z0-9_.-]; usernames and project slugs must fit as they are,
 # and hold no "--", so the container name `tre-<user>--<project>` is readable and unambiguous.
 SAFE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_.]|-(?!-)){0,62}$")
+
+
+@functools.cache
+def this_node() -> str:
+    """This engine's swarm node id (the hub's node)."""
+    return docker.from_env(timeout=10).info()["Swarm"]["NodeID"]
 
 
 def refusal(status: int, message: str) -> web.HTTPError:
@@ -301,6 +309,9 @@ class TRESwarmSpawner(TREWorkspace, SwarmSpawner):
     (hub.host.swarm). The task joins the swarm-scoped workspace bridge of its node."""
 
     def _configure_container(self, permit: WorkspacePermit) -> None:
+        # The guard and the hub API are on the hub's node, so its workspaces are too (jobs and
+        # re-runs, which need neither, run on any node): docs/operations.md "More than one host".
+        node = this_node()
         self._service_spec = hardened_service(
             self.object_name,
             self.tre_settings.image,
@@ -314,6 +325,7 @@ class TRESwarmSpawner(TREWorkspace, SwarmSpawner):
             pids=permit.limits.pids,
             labels=self._labels(permit),
             tmp_size=self.tmp_size,
+            constraints=[f"node.id=={node}"],
         )
 
     @property

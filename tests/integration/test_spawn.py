@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
 
 from tests.fixtures_hub import ENGINES, docker_exec, docker_inspect, running_pair
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def run(cmd: list[str]) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -42,6 +49,11 @@ def test_spawn_through_rest_api_gives_hardened_container(hub, workspaces):
     mounts = {m["Destination"]: m for m in info["Mounts"]}
     if swarm:  # /tmp: a tmpfs volume, since a service's tmpfs takes no noexec
         assert mounts.pop("/tmp")["Type"] == "volume"
+        service = info["Config"]["Labels"]["com.docker.swarm.service.name"]
+        spec = json.loads(run(["docker", "service", "inspect", service]))[0]["Spec"]
+        node = run(["docker", "info", "--format", "{{.Swarm.NodeID}}"]).strip()
+        assert spec["TaskTemplate"]["Placement"]["Constraints"] == [f"node.id=={node}"]  # the guard's node
+        assert spec["TaskTemplate"]["RestartPolicy"]["Condition"] == "none"
     else:
         assert "/tmp" in host["Tmpfs"] and "noexec" in host["Tmpfs"]["/tmp"]
         assert {m["Target"] for m in host["Mounts"]} == {"/data", "/home/jovyan"}  # ...only --mount
