@@ -361,11 +361,15 @@ def isolated_settings(root: Path, name: str, **overrides: Any) -> Any:
     from hub.kernel.settings import Settings
 
     suffix = secrets.token_hex(3)
+    subnet, sealed = free_subnet(), free_subnet()
+    while sealed == subnet:
+        sealed = free_subnet()
     return Settings(
         root=root,
         network=f"tre-{name}-{suffix}",
         bridge=f"tr{name[:2]}{suffix}",
-        subnet=free_subnet(),
+        subnet=subnet,
+        sealed_subnet=sealed,
         public_port=free_port(),
         http_port=free_port(),
         proxy_api_port_override=free_port(),
@@ -458,6 +462,20 @@ def single_node_swarm() -> Iterator[None]:
         subprocess.run(["docker", "swarm", "leave", "--force"], capture_output=True)
         # The swarm's gateway bridge stays behind a swarm that is left.
         subprocess.run(["docker", "network", "rm", "docker_gwbridge"], capture_output=True)
+        # Config networks a test hub's teardown had to keep (hub.host.swarm.remove says why) go now.
+        ls = [
+            "docker",
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            "label=org.tre.managed=1",
+            "--filter",
+            "driver=null",
+        ]
+        kept = subprocess.run(ls, capture_output=True, text=True).stdout.split()
+        if kept:
+            subprocess.run(["docker", "network", "rm", *kept], capture_output=True)
 
 
 @pytest.fixture(scope="session")

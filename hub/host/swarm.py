@@ -115,11 +115,15 @@ def ensure_config_network(
     return True
 
 
+def _swarm_network(client: docker.DockerClient, network: str) -> dict:
+    return client.api.inspect_network(network, scope="swarm")
+
+
 def ensure_swarm_network(client: docker.DockerClient, network: str) -> bool:
     """On a manager: the internal swarm network built from the config network; True when created.
     (Docker takes no labels on a network built from a config network.)"""
     try:
-        client.networks.get(network)
+        _swarm_network(client, network)
         return False
     except docker.errors.NotFound:
         pass
@@ -134,7 +138,7 @@ def ensure_swarm_network(client: docker.DockerClient, network: str) -> bool:
 
 def swarm_network_problems(client: docker.DockerClient, network: str) -> list[str]:
     try:
-        attrs = client.networks.get(network).attrs
+        attrs = _swarm_network(client, network)
     except docker.errors.NotFound:
         return [f"swarm network {network} does not exist (run `tre network setup` on a manager)"]
     problems = []
@@ -242,23 +246,50 @@ def remove(client: docker.DockerClient, settings: Settings, bridge_gone: Callabl
     while time.monotonic() < deadline and not bridge_gone():
         time.sleep(0.2)
     names = networks(settings)
-    for name in [*names, *map(config_network, names)]:
-        for _ in range(50):
-            try:
-                client.networks.get(name).remove()
-                done.append(f"network {name}: removed")
-                break
-            except docker.errors.NotFound:
-                break
-            except docker.errors.APIError as exc:
-                # Tasks leave a network a moment after their service is gone.
-                last = exc
-                time.sleep(0.2)
-        else:
+    # Ended tasks' containers outlive their services for a while, and hold the node's network.
+    for name in names:
+        for container in client.containers.list(all=True, filters={"network": name}):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+    for name in names:
+        try:
+            client.api.remove_network(name)
+            done.append(f"swarm network {name}: removed")
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            # After job tasks used it, this engine can keep a stale copy of a swarm network the swarm
+            # no longer has (Docker 20.10): removing it then says "not found".
+            if "not found" in (exc.explanation or ""):
+                continue
             raise SwarmError(
-                f"could not remove network {name} (stop the workspaces first): {last.explanation}"
+                f"could not remove {name} (stop the workspaces first): {exc.explanation}"
+            ) from exc
+    for name in map(config_network, names):
+        try:
+            _remove_when_free(client, name)
+            done.append(f"config network {name}: removed")
+        except docker.errors.APIError:
+            done.append(
+                f"config network {name}: kept, still held by this engine's stale copy of the removed swarm "
+                "network (Docker 20.10, after job tasks used it); it goes when the node leaves the swarm or "
+                "dockerd restarts, and holds no bridge or address meanwhile"
             )
     return done
+
+
+def _remove_when_free(client: docker.DockerClient, name: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.networks.get(name).remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)  # tasks leave a network a moment after their service is gone
 
 
 # --- sealed runs and jobs as swarm job services ---------------------------------------------------
@@ -334,8 +365,12 @@ class SealedTask:
             return ""
 
     def remove(self) -> None:
+        container = self._status().get("ContainerStatus", {}).get("ContainerID")
         with contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_service(self.service)
+        # An ended job's container outlives its service for a while: remove it (on this node) now.
+        with contextlib.suppress(docker.errors.APIError, docker.errors.NullResource):
+            self.client.api.remove_container(container, force=True)
         remove_tmp_volume(self.client, self.service)
 
 

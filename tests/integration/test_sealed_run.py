@@ -70,7 +70,8 @@ def test_no_network_no_writes_to_the_data_and_a_time_limit(release, tmp_path, hu
     )
     assert result.ok, result.log
     net, data = result.files["probe.txt"].decode().split()
-    assert net == "OSError" and data == "OSError", (net, data)
+    # On a swarm's sealed network the task has a route, and the firewall drops the packets: a timeout.
+    assert net in ("OSError", "TimeoutError") and data == "OSError", (net, data)
 
     slow = notebook("import time\ntime.sleep(600)")
     result = run_notebook(hub_image, release, {"s.ipynb": slow}, "s.ipynb", tmp_path / "b", timeout=15, **on)

@@ -78,16 +78,23 @@ def test_a_sealed_task_reaches_nothing_and_the_firewall_is_what_blocks(
     assert "open" not in results, dict(zip(map(str, targets), results, strict=True))
     assert swarm_hub.api("GET", "/").status_code == 200  # control: the hub answers on that address
     plan = network.plan(settings)
-    drop = ("INPUT", ["-i", plan.sealed_bridge, "-j", "DROP"])
-    assert drop in plan.sealed_hooks()
-    subprocess.run(["iptables", "-w", "10", "-D", drop[0], *drop[1]], check=True)
+    # Two rules each cut the host off: INPUT drops what the task sends, OUTPUT rejects the host's replies.
+    rules = [
+        ("INPUT", ["-i", plan.sealed_bridge, "-j", "DROP"]),
+        ("OUTPUT", ["-o", plan.sealed_bridge, "-j", "REJECT"]),
+    ]
+    assert all(rule in plan.sealed_hooks() for rule in rules)
+    for chain, rule in rules:
+        subprocess.run(["iptables", "-w", "10", "-D", chain, *rule], check=True)
     try:
         assert not network.status(settings).ok
-        # Without the rule the sealed task reaches a host service on its gateway: the rule is the control.
-        assert _probe(swarm_hub, release, tmp_path / "c", targets[:1]) == ["open"]
+        # Without them the sealed task reaches host services: the rules are the control.
+        assert _probe(swarm_hub, release, tmp_path / "c", targets[:3]) == ["open"] * 3
+        subprocess.run(["iptables", "-w", "10", "-I", "OUTPUT", "1", *rules[1][1]], check=True)
+        assert _probe(swarm_hub, release, tmp_path / "d", targets[:1]) != ["open"]  # either one suffices
     finally:
         network.setup(settings)
-    assert _probe(swarm_hub, release, tmp_path / "d", targets[:1]) != ["open"]
+    assert _probe(swarm_hub, release, tmp_path / "e", targets[:1]) != ["open"]
 
 
 def test_without_the_anchor_no_workspace_starts(swarm_hub):
