@@ -441,6 +441,9 @@ def running(tre_hub) -> dict[str, str]:
     return running_pair(tre_hub)
 
 
+GWBRIDGE_SUBNET = "10.211.0.0/16"
+
+
 @contextlib.contextmanager
 def single_node_swarm() -> Iterator[None]:
     """This engine as a single-node swarm; left as it was found (a swarm made here is left again)."""
@@ -450,6 +453,17 @@ def single_node_swarm() -> Iterator[None]:
     if state == "active":
         yield
         return
+    # Swarm makes docker_gwbridge with the first free /16 of Docker's pools (172.17-31.0.0/16, where the
+    # test and the TRE's default subnets are) unless it exists: made first, with its own range.
+    subprocess.run(
+        [
+            "docker", "network", "create", "--subnet", GWBRIDGE_SUBNET,
+            "-o", "com.docker.network.bridge.name=docker_gwbridge",
+            "-o", "com.docker.network.bridge.enable_icc=false",
+            "-o", "com.docker.network.bridge.enable_ip_masquerade=true", "docker_gwbridge",
+        ],
+        capture_output=True,
+    )  # fmt: skip
     route = subprocess.run(["ip", "-4", "route", "get", "192.0.2.1"], capture_output=True, text=True).stdout
     addr = route.split(" src ")[1].split()[0] if " src " in route else "127.0.0.1"
     init = subprocess.run(

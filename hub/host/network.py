@@ -319,6 +319,9 @@ def _swarm_problems(client: docker.DockerClient, settings: Settings, p: NetworkP
         except docker.errors.NotFound:
             problems.append(f"config network {swarm.config_network(network)} does not exist on this node")
         problems += swarm.swarm_network_problems(client, network)
+    problems += swarm.gwbridge_problems(
+        client, [ipaddress.ip_network(n[2]) for n in _swarm_networks(settings, p)]
+    )
     if node.manager:
         problems += swarm.anchor_problems(client, settings)
     return problems

@@ -17,6 +17,7 @@ network keeps everything hub.host.network builds for one host, on each node:
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 import subprocess
 import time
@@ -150,6 +151,23 @@ def swarm_network_problems(client: docker.DockerClient, network: str) -> list[st
         problems.append(
             f"swarm network {network} does not take its configuration from {config_network(network)}"
         )
+    return problems
+
+
+def gwbridge_problems(client: docker.DockerClient, ours: list[ipaddress.IPv4Network]) -> list[str]:
+    """Swarm's docker_gwbridge takes the first free /16 of Docker's pools when it is made, which can
+    swallow the TRE's subnets (172.31.0.0/16 holds the defaults); overlapping, a node's bridge fails."""
+    try:
+        configs = client.networks.get("docker_gwbridge").attrs.get("IPAM", {}).get("Config") or []
+    except docker.errors.NotFound:
+        return []
+    problems = []
+    for subnet in (c.get("Subnet") for c in configs if c.get("Subnet") and ":" not in c["Subnet"]):
+        if any(ipaddress.ip_network(subnet).overlaps(mine) for mine in ours):
+            problems.append(
+                f"docker_gwbridge ({subnet}) overlaps the TRE's subnets: make it again with a range of its "
+                "own before the node joins the swarm (docs/operations.md, More than one host)"
+            )
     return problems
 
 
