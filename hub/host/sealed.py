@@ -1,10 +1,11 @@
-"""The hardening every container a researcher's code runs in gets, and a sealed notebook run.
+"""A sealed notebook run: researcher code run outside the researcher's control.
 
-`hardening()` is the one definition of that hardening: the spawner applies it to workspaces, and
-`run_notebook()` to the re-runs the egress service makes of a request's notebook. A sealed run has
-the workspace's image, uid and limits, the project's release read-only at /data, a scratch home that
-holds only the files it was given, and no network at all (not even the workspace network). It runs
-on the host, outside the researcher's control: she cannot change what it runs or what it reports.
+`run_notebook()` is what the egress service re-runs a request's notebook with; the job runner
+(hub.jobs) uses `start_sealed`/`wait_sealed` itself. A sealed run has the workspace's image, uid,
+limits and hardening (hub.host.hardening), the project's release read-only at /data, a scratch home
+that holds only the files it was given, and no network at all: a container with no network on this
+host's engine, or on a swarm a job service on the sealed network, which the firewall cuts off. She
+cannot change what it runs or what it reports.
 """
 
 from __future__ import annotations
