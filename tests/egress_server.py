@@ -19,8 +19,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from egress.web.app import create_app
-from egress.web.auth import current_identity
 from hub.kernel.settings import get_settings
+from hub.web.sso import current_identity
 from tests.fixtures_egress import injected_identity
 from tests.fixtures_hub import free_port
 

@@ -19,11 +19,11 @@ from egress.review.commands import EgressCommands
 from egress.review.models import EgressFile
 from egress.review.queries import EgressQueries
 from egress.web.app import create_app
-from egress.web.auth import Identity, current_identity
 from hub import registry as reg
 from hub.kernel.audit import AuditEvent
 from hub.kernel.db import session_scope, upgrade
 from hub.kernel.settings import Settings, get_settings
+from hub.web.sso import Identity, current_identity
 
 PROJECT = "diab-study"
 OTHER = "onco-study"

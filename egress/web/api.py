@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from egress.review.queries import AUDIT_LIMIT, LIST_LIMIT, ListScope
 from egress.web.deps import Id, RequestOp, Svc
 from egress.web.schemas import ErrorBody, GroupText, NewComment, NewFile, NewGroup, NewRequest, NewVote, Note
-from egress.web.security import ApiMe, refuse_csrf, same_origin
+from hub.web.security import ApiMe, refuse_csrf, same_origin
 
 ERROR = {"model": ErrorBody}
 router = APIRouter(tags=["egress"], responses={401: ERROR, 403: ERROR, 404: ERROR, 409: ERROR, 422: ERROR})

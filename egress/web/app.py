@@ -1,9 +1,9 @@
 """The egress web service: server-rendered pages and a JSON API over egress.review.
 
-`create_app` wires the parts: the routers (`pages`, `api`), the renderers (`render`), the headers and
-CSRF rules (`security`), sign-in through the hub (`auth`); the commands and queries reach the routers
-as FastAPI dependencies (`deps`). Everything hangs under the JupyterHub service prefix (default
-/services/egress/).
+`create_app` wires the parts: the routers (`pages`, `api`), the renderers (`render`), the headers,
+CSRF rules and sign-in through the hub (hub.web, which every TRE web service shares); the commands and
+queries reach the routers as FastAPI dependencies (`deps`). Everything hangs under the JupyterHub
+service prefix (default /services/egress/).
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from egress.review.reruns import EgressReruns
 from egress.review.signing import InvalidRecord
 from egress.review.storage import Refused
 from egress.web import api, pages
-from egress.web.auth import HubSSO, NeedLogin
 from egress.web.deps import Services
-from egress.web.security import CSRFRefused, SecurityHeaders
+from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import upgrade
 from hub.kernel.settings import Settings
+from hub.web.security import CSRFRefused, SecurityHeaders
+from hub.web.sso import HubSSO, NeedLogin
 
 HERE = Path(__file__).parent
 DEFAULT_PREFIX = "/services/egress/"
@@ -56,7 +57,10 @@ def create_app(
         redoc_url=None,
     )
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    app.state.sso = HubSSO(settings, prefix, public_url) if sso else None
+    app.state.sso = HubSSO(settings, prefix, public_url, service="egress") if sso else None
+    app.state.audit_refusal = lambda who, path, why: ctx.refusal(
+        who, AuditAction.EGRESS_REFUSED_CSRF, "http", path, why
+    )
     templates.env.globals["prefix"] = base
     templates.env.globals["hub_url"] = (
         app.state.sso.hub_url if app.state.sso else settings.public_url + "/hub/home"

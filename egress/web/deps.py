@@ -19,9 +19,9 @@ from egress.review.commands import EgressCommands
 from egress.review.queries import EgressQueries
 from egress.review.reruns import EgressReruns
 from egress.review.workflow import FileKind
-from egress.web.auth import Identity
 from hub.kernel.db import MAX_ROW_ID
 from hub.registry.vocabulary import MEMBER_ROLES, Role
+from hub.web.sso import Identity
 
 Id = Annotated[int, Path(ge=1, lt=MAX_ROW_ID)]
 

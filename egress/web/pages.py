@@ -10,10 +10,10 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from egress.review.queries import ListScope
 from egress.review.storage import suffix_of
-from egress.web.auth import NeedLogin, hub_sso
 from egress.web.deps import Id, RequestOp, Svc
-from egress.web.render import INLINE_IMAGES, MAX_RENDER, SANDBOXED, render_file
-from egress.web.security import SANDBOX_CSP, FormMe, Me, refuse_csrf, same_origin
+from egress.web.render import INLINE_IMAGES, MAX_RENDER, SANDBOX_CSP, SANDBOXED, render_file
+from hub.web.security import FormMe, Me, refuse_csrf, same_origin
+from hub.web.sso import NeedLogin, hub_sso
 
 router = APIRouter(include_in_schema=False)
 

@@ -1,7 +1,7 @@
 """Showing researcher files to checkers: tables with their flagged cells, notebooks, Markdown.
 
 Researchers' HTML and SVG are never rendered here: they are shown as text or inside a sandboxed
-frame (egress.web.security.SANDBOX_CSP), so they never run in this origin.
+frame (SANDBOX_CSP below), so they never run in this origin.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from egress.review.storage import BlobStore, suffix_of
 TEXT_TYPES = {"txt", "log", "py", "r", "sql", "json", "csv", "tsv", "md", "html", "svg", "ipynb"}
 INLINE_IMAGES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
 SANDBOXED = {"html": "text/html", "svg": "image/svg+xml"}
+# For researcher-made HTML/SVG: an opaque origin, no scripts, nothing fetched, framed only by us.
+SANDBOX_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
 MAX_RENDER = 2 * 1024 * 1024
 MAX_ROWS, MAX_COLS = 500, 60
 

@@ -7,7 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from egress.web.app import create_app
-from egress.web.auth import current_identity
+from hub.web.sso import current_identity
 from tests.fixtures_egress import ADMIN, AUTHOR, CHECKER1, injected_identity
 
 pytestmark = pytest.mark.slow

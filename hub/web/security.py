@@ -1,8 +1,8 @@
-"""Web hardening of the egress service: strict headers, same-origin checks, CSRF tokens.
+"""Web hardening of the TRE's services: strict headers, same-origin checks, CSRF tokens.
 
 Forms carry a CSRF token bound to the session and are refused when the browser says the post came
 from another site; cookie-authenticated API writes need the token in an X-CSRF-Token header.
-Every refusal is audited (AuditAction.EGRESS_REFUSED_CSRF).
+Every refusal is audited by the service (its app's `state.audit_refusal(who, path, why)`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,12 @@ from urllib.parse import urlparse
 
 from fastapi import Depends, Request
 
-from egress.web.auth import Identity, current_identity
-from hub.kernel.audit_actions import AuditAction
+from hub.web.sso import Identity, current_identity
 
 PAGE_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
-# For researcher-made HTML/SVG: an opaque origin, no scripts, nothing fetched, framed only by us.
-SANDBOX_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
 HSTS = b"max-age=63072000; includeSubDomains"  # as the hub's (browsers ignore it over plain http)
 
 
@@ -41,9 +38,7 @@ def same_origin(request: Request) -> bool:
 
 
 def refuse_csrf(request: Request, who: str, why: str) -> None:
-    request.app.state.services.ctx.refusal(
-        who, AuditAction.EGRESS_REFUSED_CSRF, "http", request.url.path, why
-    )
+    request.app.state.audit_refusal(who, request.url.path, why)
     raise CSRFRefused(why)
 
 

@@ -1,10 +1,11 @@
-"""Single sign-on through JupyterHub OAuth (authorization code + PKCE), and who is asking.
+"""Single sign-on of a TRE web service (egress, portal) through JupyterHub OAuth (authorization code
++ PKCE), and who is asking.
 
 The browser session is an encrypted cookie holding the hub-issued token and this session's CSRF
 secret; the username is never stored in it. Every request asks the hub who the token belongs to:
 page views may use HubAuth's short cache, state-changing requests always ask afresh, so a user the
 hub has removed or logged out cannot act on a cached identity. Project roles are not taken from the
-hub at all: they are read from the registry per request (see egress.service).
+hub at all: each service reads them from the registry per request.
 
 Tests that do not run a hub replace `current_identity` with a FastAPI dependency override inside
 the test process; there is no setting or environment variable that turns authentication off.
@@ -28,8 +29,6 @@ from jupyterhub.services.auth import HubOAuth, check_scopes
 from hub.kernel.secrets import read_or_create_secret
 from hub.kernel.settings import Settings
 
-SESSION_COOKIE = "egress-session"
-STATE_COOKIE = "egress-oauth-state"
 STATE_MAX_AGE = 600
 IDENTITY_CACHE_SECONDS = 60
 
@@ -45,8 +44,8 @@ class NeedLogin(Exception):
     """No valid session: pages redirect to the hub's login, the API answers 401."""
 
 
-def _fernet(settings: Settings) -> Fernet:
-    secret = read_or_create_secret(settings.state_dir / "egress-session.secret")
+def _fernet(settings: Settings, service: str) -> Fernet:
+    secret = read_or_create_secret(settings.state_dir / f"{service}-session.secret")
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret).digest()))
 
 
@@ -62,17 +61,19 @@ def safe_next(prefix: str, candidate: str | None) -> str:
 class HubSSO:
     """`public_url` is the service's own public URL as JupyterHub gives it (JUPYTERHUB_PUBLIC_URL):
     behind https the cookies are Secure and `__Host-` prefixed (bound to this origin, path /, so no
-    other origin below the TRE's domain can set or replace them)."""
+    other origin below the TRE's domain can set or replace them). `service` names the cookies and
+    the session secret: each service's sessions are its own."""
 
-    def __init__(self, settings: Settings, prefix: str, public_url: str = ""):
+    def __init__(self, settings: Settings, prefix: str, public_url: str = "", service: str = "egress"):
         self.prefix = prefix  # e.g. /services/egress/
+        self.service = service
         self.hub = HubOAuth(cache_max_age=IDENTITY_CACHE_SECONDS)
-        self.fernet = _fernet(settings)
+        self.fernet = _fernet(settings, service)
         self.secure = urlparse(public_url).scheme == "https"
         self.cookie_prefix = "__Host-" if self.secure else ""
         self.cookie_path = "/" if self.secure else prefix
-        self.session_cookie = self.cookie_prefix + SESSION_COOKIE
-        self.state_cookie = self.cookie_prefix + STATE_COOKIE
+        self.session_cookie = f"{self.cookie_prefix}{service}-session"
+        self.state_cookie = f"{self.cookie_prefix}{service}-oauth-state"
 
     @property
     def hub_url(self) -> str:
@@ -145,9 +146,9 @@ class HubSSO:
         if not model or model.get("kind", "user") != "user" or not model.get("name"):
             raise NeedLogin("The hub no longer accepts this session.")
         # Only tokens issued for this service count: a workspace's server token names the same
-        # user but was never meant to act on egress requests.
+        # user but was never meant to act in this service.
         if self.hub.access_scopes and not check_scopes(self.hub.access_scopes, set(model.get("scopes", []))):
-            raise NeedLogin("This token does not grant access to the egress service.")
+            raise NeedLogin(f"This token does not grant access to the {self.service} service.")
         return Identity(model["name"], csrf, via)
 
 
