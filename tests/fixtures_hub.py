@@ -201,25 +201,32 @@ class Hub:
 def egress_login(hub: Hub, user: str) -> Any:
     """A client signed in to the egress service as a person does it: password + TOTP at the hub, then
     OAuth (PKCE) into egress."""
+    return service_login(hub, user, "egress", "requests")
+
+
+def service_login(hub: Hub, user: str, service: str, page_path: str = "") -> Any:
+    """A client signed in to a TRE service (egress, portal) as a person does it: password + TOTP at
+    the hub, then OAuth (PKCE) into the service, on the service's own origin."""
     import re
 
+    url = hub.settings.service_url(service)
     browser = hub.client(follow_redirects=True)
-    page = browser.get(f"{hub.egress_url}requests")
-    assert "/hub/login" in str(page.url), f"egress did not send us to the hub login: {page.url}"
+    page = browser.get(f"{url}{page_path}")
+    assert "/hub/login" in str(page.url), f"{service} did not send us to the hub login: {page.url}"
     xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
     code = hub.code(user)
     page = browser.post(
         str(page.url), data={"username": user, "password": PASSWORD, "otp": code, "_xsrf": xsrf}
     )
     assert page.status_code != 403 or "permission to access" not in page.text, (
-        "the hub refused OAuth to egress: grant users access:services!service=egress in load_roles"
+        f"the hub refused OAuth to {service}: grant users access:services!service={service} in load_roles"
     )
     assert page.status_code == 200, f"{page.status_code} {page.url}\n{hub.tail()}"
-    assert str(page.url) == f"{hub.egress_url}requests"
-    # The egress session lives on the egress origin only, bound to it (__Host-) and sent over TLS only.
-    session = next(c for c in browser.cookies.jar if c.name.endswith("egress-session"))
+    assert str(page.url) == f"{url}{page_path}"
+    # The session lives on the service's origin only, bound to it (__Host-) and sent over TLS only.
+    session = next(c for c in browser.cookies.jar if c.name.endswith(f"{service}-session"))
     assert session.name.startswith("__Host-") and session.secure
-    assert session.domain == hub.egress_url.split("//")[1].split(":")[0]
+    assert session.domain == url.split("//")[1].split(":")[0]
     return browser
 
 
@@ -374,6 +381,7 @@ def isolated_settings(root: Path, name: str, **overrides: Any) -> Any:
         http_port=free_port(),
         proxy_api_port_override=free_port(),
         egress_port=free_port(),
+        portal_port=free_port(),
         hub_port=free_port(),
         guard_port=free_port(),
         container_prefix=f"tre{suffix}",

@@ -29,6 +29,7 @@ from egress.web.deps import Services
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import upgrade
 from hub.kernel.settings import Settings
+from hub.web import STATIC
 from hub.web.security import CSRFRefused, SecurityHeaders
 from hub.web.sso import HubSSO, NeedLogin
 
@@ -62,11 +63,12 @@ def create_app(
         who, AuditAction.EGRESS_REFUSED_CSRF, "http", path, why
     )
     templates.env.globals["prefix"] = base
+    templates.env.globals["portal_url"] = settings.service_url("portal")
     templates.env.globals["hub_url"] = (
         app.state.sso.hub_url if app.state.sso else settings.public_url + "/hub/home"
     )
     app.state.services = Services(ctx, commands, EgressQueries(ctx), templates, base, EgressReruns(ctx))
-    app.mount(f"{base}/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.mount(f"{base}/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(SecurityHeaders)
     app.include_router(pages.router, prefix=base)
     app.include_router(api.router, prefix=f"{base}/api")

@@ -100,3 +100,4 @@ class AuditAction(StrEnum):
     EGRESS_REFUSED_PREVIEW = "egress.refused.preview"
     EGRESS_REFUSED_AUDIT_LOG = "egress.refused.audit_log"
     EGRESS_REFUSED_CSRF = "egress.refused.csrf"
+    PORTAL_REFUSED_CSRF = "portal.refused.csrf"

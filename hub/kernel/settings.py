@@ -80,6 +80,8 @@ class Settings:
     # configurable-http-proxy's API on 127.0.0.1 (None: the public port + 1).
     proxy_api_port_override: int | None = _setting("TRE_PROXY_API_PORT", None, int)
     egress_port: int = _setting("TRE_EGRESS_PORT", 8090, int)
+    # The portal (hub.portal): the dataset catalogue and, in time, applications and permits.
+    portal_port: int = _setting("TRE_PORTAL_PORT", 8093, int)
     # The guard: every browser request to a workspace passes it, on 127.0.0.1:<guard_port>. Only
     # processes of guard_group may open connections to the workspaces (the host firewall).
     guard_port: int = _setting("TRE_GUARD_PORT", 8095, int)

@@ -6,6 +6,7 @@ row-level data. Opt-out lists are governance data, not research data, and are no
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -76,11 +77,7 @@ def catalog_jsonld(
     session: Session, base_uri: str = "urn:tre:", title: str = "TRE dataset catalogue"
 ) -> dict:
     """A dcat:Catalog with the latest version of every research (cohort) dataset."""
-    latest: dict[str, Dataset] = {}
-    for ds in session.execute(
-        select(Dataset).where(Dataset.kind == DatasetKind.COHORT).order_by(Dataset.version)
-    ).scalars():
-        latest[ds.name] = ds
+    latest = _latest(session)
     return {
         "@context": CONTEXT,
         "@id": f"{base_uri}catalog",
@@ -88,3 +85,81 @@ def catalog_jsonld(
         "dct:title": title,
         "dcat:dataset": [dataset_node(latest[name], base_uri) for name in sorted(latest)],
     }
+
+
+# --- the catalogue as people browse it (the portal) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnEntry:
+    name: str
+    type: str
+    sensitivity: str
+    coding_system: str | None
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    version: int
+    title: str
+    description: str
+    custodian: str
+    registered: datetime
+    records: int
+    individuals: int
+    min_age: int | None
+    max_age: int | None
+    coding_systems: list[str]
+    tables: list[tuple[str, list[ColumnEntry]]]
+
+    @property
+    def sensitive_columns(self) -> int:
+        return sum(1 for _, cols in self.tables for c in cols if c.sensitivity != "other")
+
+
+def _entry(ds: Dataset) -> DatasetEntry:
+    profile = ds.profile or {}
+    return DatasetEntry(
+        name=ds.name,
+        version=ds.version,
+        title=ds.title or ds.name,
+        description=ds.description,
+        custodian=ds.custodian.username,
+        registered=ds.created_at,
+        records=ds.row_count,
+        individuals=ds.unique_individuals,
+        min_age=profile.get("min_typical_age"),
+        max_age=profile.get("max_typical_age"),
+        coding_systems=coding_systems(ds),
+        tables=[
+            (
+                t["name"],
+                [
+                    ColumnEntry(c["name"], c["type"], c["sensitivity"], c.get("coding_system"))
+                    for c in t["columns"]
+                ],
+            )
+            for t in ds.tables
+        ],
+    )
+
+
+def _latest(session: Session) -> dict[str, Dataset]:
+    latest: dict[str, Dataset] = {}
+    for ds in session.execute(
+        select(Dataset).where(Dataset.kind == DatasetKind.COHORT).order_by(Dataset.version)
+    ).scalars():
+        latest[ds.name] = ds
+    return latest
+
+
+def catalogue_entries(session: Session) -> list[DatasetEntry]:
+    """The latest version of every research dataset, by name: metadata only, never rows."""
+    latest = _latest(session)
+    return [_entry(latest[name]) for name in sorted(latest)]
+
+
+def catalogue_entry(session: Session, name: str) -> DatasetEntry | None:
+    found = _latest(session).get(name)
+    return _entry(found) if found is not None else None

@@ -135,7 +135,21 @@ def _services(settings: Settings) -> tuple[list[dict], list[dict]]:
             "oauth_no_confirm": True,
         }
     )
-    roles.append({"name": "user", "scopes": ["self", "access:services!service=egress"]})
+    services.append(
+        {
+            "name": "portal",
+            "url": f"http://127.0.0.1:{settings.portal_port}",
+            "command": [sys.executable, "-m", "hub.portal"],
+            "environment": settings.to_env(),
+            "oauth_no_confirm": True,
+        }
+    )
+    roles.append(
+        {
+            "name": "user",
+            "scopes": ["self", "access:services!service=egress", "access:services!service=portal"],
+        }
+    )
     return services, roles
 
 
@@ -177,6 +191,7 @@ def configure(c: Any, settings: Settings) -> None:
     c.JupyterHub.template_vars = {
         "tre_projects": _project_list(settings),
         "tre_egress_url": settings.service_url("egress"),
+        "tre_portal_url": settings.service_url("portal"),
     }
     c.JupyterHub.tornado_settings = {
         "headers": {

@@ -1,0 +1,84 @@
+"""The portal's FastAPI application: pages under the JupyterHub service prefix (/services/portal/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.kernel.audit import record
+from hub.kernel.audit_actions import AuditAction
+from hub.kernel.db import session_scope
+from hub.kernel.settings import Settings
+from hub.portal import pages
+from hub.web import STATIC
+from hub.web.security import CSRFRefused, SecurityHeaders
+from hub.web.sso import HubSSO, NeedLogin
+
+HERE = Path(__file__).parent
+DEFAULT_PREFIX = "/services/portal/"
+
+
+def create_app(
+    settings: Settings, prefix: str | None = None, sso: bool = True, public_url: str = ""
+) -> FastAPI:
+    """`sso=False` leaves sign-in unconfigured (tests then override the identity)."""
+    base = (prefix or DEFAULT_PREFIX).rstrip("/")
+    app = FastAPI(title="TRE portal", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.base = base
+    app.state.sso = HubSSO(settings, base + "/", public_url, service="portal") if sso else None
+
+    def audit_refusal(who: str, path: str, why: str) -> None:
+        with session_scope(settings) as s:
+            record(s, who, AuditAction.PORTAL_REFUSED_CSRF, "http", path, {"reason": why})
+
+    app.state.audit_refusal = audit_refusal
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals.update(
+        prefix=base,
+        hub_url=settings.public_url + "/hub/home",
+        egress_url=settings.service_url("egress"),
+    )
+    app.state.templates = templates
+    app.mount(f"{base}/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.add_middleware(SecurityHeaders)
+    app.include_router(pages.router, prefix=base)
+
+    def error_page(request: Request, status: int, message: str) -> Response:
+        return templates.TemplateResponse(
+            request, "error.html", {"status": status, "message": message, "me": None}, status_code=status
+        )
+
+    @app.exception_handler(NeedLogin)
+    async def need_login(request: Request, exc: NeedLogin) -> Response:
+        if request.url.path.startswith(f"{base}/oauth_callback"):
+            return error_page(request, 400, str(exc))
+        if request.method != "GET":
+            return JSONResponse({"detail": f"Not signed in: {exc}"}, status_code=401)
+        return RedirectResponse(f"{base}/login?next={request.url.path}", status_code=302)
+
+    @app.exception_handler(pages.NotFound)
+    async def not_found(request: Request, exc: pages.NotFound) -> Response:
+        return error_page(request, 404, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return error_page(request, 404, "There is no such page in the portal.")
+        return error_page(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(CSRFRefused)
+    async def csrf_refused(request: Request, exc: CSRFRefused) -> Response:
+        return error_page(request, 403, f"Refused: {exc}. Reload the page and try again.")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
+        return error_page(request, 422, "That page was not understood; go back and try again.")
+
+    return app

@@ -1,0 +1,96 @@
+"""The portal's pages: home (what this person can do, by role) and the dataset catalogue."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from hub.kernel.db import session_scope
+from hub.registry.access import user_projects
+from hub.registry.catalogue import catalog_jsonld, catalogue_entries, catalogue_entry
+from hub.registry.models import User
+from hub.registry.vocabulary import SLUG_RE
+from hub.web.security import Me
+from hub.web.sso import NeedLogin, hub_sso
+
+router = APIRouter(include_in_schema=False)
+
+
+class NotFound(Exception):
+    """A page about something that does not exist (or that this person may not see)."""
+
+
+def _page(request: Request, template: str, me: Me, **context: object) -> HTMLResponse:
+    return request.app.state.templates.TemplateResponse(request, template, {"me": me, **context})
+
+
+# -- sign-in -------------------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login(request: Request) -> Response:
+    if (sso := hub_sso(request)) is None:
+        raise NeedLogin("no hub configured")
+    return sso.login(request)
+
+
+@router.get("/oauth_callback")
+async def oauth_callback(request: Request) -> Response:
+    if (sso := hub_sso(request)) is None:
+        raise NeedLogin("no hub configured")
+    return await sso.callback(request)
+
+
+@router.get("/logout")
+async def logout(request: Request) -> Response:
+    if (sso := hub_sso(request)) is None:
+        return RedirectResponse(f"{request.app.state.base}/", status_code=302)
+    return sso.logout()
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+
+@router.get("/")
+def home(request: Request, me: Me) -> HTMLResponse:
+    with session_scope(request.app.state.settings, readonly=True) as s:
+        user = s.execute(select(User).where(User.username == me.username)).scalar_one_or_none()
+        projects = user_projects(s, me.username)
+        roles = {
+            "admin": bool(user and user.is_admin),
+            "custodian": bool(user and user.is_custodian),
+        }
+    return _page(request, "home.html", me, projects=projects, roles=roles, title="Home")
+
+
+@router.get("/catalogue")
+def catalogue(request: Request, me: Me) -> HTMLResponse:
+    with session_scope(request.app.state.settings, readonly=True) as s:
+        entries = catalogue_entries(s)
+    return _page(request, "catalogue.html", me, entries=entries, title="Dataset catalogue")
+
+
+@router.get("/catalogue.jsonld")
+def catalogue_export(request: Request, me: Me) -> Response:
+    settings = request.app.state.settings
+    with session_scope(settings, readonly=True) as s:
+        doc = catalog_jsonld(s, settings.public_url + "/")
+    return Response(
+        json.dumps(doc, indent=2, ensure_ascii=False),
+        media_type="application/ld+json",
+        headers={"Content-Disposition": 'attachment; filename="catalogue.jsonld"'},
+    )
+
+
+@router.get("/catalogue/{name}")
+def dataset(request: Request, me: Me, name: str) -> HTMLResponse:
+    if not SLUG_RE.match(name):  # names are slugs: anything else cannot be a dataset
+        raise NotFound(f"There is no dataset {name!r} in the catalogue.")
+    with session_scope(request.app.state.settings, readonly=True) as s:
+        entry = catalogue_entry(s, name)
+    if entry is None:
+        raise NotFound(f"There is no dataset {name!r} in the catalogue.")
+    return _page(request, "dataset.html", me, entry=entry, title=entry.title)
