@@ -337,7 +337,7 @@ def _build_registry(settings: Any, hub_logins: dict[str, str]) -> None:
         release = publish_release(settings, slug)
         (release / "data" / "secret.csv").write_text(f"project,{slug}\n")
         (release / "catalog.duckdb").write_bytes(b"")
-    for name in ("alice", "bob", "mallory"):
+    for name in ("alice", "bob", "mallory", LEAD):
         hub_logins[name] = create_login(name, PASSWORD, settings)
 
 

@@ -30,15 +30,18 @@ class StoppedWorkspace:
     reason: str
 
 
-def _mounted_release(settings: Settings, user: str, project: str) -> int | None:
-    """The release a running container was started with (its label), if Docker can tell."""
+def mounted_release(settings: Settings, user: str, project: str) -> int | None:
+    """The release a running workspace was started with (its label), if Docker can tell."""
+    name = f"{settings.container_prefix}-{user}--{project}"
     try:
-        container = docker.from_env(timeout=10).containers.get(
-            f"{settings.container_prefix}-{user}--{project}"
-        )
+        client = docker.from_env(timeout=10)
+        if settings.engine == "swarm":  # the service carries the label (its task's container too)
+            labels = client.api.inspect_service(name)["Spec"].get("Labels") or {}
+        else:
+            labels = client.containers.get(name).labels
     except (docker.errors.DockerException, docker.errors.NotFound):
         return None
-    label = container.labels.get("org.tre.release", "")
+    label = labels.get("org.tre.release", "")
     return int(label) if label.isdigit() else None
 
 
@@ -48,7 +51,7 @@ def _why_stop(settings: Settings, user: str, project: str) -> str | None:
             permit = workspace_permit(session, user, project, settings)
         except AccessDenied as exc:
             return str(exc)
-    release = _mounted_release(settings, user, project)
+    release = mounted_release(settings, user, project)
     if release is not None and not (settings.project_dir(project) / "releases" / str(release)).is_dir():
         return f"release {release} of {project} was withdrawn (release {permit.release_number} is current)"
     return None

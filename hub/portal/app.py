@@ -16,6 +16,9 @@ from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import session_scope
 from hub.kernel.settings import Settings
 from hub.portal import pages
+from hub.portal.projects import NotYourProject
+from hub.registry import NotAllowed
+from hub.registry.errors import RegistryError
 from hub.web import STATIC
 from hub.web.security import CSRFRefused, SecurityHeaders
 from hub.web.sso import HubSSO, NeedLogin
@@ -62,6 +65,14 @@ def create_app(
         if request.method != "GET":
             return JSONResponse({"detail": f"Not signed in: {exc}"}, status_code=401)
         return RedirectResponse(f"{base}/login?next={request.url.path}", status_code=302)
+
+    @app.exception_handler(NotAllowed)
+    async def not_allowed(request: Request, exc: NotAllowed) -> Response:
+        return error_page(request, 404 if isinstance(exc, NotYourProject) else 403, str(exc))
+
+    @app.exception_handler(RegistryError)
+    async def registry_error(request: Request, exc: RegistryError) -> Response:
+        return error_page(request, 404 if "no project" in str(exc) else 422, str(exc))
 
     @app.exception_handler(pages.NotFound)
     async def not_found(request: Request, exc: pages.NotFound) -> Response:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
+from hub import registry as reg
+from hub.enforcement.withdraw import remove_member
 from hub.kernel.db import session_scope
+from hub.portal.projects import project_page, require_lead, stop_workspace
 from hub.registry.access import user_projects
 from hub.registry.catalogue import catalog_jsonld, catalogue_entries, catalogue_entry
+from hub.registry.errors import RegistryError
 from hub.registry.models import User
-from hub.registry.vocabulary import SLUG_RE
-from hub.web.security import Me
+from hub.registry.vocabulary import SLUG_RE, is_slug
+from hub.web.security import FormMe, Me
 from hub.web.sso import NeedLogin, hub_sso
+from hub.workspaces.hub_api import HubDown
 
 router = APIRouter(include_in_schema=False)
 
@@ -94,3 +100,66 @@ def dataset(request: Request, me: Me, name: str) -> HTMLResponse:
     if entry is None:
         raise NotFound(f"There is no dataset {name!r} in the catalogue.")
     return _page(request, "dataset.html", me, entry=entry, title=entry.title)
+
+
+# -- a project, as its lead manages it -----------------------------------------------------------
+
+
+def _slug(value: str, what: str = "project") -> str:
+    if not is_slug(value):  # opaque ids and slugs only: nothing else names a project or a person
+        raise NotFound(f"There is no {what} {value!r}.")
+    return value
+
+
+def _project_page(request: Request, me: Me, slug: str, error: str = "", status: int = 200) -> HTMLResponse:
+    page = project_page(request.app.state.settings, me.username, slug)
+    return request.app.state.templates.TemplateResponse(
+        request,
+        "project.html",
+        {"me": me, "p": page, "error": error, "title": page.title},
+        status_code=status,
+    )
+
+
+@router.get("/projects/{slug}")
+def project(request: Request, me: Me, slug: str) -> HTMLResponse:
+    return _project_page(request, me, _slug(slug))
+
+
+@router.post("/projects/{slug}/members")
+def add_researcher(
+    request: Request, me: FormMe, slug: str, username: Annotated[str, Form()] = ""
+) -> Response:
+    settings = request.app.state.settings
+    slug = _slug(slug)
+    require_lead(settings, me.username, slug)
+    username = username.strip().lower()
+    try:
+        with session_scope(settings) as s:
+            reg.add_member(s, me.username, slug, _slug(username, "user"))
+    except (RegistryError, NotFound) as exc:
+        return _project_page(request, me, slug, str(exc), 422)
+    return RedirectResponse(f"{request.app.state.base}/projects/{slug}", status_code=303)
+
+
+@router.post("/projects/{slug}/members/{username}/remove")
+def remove_researcher(request: Request, me: FormMe, slug: str, username: str) -> Response:
+    settings = request.app.state.settings
+    slug, username = _slug(slug), _slug(username, "member")
+    require_lead(settings, me.username, slug)
+    try:
+        remove_member(settings, me.username, slug, username)  # stops her workspace at once
+    except RegistryError as exc:
+        return _project_page(request, me, slug, str(exc), 422)
+    return RedirectResponse(f"{request.app.state.base}/projects/{slug}", status_code=303)
+
+
+@router.post("/projects/{slug}/workspaces/{username}/stop")
+def stop(request: Request, me: FormMe, slug: str, username: str) -> Response:
+    settings = request.app.state.settings
+    slug, username = _slug(slug), _slug(username, "member")
+    try:
+        stop_workspace(settings, me.username, slug, username)
+    except HubDown as exc:
+        return _project_page(request, me, slug, str(exc), 503)
+    return RedirectResponse(f"{request.app.state.base}/projects/{slug}", status_code=303)

@@ -150,6 +150,14 @@ def _services(settings: Settings) -> tuple[list[dict], list[dict]]:
             "scopes": ["self", "access:services!service=egress", "access:services!service=portal"],
         }
     )
+    # A lead's project page shows and stops the members' workspaces; the registry decides who may.
+    roles.append(
+        {
+            "name": "tre-portal",
+            "scopes": ["list:users", "read:servers", "delete:servers"],
+            "services": ["portal"],
+        }
+    )
     return services, roles
 
 

@@ -3,6 +3,8 @@ hub's password + TOTP and OAuth (PKCE), reached through the proxy with the site'
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.fixtures_hub import docker_exec, service_login
@@ -43,3 +45,39 @@ def test_the_portal_lives_on_its_own_origin_and_trusts_only_its_own_sessions(tre
     egress = service_login(tre_hub, "bob", "egress", "requests")
     crossed = egress.get(f"{portal}catalogue", follow_redirects=False)
     assert crossed.status_code == 302 and "/login" in crossed.headers["location"]
+
+
+def test_a_lead_sees_stops_and_removes_a_members_workspace_at_once(tre_hub):
+    import re
+
+    from tests.fixtures_hub import own_workspace
+    from tests.fixtures_registry import LEAD
+
+    user, project, _ = own_workspace(tre_hub, "portal-lead")  # running, led by LEAD
+    portal = tre_hub.settings.service_url("portal")
+    browser = service_login(tre_hub, LEAD, "portal", f"projects/{project}")
+    page = browser.get(f"{portal}projects/{project}")
+    row = page.text.split(f'data-member="{user}"', 1)[1].split("</tr>", 1)[0]
+    assert "running since" in row and "release 1" in row, row  # from the hub and the container's label
+    csrf = re.search(r'name="_csrf" value="([^"]+)"', page.text).group(1)
+
+    stopped = browser.post(f"{portal}projects/{project}/workspaces/{user}/stop", data={"_csrf": csrf})
+    assert stopped.status_code == 200 and str(stopped.url) == f"{portal}projects/{project}"
+    deadline = time.monotonic() + 60
+    while tre_hub.server(user, project) is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert tre_hub.server(user, project) is None
+    assert (LEAD, {"user": user, "reason": "stopped by the project lead", "trigger": "portal"}) in (
+        tre_hub.audit_events("workspace.stop", project)
+    )
+
+    tre_hub.start(user, project)
+    removed = browser.post(f"{portal}projects/{project}/members/{user}/remove", data={"_csrf": csrf})
+    assert removed.status_code == 200 and f'data-member="{user}"' not in removed.text
+    assert tre_hub.server(user, project) is None, "removing her stops her workspace at once"
+    assert tre_hub.request_start(user, project).status_code == 403  # and she cannot start it again
+
+    added = browser.post(f"{portal}projects/{project}/members", data={"username": user, "_csrf": csrf})
+    assert f'data-member="{user}"' in added.text
+    tre_hub.start(user, project)  # control: back in the project, she works again
+    tre_hub.stop(user, project)

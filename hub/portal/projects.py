@@ -1,0 +1,120 @@
+"""A project as its lead manages it in the portal: members and their workspaces.
+
+Every change goes through the same operations as the `tre` command line, so the registry's rules
+decide (hub.registry.permissions) and every change is audited: adding a researcher is
+hub.registry.add_member, removing one is hub.enforcement.remove_member, which also stops her running
+workspace at once. The page is the lead's and the administrators'; anyone else gets a 403.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from hub.enforcement.workspaces import mounted_release
+from hub.kernel import audit
+from hub.kernel.audit_actions import AuditAction
+from hub.kernel.db import session_scope
+from hub.kernel.settings import Settings
+from hub.registry import NotAllowed, get_project
+from hub.registry.errors import RegistryError
+from hub.registry.lookup import acting
+from hub.registry.vocabulary import Role
+from hub.workspaces.hub_api import HubAPI, HubDown
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    username: str
+    role: str
+    since: datetime
+    workspace_since: datetime | None  # None: not running
+    release: int | None
+
+
+@dataclass(frozen=True)
+class ProjectPage:
+    slug: str
+    title: str
+    status: str
+    expires_at: datetime
+    lead: str
+    members: list[MemberRow]
+    hub_answered: bool  # False: workspace states unknown (the hub did not answer)
+
+
+class NotYourProject(NotAllowed):
+    """Not a project this person leads: the same answer whether it exists or not (no enumeration)."""
+
+
+def require_lead(settings: Settings, viewer: str, slug: str) -> None:
+    """The project's lead or an administrator; anyone else learns nothing, not even that it exists."""
+    with session_scope(settings, readonly=True) as s:
+        try:
+            project = get_project(s, slug)
+            _, who = acting(s, viewer, project)
+        except (RegistryError, NotAllowed):
+            who = None
+        if who is None or not (who.is_admin or Role.LEAD in who.project_roles):
+            raise NotYourProject(
+                f"There is no project {slug!r} that you lead. Leads manage their own projects here; "
+                "an administrator sees every project."
+            )
+
+
+def _running(settings: Settings) -> dict[tuple[str, str], datetime | None] | None:
+    try:
+        with HubAPI.for_service() as hub:
+            return {(r.user, r.project): r.started for r in hub.running()}
+    except (HubDown, KeyError):  # KeyError: not running as a hub service (no API URL or token)
+        return None
+
+
+def project_page(settings: Settings, viewer: str, slug: str) -> ProjectPage:
+    require_lead(settings, viewer, slug)
+    running = _running(settings)
+    with session_scope(settings, readonly=True) as s:
+        project = get_project(s, slug)
+        members = []
+        for m in sorted(project.memberships, key=lambda m: (m.role, m.user.username)):
+            key = (m.user.username, slug)
+            up = running is not None and key in running and m.role != Role.CHECKER
+            members.append(
+                MemberRow(
+                    m.user.username,
+                    m.role,
+                    m.created_at,
+                    (running or {}).get(key) if up else None,
+                    mounted_release(settings, m.user.username, slug) if up else None,
+                )
+            )
+        return ProjectPage(
+            project.slug,
+            project.title,
+            project.status,
+            project.expires_at,
+            project.lead.username,
+            members,
+            running is not None,
+        )
+
+
+def stop_workspace(settings: Settings, actor: str, slug: str, username: str) -> bool:
+    """The lead stops a member's workspace (her files stay); audited as workspace.stop."""
+    require_lead(settings, actor, slug)
+    try:
+        with HubAPI.for_service() as hub:
+            stopped = hub.stop(username, slug)
+    except (HubDown, KeyError) as exc:
+        raise HubDown("the hub does not answer; try again in a minute") from exc
+    if stopped:
+        with session_scope(settings) as s:
+            audit.record(
+                s,
+                actor,
+                AuditAction.WORKSPACE_STOP,
+                "project",
+                slug,
+                {"user": username, "reason": "stopped by the project lead", "trigger": "portal"},
+            )
+    return stopped
