@@ -1,4 +1,4 @@
-"""`tre catalog`: publish the dataset catalogue (metadata only) as HealthDCAT-AP JSON-LD."""
+"""`tre catalog`: publish the dataset catalogue (metadata only) as HealthDCAT-AP JSON-LD or Turtle."""
 
 from __future__ import annotations
 
@@ -23,13 +23,16 @@ def export(
     base_uri: Annotated[
         str, typer.Option("--base-uri", help="Prefix of the catalogue's and datasets' identifiers.")
     ] = "urn:tre:",
+    turtle: Annotated[bool, typer.Option("--turtle", help="Write Turtle instead of JSON-LD.")] = False,
 ) -> None:
-    """Export every research dataset's latest version as HealthDCAT-AP JSON-LD."""
-    from hub.registry.catalogue import catalog_jsonld
+    """Export every research dataset's latest version as HealthDCAT-AP (JSON-LD, or Turtle)."""
+    from hub.kernel.settings import get_settings
+    from hub.registry.catalogue import Publisher, catalog_jsonld, catalog_turtle
 
+    publisher = Publisher.from_settings(get_settings())
     with registry_session(readonly=True) as s:
-        doc = catalog_jsonld(s, base_uri)
-    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        doc = catalog_jsonld(s, base_uri, publisher=publisher)
+    text = catalog_turtle(doc) if turtle else json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if output is None:
         typer.echo(text, nl=False)
         return

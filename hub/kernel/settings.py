@@ -80,6 +80,10 @@ class Settings:
     # configurable-http-proxy's API on 127.0.0.1 (None: the public port + 1).
     proxy_api_port_override: int | None = _setting("TRE_PROXY_API_PORT", None, int)
     egress_port: int = _setting("TRE_EGRESS_PORT", 8090, int)
+    # The catalogue's publisher, its contact address and the health data access body (HealthDCAT-AP).
+    catalogue_publisher: str = _setting("TRE_CATALOGUE_PUBLISHER", "TRE operator")
+    catalogue_contact: str = _setting("TRE_CATALOGUE_CONTACT", "tre@localhost")
+    hdab_name: str = _setting("TRE_HDAB_NAME", "")
     # The portal (hub.portal): the dataset catalogue and, in time, applications and permits.
     portal_port: int = _setting("TRE_PORTAL_PORT", 8093, int)
     # The guard: every browser request to a workspace passes it, on 127.0.0.1:<guard_port>. Only

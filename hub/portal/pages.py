@@ -12,9 +12,16 @@ from sqlalchemy import select
 from hub import registry as reg
 from hub.enforcement.withdraw import remove_member
 from hub.kernel.db import session_scope
+from hub.kernel.settings import Settings
 from hub.portal.projects import project_page, require_lead, stop_workspace
 from hub.registry.access import user_projects
-from hub.registry.catalogue import catalog_jsonld, catalogue_entries, catalogue_entry
+from hub.registry.catalogue import (
+    Publisher,
+    catalog_jsonld,
+    catalog_turtle,
+    catalogue_entries,
+    catalogue_entry,
+)
 from hub.registry.errors import RegistryError
 from hub.registry.models import User
 from hub.registry.vocabulary import SLUG_RE, is_slug
@@ -79,15 +86,28 @@ def catalogue(request: Request, me: Me) -> HTMLResponse:
     return _page(request, "catalogue.html", me, entries=entries, title="Dataset catalogue")
 
 
+def _catalogue_doc(settings: Settings) -> dict:
+    with session_scope(settings, readonly=True) as s:
+        return catalog_jsonld(s, settings.public_url + "/", publisher=Publisher.from_settings(settings))
+
+
 @router.get("/catalogue.jsonld")
 def catalogue_export(request: Request, me: Me) -> Response:
-    settings = request.app.state.settings
-    with session_scope(settings, readonly=True) as s:
-        doc = catalog_jsonld(s, settings.public_url + "/")
+    doc = _catalogue_doc(request.app.state.settings)
     return Response(
         json.dumps(doc, indent=2, ensure_ascii=False),
         media_type="application/ld+json",
         headers={"Content-Disposition": 'attachment; filename="catalogue.jsonld"'},
+    )
+
+
+@router.get("/catalogue.ttl")
+def catalogue_turtle(request: Request, me: Me) -> Response:
+    doc = _catalogue_doc(request.app.state.settings)
+    return Response(
+        catalog_turtle(doc),
+        media_type="text/turtle",
+        headers={"Content-Disposition": 'attachment; filename="catalogue.ttl"'},
     )
 
 

@@ -1,29 +1,80 @@
-"""The dataset catalogue as HealthDCAT-AP JSON-LD (DCAT-AP 3 with the health extension).
+"""The dataset catalogue as HealthDCAT-AP (DCAT-AP 3 with the health extension): JSON-LD and Turtle.
 
 Only metadata leaves here: titles, counts, the typical age range and the coding systems in use, never
 row-level data. Opt-out lists are governance data, not research data, and are not catalogued.
+
+Every dataset is described as non-public health data: access rights NON_PUBLIC, the EHDS regulation
+as applicable legislation, the publisher, a contact point and the health data access body (the
+site's, from its settings), its tables as distributions that are reached only through an access
+application, keywords and a provenance statement. hub/registry/healthdcat-shapes.ttl holds the SHACL
+shapes the export must satisfy (checked with pySHACL in tests/unit/test_catalogue_shapes.py).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from rdflib import Graph
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.kernel.settings import Settings
 from hub.registry.models import Dataset
 from hub.registry.vocabulary import DatasetKind
 
 CONTEXT = {
     "dcat": "http://www.w3.org/ns/dcat#",
     "dct": "http://purl.org/dc/terms/",
+    "dcatap": "http://data.europa.eu/r5r/",
     "healthdcatap": "http://healthdataportal.eu/ns/health#",
+    "foaf": "http://xmlns.com/foaf/0.1/",
+    "vcard": "http://www.w3.org/2006/vcard/ns#",
+    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
     "owl": "http://www.w3.org/2002/07/owl#",
 }
 NON_PUBLIC = "http://publications.europa.eu/resource/authority/access-right/NON_PUBLIC"
+# Regulation (EU) 2025/327 on the European Health Data Space, by its ELI.
+EHDS_ELI = "http://data.europa.eu/eli/reg/2025/327/oj"
+PARQUET = "http://publications.europa.eu/resource/authority/file-type/PARQUET"
+SHAPES = Path(__file__).with_name("healthdcat-shapes.ttl")
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """Who publishes the catalogue and decides on access (the site's settings)."""
+
+    name: str
+    email: str
+    access_body: str  # the health data access body that issues permits
+    access_url: str  # where an application for access starts (the portal)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Publisher:
+        return cls(
+            settings.catalogue_publisher,
+            settings.catalogue_contact,
+            settings.hdab_name or settings.catalogue_publisher,
+            settings.service_url("portal") + "catalogue",
+        )
+
+
+def _agent(name: str, email: str) -> dict[str, Any]:
+    return {
+        "@type": "foaf:Agent",
+        "foaf:name": name,
+        "dcat:contactPoint": {
+            "@type": "vcard:Kind",
+            "vcard:fn": name,
+            "vcard:hasEmail": {"@id": f"mailto:{email}"},
+        },
+    }
+
+
 # HealthDCAT-AP names coding systems by their Wikidata property.
 CODING_SYSTEM_URIS = {
     "ATC": "https://www.wikidata.org/entity/P267",
@@ -47,14 +98,39 @@ def coding_systems(dataset: Dataset) -> list[str]:
     return sorted(found)
 
 
-def dataset_node(dataset: Dataset, base_uri: str) -> dict[str, Any]:
+def dataset_node(dataset: Dataset, base_uri: str, publisher: Publisher) -> dict[str, Any]:
+    uri = f"{base_uri}dataset/{dataset.name}/{dataset.version}"
     node: dict[str, Any] = {
-        "@id": f"{base_uri}dataset/{dataset.name}/{dataset.version}",
+        "@id": uri,
         "@type": "dcat:Dataset",
         "dct:identifier": dataset.ref,
         "dct:title": dataset.title or dataset.name,
-        "dct:description": dataset.description,
+        "dct:description": dataset.description or f"The {dataset.name} dataset, version {dataset.version}.",
         "dct:accessRights": {"@id": NON_PUBLIC},
+        "dcatap:applicableLegislation": {"@id": EHDS_ELI},
+        "dct:publisher": _agent(publisher.name, publisher.email),
+        "dcat:contactPoint": _agent(publisher.name, publisher.email)["dcat:contactPoint"],
+        "healthdcatap:hdab": _agent(publisher.access_body, publisher.email),
+        "dcat:keyword": sorted(
+            {dataset.name, *(t["name"] for t in dataset.tables), *coding_systems(dataset)}
+        ),
+        "dct:provenance": {
+            "@type": "dct:ProvenanceStatement",
+            "rdfs:label": f"Registered by its data custodian from {len(dataset.tables)} source table(s); "
+            f"content hash {dataset.content_hash}.",
+        },
+        "dcat:distribution": [
+            {
+                "@id": f"{uri}/{t['name']}",
+                "@type": "dcat:Distribution",
+                "dct:title": t["name"],
+                "dct:format": {"@id": PARQUET},
+                "dcat:accessURL": {"@id": publisher.access_url},
+                "dct:accessRights": {"@id": NON_PUBLIC},
+                "dcatap:applicableLegislation": {"@id": EHDS_ELI},
+            }
+            for t in dataset.tables
+        ],
         "owl:versionInfo": str(dataset.version),
         "dct:issued": _time(dataset.created_at),
         "healthdcatap:numberOfRecords": _count(dataset.row_count),
@@ -74,17 +150,32 @@ def dataset_node(dataset: Dataset, base_uri: str) -> dict[str, Any]:
 
 
 def catalog_jsonld(
-    session: Session, base_uri: str = "urn:tre:", title: str = "TRE dataset catalogue"
+    session: Session,
+    base_uri: str = "urn:tre:",
+    title: str = "TRE dataset catalogue",
+    publisher: Publisher | None = None,
 ) -> dict:
     """A dcat:Catalog with the latest version of every research (cohort) dataset."""
+    publisher = publisher or Publisher("TRE", "tre@localhost", "TRE", f"{base_uri}catalogue")
     latest = _latest(session)
     return {
         "@context": CONTEXT,
         "@id": f"{base_uri}catalog",
         "@type": "dcat:Catalog",
         "dct:title": title,
-        "dcat:dataset": [dataset_node(latest[name], base_uri) for name in sorted(latest)],
+        "dct:description": "Research datasets held in the TRE; access by application only.",
+        "dct:publisher": _agent(publisher.name, publisher.email),
+        "dcat:dataset": [dataset_node(latest[name], base_uri, publisher) for name in sorted(latest)],
     }
+
+
+def catalog_turtle(doc: dict) -> str:
+    """The same catalogue as Turtle (rdflib reads the JSON-LD with its inline context: no network)."""
+    graph = Graph()
+    graph.parse(data=json.dumps(doc), format="json-ld")
+    for prefix, namespace in CONTEXT.items():
+        graph.bind(prefix, namespace)
+    return graph.serialize(format="turtle")
 
 
 # --- the catalogue as people browse it (the portal) -------------------------------------------------
