@@ -252,5 +252,10 @@ def catalogue_entries(session: Session) -> list[DatasetEntry]:
 
 
 def catalogue_entry(session: Session, name: str) -> DatasetEntry | None:
-    found = _latest(session).get(name)
+    found = session.execute(
+        select(Dataset)
+        .where(Dataset.kind == DatasetKind.COHORT, Dataset.name == name)
+        .order_by(Dataset.version.desc())
+        .limit(1)
+    ).scalar_one_or_none()
     return _entry(found) if found is not None else None

@@ -117,3 +117,14 @@ def test_a_post_without_a_valid_csrf_token_is_refused_and_audited(portal, regist
     with session_scope(registry) as s:
         refused = s.query(AuditEvent).filter(AuditEvent.action == "portal.refused.csrf").all()
     assert [e.details["reason"] for e in refused] == ["cross-site form post", "missing or wrong CSRF token"]
+
+
+def test_a_dataset_page_shows_the_latest_version(portal, registry, tmp_path):
+    patients = tmp_path / "patients-v2.csv"
+    patients.write_text(
+        "person_id,date_of_birth,postcode,hba1c\n1,1950-01-02,AB1,48\n2,1970-05-06,CD2,61\n3,1980-01-01,EF3,55\n"
+    )
+    with session_scope(registry) as s:
+        reg.register_dataset(s, CUSTODIAN, "diabetes", [reg.SourceFile("patients", patients)], "person_id")
+    page = portal.get(f"{BASE}/catalogue/diabetes")
+    assert "version 2" in page.text and ">3</dd>" in page.text  # three individuals now

@@ -1,0 +1,222 @@
+"""Portal under load: 50 registered datasets (3 tables each) and a project with 30 members; 50
+concurrent keep-alive clients over real HTTP against uvicorn on 127.0.0.1 open the catalogue, dataset
+pages and the lead's project page. Beside it, in the same run, the same clients fetch the portal's
+stylesheet (a static file: the server's floor). Cold is the first pass over every page, in a fresh
+process; warm is a random mix for --seconds. Targets on the 2-core reference machine (issue 11):
+p99 < 150 ms cold, >= 300 requests/s. The application queue does not exist yet, so it is not here.
+
+    .venv/bin/python tests/benchmarks/portal.py [--seconds 10] [--clients 50]
+
+Human lines first, then one JSON object on the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from fastapi import Request
+
+from hub.web.sso import Identity
+
+DATASETS, MEMBERS = 50, 30
+PROJECT, LEAD = "bench-project", "lead"
+BASE = "/services/portal"
+TARGET_RPS, TARGET_P99_MS = 300, 150
+
+
+def seed(root: Path) -> None:
+    os.environ["TRE_ROOT"] = str(root)
+    from datetime import UTC, datetime, timedelta
+
+    from hub import registry as reg
+    from hub.kernel.db import session_scope, upgrade
+    from hub.kernel.settings import get_settings
+
+    settings = get_settings()
+    upgrade(settings)
+    sources = root / "sources"
+    sources.mkdir(parents=True)
+    with session_scope(settings) as s:
+        reg.add_user(s, "admin", "admin", "Admin", is_admin=True)
+        reg.add_user(s, "admin", "custodian", "Custodian", is_custodian=True)
+        reg.add_user(s, "admin", LEAD, "Lead")
+        for i in range(DATASETS):
+            files = []
+            for table, header in (("patients", "person_id,date_of_birth,postcode,sex"),
+                                  ("labs", "person_id,test_date,hba1c,atc_code"),
+                                  ("visits", "person_id,visit_date,site,icd10")):  # fmt: skip
+                path = sources / f"{i}-{table}.csv"
+                path.write_text(
+                    header + "\n" + "\n".join(f"{p},2000-01-0{1 + p % 9},A{p},x" for p in range(20))
+                )
+                files.append(reg.SourceFile(table, path))
+            reg.register_dataset(s, "custodian", f"dataset-{i:03d}", files, "person_id", title=f"Cohort {i}")
+        reg.create_project(s, "admin", PROJECT, "Bench project", LEAD, datetime.now(UTC) + timedelta(days=90))
+        for m in range(MEMBERS):
+            reg.add_user(s, "admin", f"member-{m:02d}", f"Member {m}")
+            reg.add_member(s, LEAD, PROJECT, f"member-{m:02d}")
+
+
+def who(request: Request) -> Identity:
+    """The caller, from an X-Test-User header: this benchmark's server process only."""
+    return Identity(request.headers["x-test-user"], "", "token")
+
+
+def serve(port: int) -> None:
+    import uvicorn
+
+    from hub.kernel.settings import get_settings
+    from hub.portal.app import create_app
+    from hub.web.sso import current_identity
+
+    app = create_app(get_settings(), sso=False)
+    app.dependency_overrides[current_identity] = who
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+async def fetch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> int:
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Test-User: {LEAD}\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    await reader.readexactly(length)
+    return int(head.split(b" ", 2)[1])
+
+
+async def client(port: int, work: Callable[[], str | None], out: list[float], errors: list[str]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while (path := work()) is not None:
+            t0 = time.perf_counter()
+            status = await fetch(reader, writer, path)
+            out.append(time.perf_counter() - t0)
+            if status != 200:
+                errors.append(f"{status} {path}")
+    finally:
+        writer.close()
+
+
+def summarise(latencies: list[float], errors: list[str], elapsed: float) -> dict[str, Any]:
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n,
+        "errors": len(errors),
+        "throughput_rps": round(n / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[min(n - 1, int(n * 0.99))] * 1000, 2),
+    }
+
+
+async def run(port: int, paths: list[str], clients: int, seconds: float, cold: bool) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    todo = [p for p in paths for _ in range(2)]
+    random.shuffle(todo)
+    stop_at = time.perf_counter() + seconds
+
+    def work() -> str | None:
+        if cold:
+            return todo.pop() if todo else None
+        return random.choice(paths) if time.perf_counter() < stop_at else None
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(port, work, latencies, errors) for _ in range(clients)))
+    return summarise(latencies, errors, time.perf_counter() - start) | (
+        {"first_error": errors[0]} if errors else {}
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    from tests.fixtures_hub import free_port
+
+    with tempfile.TemporaryDirectory(prefix="portal-bench-") as tmp:
+        root = Path(tmp) / "tre"
+        t0 = time.perf_counter()
+        seed(root)
+        print(f"seeded {DATASETS} datasets and {MEMBERS} members in {time.perf_counter() - t0:.1f} s")
+        port = free_port()
+        env = {**os.environ, "TRE_ROOT": str(root)}
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=env)
+        try:
+            import httpx
+
+            for _ in range(200):
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}{BASE}/static/style.css", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            pages = [f"{BASE}/catalogue", f"{BASE}/projects/{PROJECT}", f"{BASE}/"]
+            pages += [f"{BASE}/catalogue/dataset-{i:03d}" for i in range(DATASETS)]
+            results = {
+                "cold": asyncio.run(run(port, pages, args.clients, args.seconds, cold=True)),
+                "warm": asyncio.run(run(port, pages, args.clients, args.seconds, cold=False)),
+                "static_floor": asyncio.run(
+                    run(port, [f"{BASE}/static/style.css"], args.clients, 3, cold=False)
+                ),
+            }
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    for name, r in results.items():
+        print(
+            f"{name:12s}: {r['requests']} requests, {r['errors']} errors; "
+            f"{r['throughput_rps']:.0f} requests/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+        )
+    cold, warm = results["cold"], results["warm"]
+    met = (
+        cold["p99_ms"] < TARGET_P99_MS
+        and warm["throughput_rps"] >= TARGET_RPS
+        and not (cold["errors"] or warm["errors"])
+    )
+    print(
+        f"targets: p99 < {TARGET_P99_MS} ms cold, >= {TARGET_RPS} requests/s warm: "
+        + ("met" if met else "NOT met")
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "portal",
+                "datasets": DATASETS,
+                "members": MEMBERS,
+                "clients": args.clients,
+                **results,
+                "target_rps": TARGET_RPS,
+                "target_p99_ms_cold": TARGET_P99_MS,
+                "meets_targets": met,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
