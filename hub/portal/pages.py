@@ -23,7 +23,7 @@ from hub.registry.catalogue import (
     catalogue_entry,
 )
 from hub.registry.errors import RegistryError
-from hub.registry.models import User
+from hub.registry.models import Project, User
 from hub.registry.vocabulary import SLUG_RE, is_slug
 from hub.web.security import FormMe, Me
 from hub.web.sso import NeedLogin, hub_sso
@@ -73,10 +73,19 @@ def home(request: Request, me: Me) -> HTMLResponse:
         user = s.execute(select(User).where(User.username == me.username)).scalar_one_or_none()
         projects = user_projects(s, me.username)
         roles = {
-            "admin": bool(user and user.is_admin),
-            "custodian": bool(user and user.is_custodian),
+            "admin": bool(user and user.is_admin and not user.disabled),
+            "custodian": bool(user and user.is_custodian and not user.disabled),
         }
-    return _page(request, "home.html", me, projects=projects, roles=roles, title="Home")
+        # Administrators manage every project: each one's page is a click away.
+        every = (
+            [
+                (p.slug, p.title, p.status, p.lead.username)
+                for p in s.execute(select(Project).order_by(Project.slug)).scalars()
+            ]
+            if roles["admin"]
+            else []
+        )
+    return _page(request, "home.html", me, projects=projects, roles=roles, every=every, title="Home")
 
 
 @router.get("/catalogue")

@@ -94,9 +94,13 @@ def test_home_shows_the_persons_own_projects_and_the_way_to_everything_else(port
     assert "Diabetes study" in page.text and "researcher" in page.text
     assert "https://tre.localhost/hub/home" in page.text  # back to the workspaces
     assert "egress--service.tre.localhost" in page.text  # on to output checking
+    assert "Every project" not in page.text  # only administrators see every project
     portal.who["name"] = CUSTODIAN
     page = portal.get(f"{BASE}/")
     assert "not a member of any open project" in page.text and "data custodian" in page.text
+    portal.who["name"] = ADMIN
+    page = portal.get(f"{BASE}/")
+    assert "Every project" in page.text and f'href="{BASE}/projects/diab-study"' in page.text
 
 
 def _probe(me: FormMe) -> dict:
