@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
 from hub.enforcement.workspaces import mounted_release
 from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction
@@ -19,6 +22,7 @@ from hub.kernel.settings import Settings
 from hub.registry import NotAllowed, get_project
 from hub.registry.errors import RegistryError
 from hub.registry.lookup import acting
+from hub.registry.models import Membership
 from hub.registry.vocabulary import Role
 from hub.workspaces.hub_api import HubAPI, HubDown
 
@@ -75,8 +79,11 @@ def project_page(settings: Settings, viewer: str, slug: str) -> ProjectPage:
     running = _running(settings)
     with session_scope(settings, readonly=True) as s:
         project = get_project(s, slug)
+        memberships = s.execute(
+            select(Membership).where(Membership.project_id == project.id).options(joinedload(Membership.user))
+        ).scalars()
         members = []
-        for m in sorted(project.memberships, key=lambda m: (m.role, m.user.username)):
+        for m in sorted(memberships, key=lambda m: (m.role, m.user.username)):
             key = (m.user.username, slug)
             up = running is not None and key in running and m.role != Role.CHECKER
             members.append(

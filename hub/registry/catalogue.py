@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rdflib import Graph
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.kernel.settings import Settings
@@ -245,10 +245,22 @@ def _latest(session: Session) -> dict[str, Dataset]:
     return latest
 
 
+# Per database: a dataset version never changes once registered (a change is a new version), so a
+# listing stays right until a version is added, which (count, highest id) tells in one small query.
+_listings: dict[str, tuple[tuple[Any, ...], list[DatasetEntry]]] = {}
+
+
 def catalogue_entries(session: Session) -> list[DatasetEntry]:
     """The latest version of every research dataset, by name: metadata only, never rows."""
+    key = str(session.get_bind().url)
+    stamp = tuple(session.execute(select(func.count(Dataset.id), func.max(Dataset.id))).one())
+    cached = _listings.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
     latest = _latest(session)
-    return [_entry(latest[name]) for name in sorted(latest)]
+    entries = [_entry(latest[name]) for name in sorted(latest)]
+    _listings[key] = (stamp, entries)
+    return entries
 
 
 def catalogue_entry(session: Session, name: str) -> DatasetEntry | None:

@@ -34,8 +34,9 @@ from dockerspawner import DockerSpawner, SwarmSpawner
 from tornado import web
 from traitlets import Unicode, default
 
-from hub.host.hardening import WORKSPACE_GID, WORKSPACE_UID, hardened_service, hardening, tmp_volume
+from hub.host.hardening import WORKSPACE_GID, WORKSPACE_UID, hardened_service, hardening
 from hub.host.network import status as network_status
+from hub.host.swarm import remove_tmp_volume
 from hub.kernel.audit import record
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import session_scope
@@ -328,10 +329,6 @@ class TRESwarmSpawner(TREWorkspace, SwarmSpawner):
             constraints=[f"node.id=={node}"],
         )
 
-    @property
-    def mounts(self) -> list:  # type: ignore[override]
-        return self._service_spec["task_template"]["ContainerSpec"]["Mounts"]
-
     async def create_object(self) -> dict:
         spec = self._service_spec
         container = spec["task_template"]["ContainerSpec"]
@@ -355,12 +352,4 @@ class TRESwarmSpawner(TREWorkspace, SwarmSpawner):
     async def remove_object(self) -> None:
         await super().remove_object()
         # The tmpfs volume outlives the service; it holds nothing once its task has stopped.
-        volume = tmp_volume(self.object_name)
-        for _ in range(100):
-            try:
-                await self.docker("remove_volume", volume)
-                return
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError:
-                await asyncio.sleep(0.2)  # still in use by the task that is stopping
+        await asyncio.to_thread(remove_tmp_volume, docker.from_env(timeout=10), self.object_name)
