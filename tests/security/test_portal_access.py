@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,8 +30,29 @@ CSRF = "session-csrf"
 ROLES = [ADMIN, CUSTODIAN, LEAD, OTHER_LEAD, RESEARCHER, CHECKER, OUTSIDER]
 
 
+class FakeHub:
+    """Stands in for the hub API (no hub runs in these tests): records what the portal asks it to stop."""
+
+    stops: ClassVar[list[tuple[str, str]]] = []
+
+    def __enter__(self) -> FakeHub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def running(self) -> list:
+        return []
+
+    def stop(self, user: str, project: str) -> bool:
+        FakeHub.stops.append((user, project))
+        return True
+
+
 @pytest.fixture
-def world(registry, make_users, tmp_path):
+def world(registry, make_users, tmp_path, monkeypatch):
+    FakeHub.stops = []
+    monkeypatch.setattr("hub.portal.projects.HubAPI.for_service", classmethod(lambda cls: FakeHub()))
     make_users(OTHER_LEAD, NEWCOMER, OUTSIDER)
     later = datetime.now(UTC) + timedelta(days=90)
     with session_scope(registry) as s:
@@ -74,12 +96,13 @@ def test_only_the_lead_and_administrators_manage_a_project(world, role, action):
     method, path, form = ACTIONS[action]
     r = client.get(path) if method == "GET" else client.post(path, data={**form, "_csrf": CSRF})
     if role in MAY:
-        # (stop: no hub runs here, so the page says so with 503; the rule let it through)
-        assert r.status_code in (200, 303, 503), (role, action, r.status_code, r.text[:300])
+        assert r.status_code in (200, 303), (role, action, r.status_code, r.text[:300])
+        assert FakeHub.stops == ([(RESEARCHER, PROJECT)] if action == "stop" else [])
     else:
         assert r.status_code == 404, (role, action, r.status_code)
         assert "There is no project 'diab-study' that you lead" in html.unescape(r.text)
         assert members(settings, PROJECT) == before, "a refused action changed nothing"
+        assert FakeHub.stops == [], "and stopped no workspace"
 
 
 def test_a_project_the_caller_does_not_lead_looks_like_one_that_does_not_exist(world):
@@ -99,7 +122,6 @@ def test_the_lead_adds_and_removes_a_researcher_through_the_registry_rules(world
     who["name"] = LEAD
     page = client.get(f"{BASE}/projects/{PROJECT}")
     assert page.status_code == 200 and f'data-member="{RESEARCHER}"' in page.text
-    assert "whether workspaces are running is not known" in page.text  # no hub in this test
     added = client.post(f"{BASE}/projects/{PROJECT}/members", data={"username": NEWCOMER, "_csrf": CSRF})
     assert added.status_code == 303
     assert (NEWCOMER, "researcher") in members(settings, PROJECT)
@@ -152,3 +174,18 @@ def test_cross_site_posts_and_posts_without_the_token_are_refused(world):
     # Control: the same post, same-site and with the session's token, removes her.
     assert client.post(path, data={"_csrf": CSRF}).status_code == 303
     assert (RESEARCHER, "researcher") not in members(settings, PROJECT)
+
+
+def test_when_the_hub_does_not_answer_the_page_says_so_and_nothing_is_stopped(world, monkeypatch):
+    from hub.workspaces.hub_api import HubDown
+
+    def down(cls):
+        raise HubDown("the hub API does not answer")
+
+    monkeypatch.setattr("hub.portal.projects.HubAPI.for_service", classmethod(down))
+    client, who, _ = world
+    who["name"] = LEAD
+    page = client.get(f"{BASE}/projects/{PROJECT}")
+    assert page.status_code == 200 and "whether workspaces are running is not known" in page.text
+    r = client.post(f"{BASE}/projects/{PROJECT}/workspaces/{RESEARCHER}/stop", data={"_csrf": CSRF})
+    assert r.status_code == 503 and "try again in a minute" in r.text
