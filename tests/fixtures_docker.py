@@ -35,3 +35,13 @@ def notebook_image(docker_available) -> str:
     except ImageBuildError as exc:
         pytest.fail(f"notebook image build failed: {exc}", pytrace=False)
     return settings.image
+
+
+@pytest.fixture
+def empty_release(tmp_path):
+    """A release folder with an empty data/ that the workspace user may read, for sealed runs."""
+    root = tmp_path / "release"
+    (root / "data").mkdir(parents=True)
+    for path in (root, root / "data"):
+        path.chmod(0o755)
+    return root

@@ -512,7 +512,14 @@ def swarm_hub(tmp_path_factory, hub_image, swarm) -> Iterator[Hub]:
     yield from hub_of_its_own(tmp_path_factory, hub_image, "swarm", engine="swarm")
 
 
-ENGINES = ["tre_hub", "swarm_hub"]  # params for a module's `hub` fixture: the plain engine and a swarm
+ENGINES = ["tre_hub", "swarm_hub"]  # the plain engine and a single-node swarm (TRE_ENGINE=swarm)
+
+
+def hub_on_each_engine(request) -> Hub:
+    """For a module that runs on both engines, as its `hub` fixture:
+    `hub = pytest.fixture(hub_on_each_engine, scope="module", params=ENGINES, name="hub")`, with
+    `workspaces = pytest.fixture(running_pair, scope="module", name="workspaces")` beside it."""
+    return request.getfixturevalue(request.param)
 
 
 PROBE = """

@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -31,7 +31,7 @@ from hub.kernel.db import upgrade
 from hub.kernel.settings import Settings
 from hub.web import STATIC
 from hub.web.security import CSRFRefused, SecurityHeaders
-from hub.web.sso import HubSSO, NeedLogin
+from hub.web.sso import HubSSO, NeedLogin, need_login_response, sign_in_routes
 
 HERE = Path(__file__).parent
 DEFAULT_PREFIX = "/services/egress/"
@@ -70,6 +70,7 @@ def create_app(
     app.state.services = Services(ctx, commands, EgressQueries(ctx), templates, base, EgressReruns(ctx))
     app.mount(f"{base}/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(SecurityHeaders)
+    app.include_router(sign_in_routes(base), prefix=base)
     app.include_router(pages.router, prefix=base)
     app.include_router(api.router, prefix=f"{base}/api")
 
@@ -85,11 +86,7 @@ def create_app(
 
     @app.exception_handler(NeedLogin)
     async def need_login(request: Request, exc: NeedLogin) -> Response:
-        if request.url.path.startswith(f"{base}/oauth_callback"):
-            return error_response(request, 400, str(exc))
-        if is_api(request) or request.method != "GET":
-            return JSONResponse({"detail": f"Not signed in: {exc}"}, status_code=401)
-        return RedirectResponse(f"{base}/login?next={request.url.path}", status_code=302)
+        return need_login_response(request, exc, base, error_response, api=is_api(request))
 
     @app.exception_handler(EgressError)
     async def egress_error(request: Request, exc: EgressError) -> Response:

@@ -13,37 +13,12 @@ from egress.review.storage import suffix_of
 from egress.web.deps import Id, RequestOp, Svc
 from egress.web.render import INLINE_IMAGES, MAX_RENDER, SANDBOX_CSP, SANDBOXED, render_file
 from hub.web.security import FormMe, Me, refuse_csrf, same_origin
-from hub.web.sso import NeedLogin, hub_sso
 
 router = APIRouter(include_in_schema=False)
 
 
 def back(svc: Svc, path: str) -> RedirectResponse:
     return RedirectResponse(f"{svc.base}{path}", status_code=303)
-
-
-# -- sign-in -------------------------------------------------------------------------------------
-
-
-@router.get("/login")
-async def login(request: Request) -> Response:
-    if (sso := hub_sso(request)) is None:
-        raise NeedLogin("no hub configured")
-    return sso.login(request)
-
-
-@router.get("/oauth_callback")
-async def oauth_callback(request: Request) -> Response:
-    if (sso := hub_sso(request)) is None:
-        raise NeedLogin("no hub configured")
-    return await sso.callback(request)
-
-
-@router.get("/logout")
-async def logout(request: Request, svc: Svc) -> Response:
-    if (sso := hub_sso(request)) is None:
-        return RedirectResponse(f"{svc.base}/", status_code=302)
-    return sso.logout()
 
 
 # -- lists ---------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,7 +21,7 @@ from hub.registry import NotAllowed
 from hub.registry.errors import RegistryError
 from hub.web import STATIC
 from hub.web.security import CSRFRefused, SecurityHeaders
-from hub.web.sso import HubSSO, NeedLogin
+from hub.web.sso import HubSSO, NeedLogin, need_login_response, sign_in_routes
 
 HERE = Path(__file__).parent
 DEFAULT_PREFIX = "/services/portal/"
@@ -51,6 +51,7 @@ def create_app(
     app.state.templates = templates
     app.mount(f"{base}/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(SecurityHeaders)
+    app.include_router(sign_in_routes(base), prefix=base)
     app.include_router(pages.router, prefix=base)
 
     def error_page(request: Request, status: int, message: str) -> Response:
@@ -60,11 +61,7 @@ def create_app(
 
     @app.exception_handler(NeedLogin)
     async def need_login(request: Request, exc: NeedLogin) -> Response:
-        if request.url.path.startswith(f"{base}/oauth_callback"):
-            return error_page(request, 400, str(exc))
-        if request.method != "GET":
-            return JSONResponse({"detail": f"Not signed in: {exc}"}, status_code=401)
-        return RedirectResponse(f"{base}/login?next={request.url.path}", status_code=302)
+        return need_login_response(request, exc, base, error_page, api=False)
 
     @app.exception_handler(NotAllowed)
     async def not_allowed(request: Request, exc: NotAllowed) -> Response:

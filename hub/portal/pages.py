@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -26,7 +27,6 @@ from hub.registry.errors import RegistryError
 from hub.registry.models import Project, User
 from hub.registry.vocabulary import SLUG_RE, is_slug
 from hub.web.security import FormMe, Me
-from hub.web.sso import NeedLogin, hub_sso
 from hub.workspaces.hub_api import HubDown
 
 router = APIRouter(include_in_schema=False)
@@ -38,30 +38,6 @@ class NotFound(Exception):
 
 def _page(request: Request, template: str, me: Me, **context: object) -> HTMLResponse:
     return request.app.state.templates.TemplateResponse(request, template, {"me": me, **context})
-
-
-# -- sign-in -------------------------------------------------------------------------------------
-
-
-@router.get("/login")
-async def login(request: Request) -> Response:
-    if (sso := hub_sso(request)) is None:
-        raise NeedLogin("no hub configured")
-    return sso.login(request)
-
-
-@router.get("/oauth_callback")
-async def oauth_callback(request: Request) -> Response:
-    if (sso := hub_sso(request)) is None:
-        raise NeedLogin("no hub configured")
-    return await sso.callback(request)
-
-
-@router.get("/logout")
-async def logout(request: Request) -> Response:
-    if (sso := hub_sso(request)) is None:
-        return RedirectResponse(f"{request.app.state.base}/", status_code=302)
-    return sso.logout()
 
 
 # -- pages ---------------------------------------------------------------------------------------
@@ -155,6 +131,16 @@ def project(request: Request, me: Me, slug: str) -> HTMLResponse:
     return _project_page(request, me, _slug(slug))
 
 
+def _after(request: Request, me: Me, slug: str, change: Callable[[], object], refused: tuple) -> Response:
+    """Make a change to a project, then back to its page; a refusal is shown on the page, unsaved."""
+    try:
+        change()
+    except refused as exc:
+        status = 503 if isinstance(exc, HubDown) else 422
+        return _project_page(request, me, slug, str(exc), status)
+    return RedirectResponse(f"{request.app.state.base}/projects/{slug}", status_code=303)
+
+
 @router.post("/projects/{slug}/members")
 def add_researcher(
     request: Request, me: FormMe, slug: str, username: Annotated[str, Form()] = ""
@@ -162,13 +148,12 @@ def add_researcher(
     settings = request.app.state.settings
     slug = _slug(slug)
     require_lead(settings, me.username, slug)
-    username = username.strip().lower()
-    try:
+
+    def add() -> None:
         with session_scope(settings) as s:
-            reg.add_member(s, me.username, slug, _slug(username, "user"))
-    except (RegistryError, NotFound) as exc:
-        return _project_page(request, me, slug, str(exc), 422)
-    return RedirectResponse(f"{request.app.state.base}/projects/{slug}", status_code=303)
+            reg.add_member(s, me.username, slug, _slug(username.strip().lower(), "user"))
+
+    return _after(request, me, slug, add, (RegistryError, NotFound))
 
 
 @router.post("/projects/{slug}/members/{username}/remove")
@@ -176,19 +161,16 @@ def remove_researcher(request: Request, me: FormMe, slug: str, username: str) ->
     settings = request.app.state.settings
     slug, username = _slug(slug), _slug(username, "member")
     require_lead(settings, me.username, slug)
-    try:
-        remove_member(settings, me.username, slug, username)  # stops her workspace at once
-    except RegistryError as exc:
-        return _project_page(request, me, slug, str(exc), 422)
-    return RedirectResponse(f"{request.app.state.base}/projects/{slug}", status_code=303)
+    # The same operation as `tre project member remove`: it stops her workspace at once.
+    return _after(
+        request, me, slug, lambda: remove_member(settings, me.username, slug, username), (RegistryError,)
+    )
 
 
 @router.post("/projects/{slug}/workspaces/{username}/stop")
 def stop(request: Request, me: FormMe, slug: str, username: str) -> Response:
     settings = request.app.state.settings
     slug, username = _slug(slug), _slug(username, "member")
-    try:
-        stop_workspace(settings, me.username, slug, username)
-    except HubDown as exc:
-        return _project_page(request, me, slug, str(exc), 503)
-    return RedirectResponse(f"{request.app.state.base}/projects/{slug}", status_code=303)
+    return _after(
+        request, me, slug, lambda: stop_workspace(settings, me.username, slug, username), (HubDown,)
+    )

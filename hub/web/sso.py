@@ -17,13 +17,14 @@ import base64
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
 from cryptography.fernet import Fernet, InvalidToken
-from fastapi import Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from jupyterhub.services.auth import HubOAuth, check_scopes
 
 from hub.kernel.secrets import read_or_create_secret
@@ -163,3 +164,44 @@ async def current_identity(request: Request) -> Identity:
     if sso is None:
         raise NeedLogin("This service was started without a hub to sign in with.")
     return await sso.identify(request, fresh=request.method not in ("GET", "HEAD"))
+
+
+def sign_in_routes(base: str) -> APIRouter:
+    """A service's /login, /oauth_callback and /logout, through its app's HubSSO (`app.state.sso`)."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/login")
+    async def login(request: Request) -> Response:
+        if (sso := hub_sso(request)) is None:
+            raise NeedLogin("no hub configured")
+        return sso.login(request)
+
+    @router.get("/oauth_callback")
+    async def oauth_callback(request: Request) -> Response:
+        if (sso := hub_sso(request)) is None:
+            raise NeedLogin("no hub configured")
+        return await sso.callback(request)
+
+    @router.get("/logout")
+    async def logout(request: Request) -> Response:
+        if (sso := hub_sso(request)) is None:
+            return RedirectResponse(f"{base}/", status_code=302)
+        return sso.logout()
+
+    return router
+
+
+def need_login_response(
+    request: Request,
+    exc: NeedLogin,
+    base: str,
+    error_page: Callable[[Request, int, str], Response],
+    api: bool,
+) -> Response:
+    """What a service answers without a session: a failed OAuth callback is an error page, API calls
+    and writes get 401, page views go to the hub's login and come back."""
+    if request.url.path.startswith(f"{base}/oauth_callback"):
+        return error_page(request, 400, str(exc))
+    if api or request.method != "GET":
+        return JSONResponse({"detail": f"Not signed in: {exc}"}, status_code=401)
+    return RedirectResponse(f"{base}/login?next={request.url.path}", status_code=302)

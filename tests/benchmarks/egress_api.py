@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import json
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -21,7 +20,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.benchmarks.http_load import client, summarise
+
 REQUESTS_IN_DB = 1000
+HEADERS = "X-Test-User: cat\r\nX-Test-Via: token\r\n"  # who the test server takes the caller to be
 TARGET_RPS, TARGET_P99_MS = 300, 100
 
 
@@ -31,7 +33,8 @@ def seed(root: Path) -> None:
     os.environ["TRE_ROOT"] = str(root)
     from egress.review.models import EgressFile, EgressGroup, EgressRequest, EgressReview
     from egress.review.storage import BlobStore
-    from hub.kernel.db import session_scope, utcnow
+    from hub.kernel.clock import utcnow
+    from hub.kernel.db import session_scope
     from hub.kernel.settings import get_settings
     from tests.fixtures_egress import AUTHOR, CHECKER1, CHECKER2, CSV, PROJECT, build_world
 
@@ -85,32 +88,6 @@ def seed(root: Path) -> None:
             )
 
 
-async def fetch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> int:
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Test-User: cat\r\nX-Test-Via: token\r\n\r\n"
-    writer.write(request.encode())
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    await reader.readexactly(length)
-    return int(head.split(b" ", 2)[1])
-
-
-async def client(port: int, work: Callable[[], str | None], out: list[float], errors: list[str]) -> None:
-    """One keep-alive connection issuing requests back to back until `work` returns None."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while (path := work()) is not None:
-            t0 = time.perf_counter()
-            status = await fetch(reader, writer, path)
-            out.append(time.perf_counter() - t0)
-            if status != 200:
-                errors.append(f"{status} {path}")
-    finally:
-        writer.close()
-
-
 async def load(port: int, clients: int, seconds: float) -> dict[str, Any]:
     base = "/services/egress/api"
     paths = [f"{base}/requests?scope=queue&limit=20&offset={o}" for o in range(0, REQUESTS_IN_DB, 20)]
@@ -128,22 +105,9 @@ async def load(port: int, clients: int, seconds: float) -> dict[str, Any]:
         errors: list[str] = []
         start = time.perf_counter()
         stop_at = start + seconds
-        await asyncio.gather(*(client(port, work, latencies, errors) for _ in range(clients)))
+        await asyncio.gather(*(client(port, work, latencies, errors, HEADERS) for _ in range(clients)))
         results[name] = summarise(latencies, errors, time.perf_counter() - start)
     return results
-
-
-def summarise(latencies: list[float], errors: list[str], elapsed: float) -> dict[str, Any]:
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "requests": n,
-        "errors": len(errors),
-        "seconds": round(elapsed, 2),
-        "throughput_rps": round(n / elapsed, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[min(n - 1, int(n * 0.99))] * 1000, 2),
-    }
 
 
 def main() -> None:

@@ -17,12 +17,10 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from fastapi import Request
 
 from hub.web.sso import Identity
+from tests.benchmarks.http_load import client, summarise
 
 DATASETS, MEMBERS = 50, 30
 PROJECT, LEAD = "bench-project", "lead"
 BASE = "/services/portal"
+HEADERS = f"X-Test-User: {LEAD}\r\n"  # who the test server takes the caller to be
 TARGET_RPS, TARGET_P99_MS = 300, 150
 
 
@@ -88,46 +88,6 @@ def serve(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-async def fetch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> int:
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Test-User: {LEAD}\r\n\r\n".encode())
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(
-        (
-            int(line.split(b":", 1)[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        ),
-        0,
-    )
-    await reader.readexactly(length)
-    return int(head.split(b" ", 2)[1])
-
-
-async def client(port: int, work: Callable[[], str | None], out: list[float], errors: list[str]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while (path := work()) is not None:
-            t0 = time.perf_counter()
-            status = await fetch(reader, writer, path)
-            out.append(time.perf_counter() - t0)
-            if status != 200:
-                errors.append(f"{status} {path}")
-    finally:
-        writer.close()
-
-
-def summarise(latencies: list[float], errors: list[str], elapsed: float) -> dict[str, Any]:
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "requests": n,
-        "errors": len(errors),
-        "throughput_rps": round(n / elapsed, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[min(n - 1, int(n * 0.99))] * 1000, 2),
-    }
-
-
 async def run(port: int, paths: list[str], clients: int, seconds: float, cold: bool) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
@@ -141,7 +101,7 @@ async def run(port: int, paths: list[str], clients: int, seconds: float, cold: b
         return random.choice(paths) if time.perf_counter() < stop_at else None
 
     start = time.perf_counter()
-    await asyncio.gather(*(client(port, work, latencies, errors) for _ in range(clients)))
+    await asyncio.gather(*(client(port, work, latencies, errors, HEADERS) for _ in range(clients)))
     return summarise(latencies, errors, time.perf_counter() - start) | (
         {"first_error": errors[0]} if errors else {}
     )

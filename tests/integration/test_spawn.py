@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.fixtures_hub import ENGINES, docker_exec, docker_inspect, running_pair
+from tests.fixtures_hub import ENGINES, docker_exec, docker_inspect, hub_on_each_engine, running_pair
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -16,15 +16,9 @@ def run(cmd: list[str]) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def hub(request):
-    """Each test runs on the plain Docker engine and on a single-node swarm (TRE_ENGINE=swarm)."""
-    return request.getfixturevalue(request.param)
-
-
-@pytest.fixture(scope="module")
-def workspaces(hub) -> dict[str, str]:
-    return running_pair(hub)
+# Every test here runs on the plain Docker engine and on a single-node swarm.
+hub = pytest.fixture(hub_on_each_engine, scope="module", params=ENGINES, name="hub")
+workspaces = pytest.fixture(running_pair, scope="module", name="workspaces")
 
 
 def test_spawn_through_rest_api_gives_hardened_container(hub, workspaces):

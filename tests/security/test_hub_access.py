@@ -13,20 +13,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.fixtures_hub import ENGINES, docker_exec, docker_inspect, running_pair
+from tests.fixtures_hub import ENGINES, docker_exec, docker_inspect, hub_on_each_engine, running_pair
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-
-@pytest.fixture(scope="module", params=ENGINES)
-def hub(request):
-    """Each attack runs on the plain Docker engine and on a single-node swarm (TRE_ENGINE=swarm)."""
-    return request.getfixturevalue(request.param)
-
-
-@pytest.fixture(scope="module")
-def workspaces(hub) -> dict[str, str]:
-    return running_pair(hub)
+# Every test here runs on the plain Docker engine and on a single-node swarm.
+hub = pytest.fixture(hub_on_each_engine, scope="module", params=ENGINES, name="hub")
+workspaces = pytest.fixture(running_pair, scope="module", name="workspaces")
 
 
 @pytest.mark.parametrize(

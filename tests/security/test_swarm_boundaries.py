@@ -33,15 +33,6 @@ def host_port() -> Iterator[int]:
         yield srv.getsockname()[1]
 
 
-@pytest.fixture
-def release(tmp_path) -> Path:
-    root = tmp_path / "release"
-    (root / "data").mkdir(parents=True)
-    for path in (root, root / "data"):
-        path.chmod(0o755)
-    return root
-
-
 def _probe(hub, release: Path, scratch: Path, targets: list[tuple[str, int]]) -> list[str]:
     code = (
         "import json, socket\n"
@@ -64,7 +55,7 @@ def _probe(hub, release: Path, scratch: Path, targets: list[tuple[str, int]]) ->
 
 
 def test_a_sealed_task_reaches_nothing_and_the_firewall_is_what_blocks(
-    swarm_hub, release, tmp_path, host_port
+    swarm_hub, empty_release, tmp_path, host_port
 ):
     settings = swarm_hub.settings
     sealed_gateway = str(next(ipaddress.ip_network(settings.sealed_subnet).hosts()))
@@ -74,7 +65,7 @@ def test_a_sealed_task_reaches_nothing_and_the_firewall_is_what_blocks(
         (swarm_hub.gateway, host_port),
         ("172.17.0.1", host_port),  # Docker's default bridge, where a service without networks lands
     ]
-    results = _probe(swarm_hub, release, tmp_path / "a", targets)
+    results = _probe(swarm_hub, empty_release, tmp_path / "a", targets)
     assert "open" not in results, dict(zip(map(str, targets), results, strict=True))
     assert swarm_hub.api("GET", "/").status_code == 200  # control: the hub answers on that address
     plan = network.plan(settings)
@@ -89,12 +80,14 @@ def test_a_sealed_task_reaches_nothing_and_the_firewall_is_what_blocks(
     try:
         assert not network.status(settings).ok
         # Without them the sealed task reaches host services: the rules are the control.
-        assert _probe(swarm_hub, release, tmp_path / "c", targets[:3]) == ["open"] * 3
+        assert _probe(swarm_hub, empty_release, tmp_path / "c", targets[:3]) == ["open"] * 3
         subprocess.run(["iptables", "-w", "10", "-I", "OUTPUT", "1", *rules[1][1]], check=True)
-        assert _probe(swarm_hub, release, tmp_path / "d", targets[:1]) != ["open"]  # either one suffices
+        assert _probe(swarm_hub, empty_release, tmp_path / "d", targets[:1]) != [
+            "open"
+        ]  # either one suffices
     finally:
         network.setup(settings)
-    assert _probe(swarm_hub, release, tmp_path / "e", targets[:1]) != ["open"]
+    assert _probe(swarm_hub, empty_release, tmp_path / "e", targets[:1]) != ["open"]
 
 
 def test_without_the_anchor_no_workspace_starts(swarm_hub):

@@ -25,6 +25,7 @@ from tests.fixtures_hub import (
     docker_exec,
     docker_inspect,
     host_tcp,
+    hub_on_each_engine,
     probe_tcp,
     running_pair,
     tcp_from_host,
@@ -32,16 +33,9 @@ from tests.fixtures_hub import (
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-
-@pytest.fixture(scope="module", params=ENGINES)
-def hub(request):
-    """Each attack runs on the plain Docker engine and on a single-node swarm (TRE_ENGINE=swarm)."""
-    return request.getfixturevalue(request.param)
-
-
-@pytest.fixture(scope="module")
-def workspaces(hub) -> dict[str, str]:
-    return running_pair(hub)
+# Every test here runs on the plain Docker engine and on a single-node swarm.
+hub = pytest.fixture(hub_on_each_engine, scope="module", params=ENGINES, name="hub")
+workspaces = pytest.fixture(running_pair, scope="module", name="workspaces")
 
 
 # RFC 5737 TEST-NET-2: documentation only. (TEST-NET-1 is not used: some sandboxes number their real

@@ -92,3 +92,29 @@ def test_the_engine_setting_takes_only_known_engines():
 def test_sealed_runs_go_to_the_sealed_network_only_on_a_swarm():
     assert swarm.sealed_runs_on(SETTINGS) == "tre-workspaces-sealed"
     assert swarm.sealed_runs_on(Settings(root=Path("/nonexistent"))) is None
+
+
+class FakeNetworks:
+    def __init__(self, subnet: str | None) -> None:
+        self.subnet = subnet
+
+    def get(self, name: str):
+        if self.subnet is None:
+            raise docker.errors.NotFound("no docker_gwbridge")
+        return type("Net", (), {"attrs": {"IPAM": {"Config": [{"Subnet": self.subnet}]}}})()
+
+
+def test_a_gateway_bridge_over_the_tre_subnets_is_reported():
+    import ipaddress
+
+    ours = [ipaddress.ip_network("172.31.240.0/24"), ipaddress.ip_network("172.31.241.0/24")]
+    client = type("Client", (), {})()
+    for subnet, problems in (("172.31.0.0/16", 1), ("10.211.0.0/16", 0), (None, 0)):
+        client.networks = FakeNetworks(subnet)
+        found = swarm.gwbridge_problems(client, ours)
+        assert len(found) == problems, (subnet, found)
+    client.networks = FakeNetworks("172.31.0.0/16")
+    assert (
+        "docker_gwbridge (172.31.0.0/16) overlaps the TRE's subnets"
+        in swarm.gwbridge_problems(client, ours)[0]
+    )
