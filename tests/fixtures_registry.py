@@ -145,6 +145,7 @@ def schema_check_config(url: str):
     import hub.jobs.models
     import hub.kernel.audit
     import hub.kernel.codelog
+    import hub.provisioning.runs
     import hub.registry.models  # noqa: F401
     from hub.kernel.db import Base, alembic_config
 

@@ -16,7 +16,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from sqlalchemy.orm import Session
 
 from egress.review.errors import REFUSALS
-from egress.review.signing import Signer
+from hub.kernel.signing import Signer
 from egress.review.storage import BlobStore
 from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction

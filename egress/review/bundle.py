@@ -20,7 +20,7 @@ from typing import Any
 
 import bagit
 
-from egress.review.signing import InvalidRecord, verify_record
+from hub.kernel.signing import InvalidRecord, verify_record
 from egress.review.storage import CHUNK, BlobStore, fsync_dir
 from hub.kernel.fivesafes import CRATE_NAME
 from hub.kernel.hashing import file_sha256

@@ -41,7 +41,7 @@ from egress.review.models import (
     EgressReview,
 )
 from egress.review.reruns import reproducing_rerun
-from egress.review.signing import InvalidRecord, load_keyset
+from hub.kernel.signing import InvalidRecord, load_keyset
 from egress.review.storage import open_workspace_file
 from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction as A

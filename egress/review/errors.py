@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from egress.review.signing import InvalidRecord
+from hub.kernel.signing import InvalidRecord
 from egress.review.storage import Refused
 
 

@@ -22,7 +22,7 @@ from egress.review.commands import EgressCommands
 from egress.review.errors import EgressError
 from egress.review.queries import EgressQueries
 from egress.review.reruns import EgressReruns
-from egress.review.signing import InvalidRecord
+from hub.kernel.signing import InvalidRecord
 from egress.review.storage import Refused
 from egress.web import api, pages
 from egress.web.deps import Services

@@ -93,7 +93,7 @@ def verify(
 ) -> None:
     """Check a release bundle offline: the record's signature and every file's SHA-256."""
     from egress.review.bundle import verify_bundle
-    from egress.review.signing import InvalidRecord, Signer, load_keyset
+    from hub.kernel.signing import InvalidRecord, Signer, load_keyset
     from hub.cli._common import console, fail, print_json
     from hub.kernel.settings import get_settings
 
@@ -131,7 +131,7 @@ def serve() -> None:
 @app.command("rotate-key")
 def rotate_key() -> None:
     """Start signing release records with a new key; records signed before keep verifying."""
-    from egress.review.signing import Signer
+    from hub.kernel.signing import Signer
     from hub.cli._common import console
     from hub.kernel.settings import get_settings
 

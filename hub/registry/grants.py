@@ -12,7 +12,7 @@ from hub.kernel.audit_actions import AuditAction
 from hub.kernel.clock import utcnow
 from hub.registry.errors import RegistryError
 from hub.registry.lookup import acting, get_dataset, get_grant, get_project, project_state, require_aware
-from hub.registry.models import Dataset, Grant
+from hub.registry.models import Dataset, Grant, Project, User
 from hub.registry.permissions import RegistryAction, require
 from hub.registry.vocabulary import DatasetKind, GrantStatus
 
@@ -41,12 +41,11 @@ def _check_columns(dataset: Dataset, columns: Mapping[str, list[str]]) -> dict[s
     return out
 
 
-def request_grant(
-    session: Session,
-    actor: str,
-    slug: str,
-    dataset_ref: str,
+def build_grant(
+    project: Project,
+    dataset: Dataset,
     columns: Mapping[str, list[str]],
+    requested_by: User,
     *,
     expires_at: datetime | None = None,
     remove_opted_out: bool = True,
@@ -54,15 +53,13 @@ def request_grant(
     age_bands: bool = False,
     date_shift_days: int | None = None,
     note: str = "",
-    now: datetime | None = None,
+    now: datetime,
 ) -> Grant:
-    """Ask for a dataset version's columns for a project. Identifier columns are always pseudonymised;
-    `pseudonymise` adds "table.column" (or "column" for every table) to that."""
-    now = now or utcnow()
-    project = get_project(session, slug)
-    requester, who = acting(session, actor, project)
-    require(RegistryAction.REQUEST_GRANT, who, project=project_state(project), now=now)
-    dataset = get_dataset(session, dataset_ref)
+    """A checked, unsaved grant of a dataset version's columns to a project (status: requested).
+
+    Identifier columns are always pseudonymised; `pseudonymise` adds "table.column" (or "column" for
+    every table) to that. Both the command line's requests and a data permit's grants are built here.
+    """
     if dataset.kind != DatasetKind.COHORT:
         raise RegistryError(f"{dataset.ref} is an opt-out list, not research data; it cannot be granted")
     approved = _check_columns(dataset, columns)
@@ -71,7 +68,7 @@ def request_grant(
         raise RegistryError(f"expiry date {expires_at:%Y-%m-%d} is in the past; give a future --expires date")
     if expires_at > project.expires_at:
         raise RegistryError(
-            f"a grant cannot outlast its project ({slug} expires {project.expires_at:%Y-%m-%d}); "
+            f"a grant cannot outlast its project ({project.slug} expires {project.expires_at:%Y-%m-%d}); "
             "give an earlier --expires"
         )
     if date_shift_days is not None and not 1 <= date_shift_days <= MAX_DATE_SHIFT_DAYS:
@@ -94,9 +91,10 @@ def request_grant(
             raise RegistryError(
                 "--age-bands needs the birth date column of the person table among the columns"
             )
-    grant = Grant(
+    return Grant(
         project_id=project.id,
         dataset_id=dataset.id,
+        dataset=dataset,
         columns=approved,
         remove_opted_out=remove_opted_out,
         pseudonymise=pseudo,
@@ -104,29 +102,62 @@ def request_grant(
         date_shift_days=date_shift_days,
         expires_at=expires_at,
         status=GrantStatus.REQUESTED,
-        requested_by_id=requester.id,
+        requested_by_id=requested_by.id,
         requested_at=now,
         note=note,
     )
+
+
+def grant_facts(grant: Grant) -> dict[str, object]:
+    """What the audit trail keeps of a grant's terms."""
+    return {
+        "project": grant.project.slug,
+        "dataset": grant.dataset.ref,
+        "columns": grant.columns,
+        "pseudonymise": grant.pseudonymise,
+        "remove_opted_out": grant.remove_opted_out,
+        "age_bands": grant.age_bands,
+        "date_shift_days": grant.date_shift_days,
+        "expires_at": grant.expires_at.isoformat(),
+    }
+
+
+def request_grant(
+    session: Session,
+    actor: str,
+    slug: str,
+    dataset_ref: str,
+    columns: Mapping[str, list[str]],
+    *,
+    expires_at: datetime | None = None,
+    remove_opted_out: bool = True,
+    pseudonymise: Iterable[str] = (),
+    age_bands: bool = False,
+    date_shift_days: int | None = None,
+    note: str = "",
+    now: datetime | None = None,
+) -> Grant:
+    """Ask for a dataset version's columns for a project (see build_grant)."""
+    now = now or utcnow()
+    project = get_project(session, slug)
+    requester, who = acting(session, actor, project)
+    require(RegistryAction.REQUEST_GRANT, who, project=project_state(project), now=now)
+    grant = build_grant(
+        project,
+        get_dataset(session, dataset_ref),
+        columns,
+        requester,
+        expires_at=expires_at,
+        remove_opted_out=remove_opted_out,
+        pseudonymise=pseudonymise,
+        age_bands=age_bands,
+        date_shift_days=date_shift_days,
+        note=note,
+        now=now,
+    )
     session.add(grant)
     session.flush()
-    audit.record(
-        session,
-        actor,
-        AuditAction.GRANT_REQUEST,
-        "grant",
-        grant.id,
-        {
-            "project": slug,
-            "dataset": dataset.ref,
-            "columns": approved,
-            "pseudonymise": pseudo,
-            "remove_opted_out": remove_opted_out,
-            "age_bands": age_bands,
-            "date_shift_days": date_shift_days,
-            "expires_at": expires_at.isoformat(),
-        },
-    )
+    audit.record(session, actor, AuditAction.GRANT_REQUEST, "grant", grant.id, grant_facts(grant))
     return grant
 
 

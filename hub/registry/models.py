@@ -11,18 +11,50 @@ import secrets
 from datetime import datetime
 from typing import Any, TypedDict
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql import false
 
 from hub.kernel.clock import utcnow
 from hub.kernel.db import Base, UTCDateTime
-from hub.registry.vocabulary import DatasetKind, GrantStatus, ProjectStatus, Role, sql_in
+from hub.registry.vocabulary import (
+    ApplicationStatus,
+    DataForm,
+    DatasetKind,
+    GrantStatus,
+    PermitStatus,
+    ProjectStatus,
+    Purpose,
+    Role,
+    sql_in,
+)
+
+
+def _opaque(prefix: str) -> str:
+    # Opaque, unguessable and short enough to type: a letter, "-" and 48 random bits in hex.
+    return prefix + "-" + secrets.token_hex(6)
 
 
 def new_grant_id() -> str:
-    # Opaque, unguessable and short enough to type: "g-" + 48 random bits in hex.
-    return "g-" + secrets.token_hex(6)
+    return _opaque("g")
+
+
+def new_application_id() -> str:
+    return _opaque("a")
+
+
+def new_permit_id() -> str:
+    return _opaque("p")
 
 
 class ColumnSpec(TypedDict, total=False):
@@ -169,9 +201,116 @@ class Grant(Base):
     revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")
+    # The data permit that issued it (None: granted on the command line, before permits).
+    permit_id: Mapped[str | None] = mapped_column(ForeignKey("permits.id"), nullable=True, index=True)
 
     project: Mapped[Project] = relationship(back_populates="grants")
     dataset: Mapped[Dataset] = relationship()
     requested_by: Mapped[User] = relationship(foreign_keys=[requested_by_id])
     approved_by: Mapped[User | None] = relationship(foreign_keys=[approved_by_id])
     revoked_by: Mapped[User | None] = relationship(foreign_keys=[revoked_by_id])
+
+
+class DatasetRequest(TypedDict):
+    """One dataset an application asks for."""
+
+    dataset: str  # the catalogue name; the version is fixed when the permit is issued
+    columns: dict[str, list[str]]  # {table: [columns]}
+    justifications: dict[str, str]  # {"table.column": why}, required for every sensitive column
+
+
+class Application(Base):
+    """A data access application (EHDS Art. 67): one version of what a lead asks for, and why.
+
+    A new project starts from version 1; asking an approved project for more data or time is a new
+    version of its application (`previous_id` points back), decided like the first.
+    """
+
+    __tablename__ = "applications"
+    __table_args__ = (
+        CheckConstraint(sql_in("status", ApplicationStatus), name="status"),
+        CheckConstraint(sql_in("purpose", Purpose), name="purpose"),
+        CheckConstraint(sql_in("data_form", DataForm), name="data_form"),
+    )
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_application_id)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    project_slug: Mapped[str] = mapped_column(String(40), index=True)  # proposed, or the project's
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    previous_id: Mapped[str | None] = mapped_column(ForeignKey("applications.id"), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default=ApplicationStatus.DRAFT.value, index=True)
+    # Bumped by every change: a form carries the revision it was drawn from, so a decision or edit
+    # made on a stale page is refused instead of overwriting what someone else did meanwhile.
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    title: Mapped[str] = mapped_column(String(300), default="")
+    purpose: Mapped[str] = mapped_column(String(16), default=Purpose.RESEARCH.value)
+    description: Mapped[str] = mapped_column(Text, default="")
+    benefit: Mapped[str] = mapped_column(Text, default="")
+    data_form: Mapped[str] = mapped_column(String(16), default=DataForm.PSEUDONYMISED.value)
+    data_form_reason: Mapped[str] = mapped_column(Text, default="")
+    linkage: Mapped[str] = mapped_column(Text, default="")  # "" = no linkage wanted
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    researchers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    safeguards: Mapped[str] = mapped_column(Text, default="")
+    ethics_ref: Mapped[str] = mapped_column(String(200), default="")
+    datasets: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # list of DatasetRequest
+    attachment_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    attachment_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+
+    lead: Mapped[User] = relationship(foreign_keys=[lead_id])
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
+    project: Mapped[Project | None] = relationship()
+    messages: Mapped[list[ApplicationMessage]] = relationship(
+        back_populates="application", order_by="ApplicationMessage.id"
+    )
+
+
+class ApplicationMessage(Base):
+    """The conversation on an application: questions, answers and the reasons for each decision."""
+
+    __tablename__ = "application_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    application_id: Mapped[str] = mapped_column(ForeignKey("applications.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # question, answer, return, reject, approve
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    application: Mapped[Application] = relationship(back_populates="messages")
+    author: Mapped[User] = relationship()
+
+
+class ApplicationAttachment(Base):
+    """The protocol (a PDF), kept in the registry so a backup of the database keeps it too."""
+
+    __tablename__ = "application_attachments"
+
+    application_id: Mapped[str] = mapped_column(ForeignKey("applications.id"), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Permit(Base):
+    """A data permit (EHDS Art. 68): the signed record of what a custodian approved, for how long."""
+
+    __tablename__ = "permits"
+    __table_args__ = (CheckConstraint(sql_in("status", PermitStatus), name="status"),)
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_permit_id)
+    application_id: Mapped[str] = mapped_column(ForeignKey("applications.id"), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=PermitStatus.ISSUED.value)
+    issued_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claims: Mapped[dict[str, Any]] = mapped_column(JSON)  # what the token says, for pages and queries
+    token: Mapped[str] = mapped_column(Text)  # the signed record (a JWT), verifiable offline
+
+    application: Mapped[Application] = relationship()
+    project: Mapped[Project] = relationship()
+    issued_by: Mapped[User] = relationship()

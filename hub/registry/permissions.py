@@ -37,6 +37,7 @@ class RegistryAction(StrEnum):
     APPROVE_GRANT = "approve_grant"
     REJECT_GRANT = "reject_grant"
     REVOKE_GRANT = "revoke_grant"
+    DECIDE_APPLICATION = "decide_application"  # ask, return, reject or approve (issuing a permit)
 
     @property
     def phrase(self) -> str:
@@ -61,6 +62,7 @@ PHRASES: dict[RegistryAction, str] = {
     RegistryAction.APPROVE_GRANT: "approve grants",
     RegistryAction.REJECT_GRANT: "reject grants",
     RegistryAction.REVOKE_GRANT: "revoke grants",
+    RegistryAction.DECIDE_APPLICATION: "decide data access applications",
 }
 
 
@@ -122,6 +124,14 @@ LEAD_OR_ADMIN = {
     RegistryAction.REMOVE_RESEARCHER,
     RegistryAction.REQUEST_GRANT,
 }
+# Actions on a project's data or oversight: nobody who works on the project (as its lead, a
+# researcher or one of its checkers), nor anyone it names, may take them: separation of duties.
+NEEDS_INDEPENDENCE = {
+    RegistryAction.APPROVE_GRANT,
+    RegistryAction.REJECT_GRANT,
+    RegistryAction.DECIDE_APPLICATION,
+    RegistryAction.ASSIGN_CHECKER,
+}
 # Actions that appoint `target` to something: the actor may never be the target.
 APPOINTING = {
     RegistryAction.GRANT_ROLE,
@@ -145,12 +155,14 @@ def require(
     project: ProjectState | None = None,
     target: str | None = None,
     requested_by: str | None = None,
+    named: frozenset[str] = frozenset(),
     now: datetime | None = None,
 ) -> None:
     """Raise NotAllowed unless `actor` may do `action`.
 
     `target` is the user being appointed/changed (for CREATE_PROJECT: the proposed lead);
-    `requested_by` is the requester of the grant being approved or rejected.
+    `requested_by` is the requester of the grant or the lead of the application being decided;
+    `named` are the researchers an application names (they will work on the project).
     """
     who = actor.username
     if actor.disabled:
@@ -158,6 +170,9 @@ def require(
 
     if action in ADMIN_ONLY and not actor.is_admin:
         raise NotAllowed(f"only an administrator may {action.phrase}; {who} is not one")
+    if action is RegistryAction.DECIDE_APPLICATION and not actor.is_custodian:
+        # The health data access body decides; running the TRE does not make one a custodian.
+        raise NotAllowed(f"only a data custodian may {action.phrase}; {who} is not one")
     if action in ADMIN_OR_CUSTODIAN and not (actor.is_admin or actor.is_custodian):
         hint = ""
         if action is RegistryAction.ASSIGN_CHECKER and Role.LEAD in actor.project_roles:
@@ -176,11 +191,19 @@ def require(
     if action is RegistryAction.DISABLE_USER and target == who:
         raise NotAllowed(f"{who} cannot disable their own account; another administrator must do it")
 
-    if action is RegistryAction.APPROVE_GRANT or action is RegistryAction.REJECT_GRANT:
+    if action in NEEDS_INDEPENDENCE:
+        someone_else = "another custodian" if action is not RegistryAction.ASSIGN_CHECKER else "someone else"
         if requested_by is not None and requested_by == who:
-            raise NotAllowed(f"{who} requested this grant and cannot decide it; another custodian must")
-        if Role.LEAD in actor.project_roles:
-            raise NotAllowed(f"{who} leads this project and cannot decide its grants; another custodian must")
+            raise NotAllowed(f"{who} asked for this and cannot {action.phrase}; {someone_else} must")
+        if actor.project_roles:
+            roles = " and ".join(sorted(actor.project_roles))
+            raise NotAllowed(
+                f"{who} works on this project ({roles}) and cannot {action.phrase} for it; {someone_else} must"
+            )
+        if who in named:
+            raise NotAllowed(
+                f"{who} is named as a researcher in this application and cannot decide it; {someone_else} must"
+            )
 
     if action in NEEDS_OPEN_PROJECT and project is not None:
         problem = project_problem(project, now)

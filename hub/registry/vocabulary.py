@@ -55,6 +55,64 @@ class GrantStatus(StrEnum):
     REVOKED = "revoked"
 
 
+class ApplicationStatus(StrEnum):
+    """Where a data access application is: with its lead, with the custodians, or decided."""
+
+    DRAFT = "draft"  # the lead is writing it
+    SUBMITTED = "submitted"  # in the custodians' queue
+    QUESTIONS = "questions"  # a custodian asked; the lead answers and it goes back to the queue
+    RETURNED = "returned"  # sent back for changes; the lead edits and submits again
+    APPROVED = "approved"  # a data permit was issued
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+# The lead may change an application only while it is with them.
+EDITABLE_APPLICATIONS = frozenset({ApplicationStatus.DRAFT, ApplicationStatus.RETURNED})
+# Decided or given up: nothing more happens to it (a new version may follow).
+FINAL_APPLICATIONS = frozenset(
+    {ApplicationStatus.APPROVED, ApplicationStatus.REJECTED, ApplicationStatus.WITHDRAWN}
+)
+
+
+class Purpose(StrEnum):
+    """The purposes for which health data may be used (EHDS Regulation (EU) 2025/327, Art. 53(1))."""
+
+    PUBLIC_HEALTH = "art53-1-a"
+    POLICY = "art53-1-b"
+    STATISTICS = "art53-1-c"
+    EDUCATION = "art53-1-d"
+    RESEARCH = "art53-1-e"
+    CARE_IMPROVEMENT = "art53-1-f"
+
+    @property
+    def label(self) -> str:
+        return PURPOSE_LABELS[self]
+
+
+PURPOSE_LABELS: dict[Purpose, str] = {
+    Purpose.PUBLIC_HEALTH: "(a) Public interest in public and occupational health",
+    Purpose.POLICY: "(b) Policy-making and regulatory activities of public sector bodies",
+    Purpose.STATISTICS: "(c) Official statistics on the health or care sectors",
+    Purpose.EDUCATION: "(d) Education or teaching in the health or care sectors",
+    Purpose.RESEARCH: "(e) Scientific research in the health or care sectors",
+    Purpose.CARE_IMPROVEMENT: "(f) Improving the delivery of care and the optimisation of treatment",
+}
+
+
+class DataForm(StrEnum):
+    """How the data reach the researchers (EHDS Art. 66: anonymised unless pseudonymised is justified)."""
+
+    ANONYMISED = "anonymised"
+    PSEUDONYMISED = "pseudonymised"
+
+
+class PermitStatus(StrEnum):
+    ISSUED = "issued"
+    SUPERSEDED = "superseded"  # a later version of the application was approved
+    REVOKED = "revoked"
+
+
 class Sensitivity(StrEnum):
     IDENTIFIER = "identifier"
     QUASI_IDENTIFIER = "quasi-identifier"

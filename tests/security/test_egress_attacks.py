@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from egress.review.bundle import RECORD_NAME, file_sha256
 from egress.review.errors import Denied
 from egress.review.models import EgressRelease
-from egress.review.signing import InvalidRecord, Signer
+from hub.kernel.signing import InvalidRecord, Signer
 from egress.review.storage import Refused
 from hub.cli import app as tre
 from hub.kernel.audit import verify as audit_verify

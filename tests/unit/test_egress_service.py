@@ -9,7 +9,7 @@ import pytest
 
 from egress.review.bundle import verify_bundle
 from egress.review.errors import BadInput, Conflict, Denied
-from egress.review.signing import load_keyset
+from hub.kernel.signing import load_keyset
 from hub.kernel.audit import verify as audit_verify
 from hub.kernel.db import session_scope
 from tests.fixtures_egress import AUTHOR, CHECKER1, CHECKER2, CSV, LEAD, PROJECT

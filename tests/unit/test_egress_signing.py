@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from egress.review.bundle import RECORD_NAME, BundleFile, build_bundle, verify_bundle
-from egress.review.signing import InvalidRecord, Signer, load_keyset, verify_record
+from hub.kernel.signing import InvalidRecord, Signer, load_keyset, verify_record
 from egress.review.storage import BlobStore
 
 

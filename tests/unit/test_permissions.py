@@ -53,6 +53,7 @@ EXPECTED: dict[RegistryAction, set[str]] = {
     A.APPROVE_GRANT: CUSTODIAN_OR_ADMIN,
     A.REJECT_GRANT: CUSTODIAN_OR_ADMIN,
     A.REVOKE_GRANT: CUSTODIAN_OR_ADMIN,
+    A.DECIDE_APPLICATION: {"custodian"},  # the data access body decides, not whoever runs the TRE
 }
 
 
@@ -98,19 +99,32 @@ def test_admin_cannot_disable_themselves():
         require(A.DISABLE_USER, admin, target=admin.username)
 
 
-@pytest.mark.parametrize("action", [A.APPROVE_GRANT, A.REJECT_GRANT])
-@pytest.mark.parametrize("role", ["custodian", "admin"])
-def test_nobody_decides_their_own_request(action, role):
-    actor = ROLES[role]
-    with pytest.raises(NotAllowed, match="requested this grant"):
+INDEPENDENT = [A.APPROVE_GRANT, A.REJECT_GRANT, A.DECIDE_APPLICATION, A.ASSIGN_CHECKER]
+
+
+@pytest.mark.parametrize("action", [A.APPROVE_GRANT, A.REJECT_GRANT, A.DECIDE_APPLICATION])
+def test_nobody_decides_their_own_request(action):
+    actor = RegistryActor("both", is_admin=True, is_custodian=True)
+    assert allowed(action, actor, project=OPEN, requested_by="someone", now=NOW)
+    with pytest.raises(NotAllowed, match="asked for this"):
         require(action, actor, project=OPEN, requested_by=actor.username, now=NOW)
 
 
-@pytest.mark.parametrize("action", [A.APPROVE_GRANT, A.REJECT_GRANT])
-def test_a_custodian_who_leads_the_project_cannot_decide_its_grants(action):
-    lead_custodian = RegistryActor("lc", is_custodian=True, project_roles=frozenset({"lead"}))
-    with pytest.raises(NotAllowed, match="leads this project"):
-        require(action, lead_custodian, project=OPEN, requested_by="someone", now=NOW)
+@pytest.mark.parametrize("action", INDEPENDENT)
+@pytest.mark.parametrize("role", ["lead", "researcher", "checker"])
+def test_nobody_who_works_on_a_project_decides_its_data_or_appoints_its_checkers(action, role):
+    # Every combination: a custodian (and administrator) with any role in the project.
+    insider = RegistryActor("in", is_admin=True, is_custodian=True, project_roles=frozenset({role}))
+    with pytest.raises(NotAllowed, match=f"works on this project \\({role}\\)"):
+        require(action, insider, project=OPEN, target="someone", requested_by="someone", now=NOW)
+
+
+@pytest.mark.parametrize("action", INDEPENDENT)
+def test_a_custodian_named_in_an_application_cannot_decide_it(action):
+    custodian = RegistryActor("cus", is_admin=True, is_custodian=True)
+    named = frozenset({"cus", "res"})
+    with pytest.raises(NotAllowed, match="named as a researcher"):
+        require(action, custodian, project=OPEN, target="x", requested_by="someone", named=named, now=NOW)
 
 
 def test_lead_cannot_appoint_checkers_and_is_told_so():

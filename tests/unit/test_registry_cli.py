@@ -574,7 +574,7 @@ def test_grant_decisions_enforce_separation_of_duties(cli_world):
     ok("user", "grant-role", "cus", "admin")
     own = _request("--json", actor="cus")
     assert own.exit_code == 0, own.stderr
-    refused("grant", "approve", json.loads(own.stdout)["id"], actor="cus", match="requested this grant")
+    refused("grant", "approve", json.loads(own.stdout)["id"], actor="cus", match="asked for this")
     ok("grant", "reject", grant_id, actor="cus")
     refused("grant", "approve", grant_id, actor="cus", match="only a requested grant")
     refused("grant", "revoke", grant_id, actor="cus", match="already rejected")

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from egress.review.bundle import verify_bundle
-from egress.review.signing import InvalidRecord, load_keyset
+from hub.kernel.signing import InvalidRecord, load_keyset
 from tests.fixtures_crate import crate_of, five_safes_problems, phases, validate
 from tests.fixtures_egress import AUTHOR, CHECKER1, CHECKER2, PROJECT
 

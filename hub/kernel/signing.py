@@ -1,9 +1,10 @@
-"""Release decision records, signed as JWTs with the service's Ed25519 key (EdDSA).
+"""Signed records: release decisions (egress) and data permits (portal), as JWTs signed with Ed25519 (EdDSA).
 
-Keys live in `settings.keys_dir/egress/`: one private key per key id (`<kid>.pem`, 0600, never
+Each purpose has keys of its own in `settings.keys_dir/<purpose folder>/`: one private key per key id (`<kid>.pem`, 0600, never
 mounted anywhere), `active` naming the key that signs, and `keyset.json`, a public JWKS of every key
 ever used. Rotation adds a key and switches `active`; old records still verify against the keyset.
-Verification accepts only EdDSA, a known `kid`, our issuer and audience, and an unexpired record.
+Verification accepts only EdDSA, a known `kid`, the purpose's issuer and audience, and an unexpired
+record: a release record is never accepted as a permit, nor the other way round.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
 ALGORITHM = "EdDSA"
-ISSUER = "tre-egress"
-AUDIENCE = "tre-release"
 DEFAULT_VALIDITY = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class Purpose:
+    folder: str  # under settings.keys_dir
+    issuer: str
+    audience: str
+
+
+RELEASES = Purpose("egress", "tre-egress", "tre-release")
+PERMITS = Purpose("permits", "tre-hdab", "tre-permit")
 
 
 class InvalidRecord(Exception):
@@ -53,8 +64,9 @@ def _public_jwk(key: Ed25519PrivateKey, kid: str) -> dict[str, Any]:
 
 
 class Signer:
-    def __init__(self, keys_dir: Path):
-        self.dir = keys_dir / "egress"
+    def __init__(self, keys_dir: Path, purpose: Purpose = RELEASES):
+        self.purpose = purpose
+        self.dir = keys_dir / purpose.folder
 
     @property
     def keyset_path(self) -> Path:
@@ -88,8 +100,8 @@ class Signer:
         now = datetime.now(UTC)
         payload = {
             **claims,
-            "iss": ISSUER,
-            "aud": AUDIENCE,
+            "iss": self.purpose.issuer,
+            "aud": self.purpose.audience,
             "iat": now,
             "nbf": now,
             "exp": now + validity,
@@ -105,7 +117,7 @@ def load_keyset(path: Path) -> dict[str, Any]:
     return data
 
 
-def verify_record(token: str, keyset: dict[str, Any]) -> dict[str, Any]:
+def verify_record(token: str, keyset: dict[str, Any], purpose: Purpose = RELEASES) -> dict[str, Any]:
     """The record's claims if it is genuine and current; InvalidRecord otherwise."""
     try:
         header = jwt.get_unverified_header(token)
@@ -124,8 +136,8 @@ def verify_record(token: str, keyset: dict[str, Any]) -> dict[str, Any]:
             token,
             key,
             algorithms=[ALGORITHM],
-            audience=AUDIENCE,
-            issuer=ISSUER,
+            audience=purpose.audience,
+            issuer=purpose.issuer,
             options={"require": ["exp", "iat", "iss", "aud", "jti"]},
         )
     except jwt.ExpiredSignatureError:

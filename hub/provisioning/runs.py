@@ -1,0 +1,119 @@
+"""Provisioning runs the portal starts, with the progress a browser polls.
+
+A run is a row, so every portal worker (and the page after a reload) sees the same progress; the
+build itself is hub.provisioning.provision_project in a thread of the process that started it. A run
+left "running" by a process that died is marked failed when the next run of its project starts, or
+by `fail_orphaned_runs` when a portal starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, Integer, String, Text, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hub.kernel.clock import utcnow
+from hub.kernel.db import Base, UTCDateTime, session_scope
+from hub.kernel.settings import Settings
+from hub.registry.vocabulary import sql_in
+
+log = logging.getLogger(__name__)
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    PUBLISHED = "published"
+    FAILED = "failed"
+
+
+class ProvisioningRun(Base):
+    __tablename__ = "provisioning_runs"
+    __table_args__ = (CheckConstraint(sql_in("status", RunStatus), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(40), index=True)
+    started_by: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.RUNNING.value)
+    step: Mapped[str] = mapped_column(String(200), default="starting")
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=1)
+    release: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "step": self.step,
+            "done": self.done,
+            "total": self.total,
+            "release": self.release,
+            "error": self.error,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+def latest_run(settings: Settings, slug: str) -> dict[str, object] | None:
+    with session_scope(settings, readonly=True) as s:
+        run = s.execute(
+            select(ProvisioningRun)
+            .where(ProvisioningRun.project == slug)
+            .order_by(ProvisioningRun.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        return run.as_dict() if run else None
+
+
+def fail_orphaned_runs(settings: Settings, reason: str = "the portal restarted during the run") -> None:
+    with session_scope(settings) as s:
+        s.execute(
+            update(ProvisioningRun)
+            .where(ProvisioningRun.status == RunStatus.RUNNING)
+            .values(status=RunStatus.FAILED, error=reason, finished_at=utcnow())
+        )
+
+
+def start_run(settings: Settings, slug: str, actor: str) -> int:
+    """Provision `slug` in a background thread as `actor`; the run's id, for its progress."""
+    from hub.provisioning.provision import provision_project  # the build, only when one runs
+
+    with session_scope(settings) as s:
+        run = ProvisioningRun(project=slug, started_by=actor)
+        s.add(run)
+        s.flush()
+        run_id = run.id
+
+    def progress(step: str, done: int, total: int) -> None:
+        with session_scope(settings) as s:
+            s.execute(
+                update(ProvisioningRun)
+                .where(ProvisioningRun.id == run_id)
+                .values(step=step, done=done, total=max(total, 1))
+            )
+
+    def finish(**values: object) -> None:
+        with session_scope(settings) as s:
+            s.execute(
+                update(ProvisioningRun)
+                .where(ProvisioningRun.id == run_id)
+                .values(finished_at=utcnow(), **values)
+            )
+
+    def build() -> None:
+        try:
+            result = provision_project(settings, slug, actor, progress)
+        except Exception as exc:  # the page shows why; the log keeps the traceback
+            log.exception("provisioning %s failed", slug)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            finish(status=RunStatus.FAILED, error=first)
+        else:
+            finish(status=RunStatus.PUBLISHED, step="published", release=result.release)
+
+    threading.Thread(target=build, name=f"provision-{slug}", daemon=True).start()
+    return run_id
