@@ -93,9 +93,9 @@ def verify(
 ) -> None:
     """Check a release bundle offline: the record's signature and every file's SHA-256."""
     from egress.review.bundle import verify_bundle
-    from hub.kernel.signing import InvalidRecord, Signer, load_keyset
     from hub.cli._common import console, fail, print_json
     from hub.kernel.settings import get_settings
+    from hub.kernel.signing import InvalidRecord, Signer, load_keyset
 
     keyset_path = keyset or Signer(get_settings().keys_dir).keyset_path
     if not keyset_path.is_file():
@@ -131,9 +131,9 @@ def serve() -> None:
 @app.command("rotate-key")
 def rotate_key() -> None:
     """Start signing release records with a new key; records signed before keep verifying."""
-    from hub.kernel.signing import Signer
     from hub.cli._common import console
     from hub.kernel.settings import get_settings
+    from hub.kernel.signing import Signer
 
     signer = Signer(get_settings().keys_dir)
     kid = signer.rotate()

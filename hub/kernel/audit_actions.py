@@ -32,6 +32,20 @@ class AuditAction(StrEnum):
     GRANT_APPROVE = "grant.approve"
     GRANT_REJECT = "grant.reject"
     GRANT_REVOKE = "grant.revoke"
+    PROJECT_EXTEND = "project.extend"  # a later version of its application moved the end date
+    # data access applications and permits (hub.registry.applications)
+    APPLICATION_CREATE = "application.create"
+    APPLICATION_UPDATE = "application.update"
+    APPLICATION_ATTACH = "application.attach"
+    APPLICATION_SUBMIT = "application.submit"
+    APPLICATION_QUESTION = "application.question"
+    APPLICATION_ANSWER = "application.answer"
+    APPLICATION_RETURN = "application.return"
+    APPLICATION_REJECT = "application.reject"
+    APPLICATION_APPROVE = "application.approve"
+    APPLICATION_WITHDRAW = "application.withdraw"
+    PERMIT_ISSUE = "permit.issue"
+    PERMIT_SUPERSEDE = "permit.supersede"
     # provisioning
     PROJECT_PROVISION = "project.provision"
     RELEASE_DELETE = "release.delete"

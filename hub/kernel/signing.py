@@ -1,10 +1,11 @@
-"""Signed records: release decisions (egress) and data permits (portal), as JWTs signed with Ed25519 (EdDSA).
+"""Signed records: release decisions (egress) and data permits (portal), as Ed25519-signed JWTs.
 
-Each purpose has keys of its own in `settings.keys_dir/<purpose folder>/`: one private key per key id (`<kid>.pem`, 0600, never
-mounted anywhere), `active` naming the key that signs, and `keyset.json`, a public JWKS of every key
-ever used. Rotation adds a key and switches `active`; old records still verify against the keyset.
-Verification accepts only EdDSA, a known `kid`, the purpose's issuer and audience, and an unexpired
-record: a release record is never accepted as a permit, nor the other way round.
+Each purpose has keys of its own in `settings.keys_dir/<purpose folder>/`: one private key per key
+id (`<kid>.pem`, 0600, never mounted anywhere), `active` naming the key that signs, and
+`keyset.json`, a public JWKS of every key ever used. Rotation adds a key and switches `active`;
+old records still verify against the keyset. Verification accepts only EdDSA, a known `kid`, the
+purpose's issuer and audience, and an unexpired record: a release record is never accepted as a
+permit, nor the other way round.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import json
 import os
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 

@@ -198,11 +198,13 @@ def require(
         if actor.project_roles:
             roles = " and ".join(sorted(actor.project_roles))
             raise NotAllowed(
-                f"{who} works on this project ({roles}) and cannot {action.phrase} for it; {someone_else} must"
+                f"{who} works on this project ({roles}) and cannot {action.phrase} for it; "
+                f"{someone_else} must"
             )
         if who in named:
             raise NotAllowed(
-                f"{who} is named as a researcher in this application and cannot decide it; {someone_else} must"
+                f"{who} is named as a researcher in this application and cannot decide it; "
+                f"{someone_else} must"
             )
 
     if action in NEEDS_OPEN_PROJECT and project is not None:
