@@ -21,6 +21,7 @@ from hub.cli import (
     hub_cmd,
     images,
     network,
+    permit,
     project,
     tls,
     user,
@@ -36,6 +37,7 @@ app.add_typer(user.app, name="user")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(project.app, name="project")
 app.add_typer(grant.app, name="grant")
+app.add_typer(permit.app, name="permit")
 app.add_typer(audit.app, name="audit")
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(demo.app, name="demo")

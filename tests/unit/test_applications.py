@@ -3,7 +3,10 @@ a refusal saves nothing."""
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -29,7 +32,7 @@ def world(make_world):
             s,
             CUSTODIAN,
             "labs-extract",
-            [reg.SourceFile(t["name"], __import__("pathlib").Path(t["source"])) for t in diabetes.tables],
+            [reg.SourceFile(t["name"], Path(t["source"])) for t in diabetes.tables],
             "national_id",
             title="Laboratory extract",
         )
@@ -192,15 +195,15 @@ def test_submission_names_what_is_missing(world):
     with session_scope(world.settings) as s:
         a = apps.start_application(s, LEAD, "empty-one", "")
         app_id, rev = a.id, a.revision
-    with pytest.raises(reg.RegistryError, match="a title.*a description.*at least one dataset"):
-        with session_scope(world.settings) as s:
-            apps.submit_application(s, LEAD, app_id, rev)
+    missing = r"a title.*a description.*at least one dataset"
+    with pytest.raises(reg.RegistryError, match=missing), session_scope(world.settings) as s:
+        apps.submit_application(s, LEAD, app_id, rev)
     # A sensitive column without its reason.
     unjustified = [{"dataset": "diabetes", "columns": {"patients": ["postcode"]}}]
     app_id, rev = _draft(world.settings, slug="postcodes", datasets=unjustified)
-    with pytest.raises(reg.RegistryError, match=r"justification for diabetes patients\.postcode"):
-        with session_scope(world.settings) as s:
-            apps.submit_application(s, LEAD, app_id, rev)
+    unjustified_message = r"justification for diabetes patients\.postcode"
+    with pytest.raises(reg.RegistryError, match=unjustified_message), session_scope(world.settings) as s:
+        apps.submit_application(s, LEAD, app_id, rev)
 
 
 def test_a_name_already_taken_is_refused(world):
@@ -305,3 +308,40 @@ def test_a_new_version_extends_the_project_and_supersedes_the_permit(world):
         assert abs(project.expires_at - new_end) < timedelta(seconds=1)
     with pytest.raises(reg.NotAllowed, match="that you lead"), session_scope(settings) as s:
         apps.start_new_version(s, RESEARCHER, "hba1c-study")
+
+
+def test_tre_permit_verify_checks_a_permit_offline(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    app_id, rev = _submitted(world.settings)
+    permit_id = _approve(world.settings, app_id, rev)
+    runner = CliRunner()
+    exported = runner.invoke(app, ["permit", "export", permit_id])
+    assert exported.exit_code == 0, exported.output
+    permit = tmp_path / "permit.jwt"
+    permit.write_text(exported.stdout)
+    good = runner.invoke(app, ["permit", "verify", str(permit)])
+    assert good.exit_code == 0 and f"verified permit {permit_id}" in good.stdout, good.output
+    assert "diabetes:1  patients: national_id, sex; labs: national_id" in good.stdout
+    listed = runner.invoke(app, ["permit", "list", "--json"])
+    assert json.loads(listed.stdout)[0]["id"] == permit_id
+
+    # A widened permit (a column added to its claims, signature kept) does not verify.
+    head, body, sig = exported.stdout.strip().split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claims["datasets"][0]["columns"]["patients"].append("postcode")
+    widened = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    permit.write_text(f"{head}.{widened}.{sig}")
+    forged = runner.invoke(app, ["permit", "verify", str(permit)])
+    assert forged.exit_code != 0 and "NOT VERIFIED" in forged.stderr
+    # Nor does a genuine permit against someone else's keys, nor a release record.
+    other = Signer(tmp_path / "other", PERMITS)
+    other.ensure_key()
+    permit.write_text(exported.stdout)
+    wrong = runner.invoke(app, ["permit", "verify", str(permit), "--keyset", str(other.keyset_path)])
+    assert wrong.exit_code != 0 and "unknown key" in wrong.stderr
+    permit.write_text(Signer(world.settings.keys_dir, RELEASES).sign({"permit": "p-x"}))
+    release = runner.invoke(app, ["permit", "verify", str(permit)])
+    assert release.exit_code != 0 and "NOT VERIFIED" in release.stderr
