@@ -15,9 +15,10 @@ from hub.kernel.audit import record
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import session_scope
 from hub.kernel.settings import Settings
-from hub.portal import pages
+from hub.portal import applications, pages
 from hub.portal.projects import NotYourProject
 from hub.registry import NotAllowed
+from hub.registry.applications import NoSuchApplication
 from hub.registry.errors import RegistryError
 from hub.web import STATIC
 from hub.web.security import CSRFRefused, SecurityHeaders
@@ -53,6 +54,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     app.include_router(sign_in_routes(base), prefix=base)
     app.include_router(pages.router, prefix=base)
+    app.include_router(applications.router, prefix=base)
 
     def error_page(request: Request, status: int, message: str) -> Response:
         return templates.TemplateResponse(
@@ -65,7 +67,8 @@ def create_app(
 
     @app.exception_handler(NotAllowed)
     async def not_allowed(request: Request, exc: NotAllowed) -> Response:
-        return error_page(request, 404 if isinstance(exc, NotYourProject) else 403, str(exc))
+        unseen = isinstance(exc, (NotYourProject, NoSuchApplication))  # the same answer as for nothing
+        return error_page(request, 404 if unseen else 403, str(exc))
 
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError) -> Response:

@@ -19,10 +19,12 @@ from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import session_scope
 from hub.kernel.settings import Settings
+from hub.provisioning.builder import current_release
+from hub.provisioning.runs import latest_run
 from hub.registry import NotAllowed, get_project
 from hub.registry.errors import RegistryError
 from hub.registry.lookup import acting
-from hub.registry.models import Membership
+from hub.registry.models import Membership, Permit
 from hub.registry.vocabulary import Role
 from hub.workspaces.hub_api import HubAPI, HubDown
 
@@ -45,6 +47,18 @@ class ProjectPage:
     lead: str
     members: list[MemberRow]
     hub_answered: bool  # False: workspace states unknown (the hub did not answer)
+    permits: list[PermitRow]
+    provisioning: dict[str, object] | None  # the latest provisioning run
+    release: int | None  # the published release workspaces mount
+
+
+@dataclass(frozen=True)
+class PermitRow:
+    id: str
+    application: str
+    status: str
+    expires_at: datetime
+    datasets: list[str]
 
 
 class NotYourProject(NotAllowed):
@@ -95,6 +109,14 @@ def project_page(settings: Settings, viewer: str, slug: str) -> ProjectPage:
                     mounted_release(settings, m.user.username, slug) if up else None,
                 )
             )
+        permits = [
+            PermitRow(
+                p.id, p.application_id, p.status, p.expires_at, [d["dataset"] for d in p.claims["datasets"]]
+            )
+            for p in s.execute(
+                select(Permit).where(Permit.project_id == project.id).order_by(Permit.issued_at.desc())
+            ).scalars()
+        ]
         return ProjectPage(
             project.slug,
             project.title,
@@ -103,6 +125,9 @@ def project_page(settings: Settings, viewer: str, slug: str) -> ProjectPage:
             project.lead.username,
             members,
             running is not None,
+            permits,
+            latest_run(settings, slug),
+            current_release(settings.project_dir(slug)),
         )
 
 
