@@ -16,12 +16,12 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from sqlalchemy.orm import Session
 
 from egress.review.errors import REFUSALS
-from hub.kernel.signing import Signer
 from egress.review.storage import BlobStore
 from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import session_scope
 from hub.kernel.settings import Settings
+from hub.kernel.signing import Signer
 
 P = ParamSpec("P")
 T = TypeVar("T")

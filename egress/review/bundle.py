@@ -20,10 +20,10 @@ from typing import Any
 
 import bagit
 
-from hub.kernel.signing import InvalidRecord, verify_record
 from egress.review.storage import CHUNK, BlobStore, fsync_dir
 from hub.kernel.fivesafes import CRATE_NAME
 from hub.kernel.hashing import file_sha256
+from hub.kernel.signing import InvalidRecord, verify_record
 
 RECORD_NAME = "decision-record.jwt"
 

@@ -41,13 +41,13 @@ from egress.review.models import (
     EgressReview,
 )
 from egress.review.reruns import reproducing_rerun
-from hub.kernel.signing import InvalidRecord, load_keyset
 from egress.review.storage import open_workspace_file
 from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction as A
 from hub.kernel.clock import utcnow
 from hub.kernel.db import valid_row_id
 from hub.kernel.hashing import file_sha256
+from hub.kernel.signing import InvalidRecord, load_keyset
 from hub.registry.models import Project
 
 MAX_TEXT = 10_000

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hub.kernel.signing import InvalidRecord
 from egress.review.storage import Refused
+from hub.kernel.signing import InvalidRecord
 
 
 class EgressError(Exception):

@@ -22,13 +22,13 @@ from egress.review.commands import EgressCommands
 from egress.review.errors import EgressError
 from egress.review.queries import EgressQueries
 from egress.review.reruns import EgressReruns
-from hub.kernel.signing import InvalidRecord
 from egress.review.storage import Refused
 from egress.web import api, pages
 from egress.web.deps import Services
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import upgrade
 from hub.kernel.settings import Settings
+from hub.kernel.signing import InvalidRecord
 from hub.web import STATIC
 from hub.web.security import CSRFRefused, SecurityHeaders
 from hub.web.sso import HubSSO, NeedLogin, need_login_response, sign_in_routes

@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from egress.review.bundle import RECORD_NAME, file_sha256
 from egress.review.errors import Denied
 from egress.review.models import EgressRelease
-from hub.kernel.signing import InvalidRecord, Signer
 from egress.review.storage import Refused
 from hub.cli import app as tre
 from hub.kernel.audit import verify as audit_verify
 from hub.kernel.db import session_scope
+from hub.kernel.signing import InvalidRecord, Signer
 from tests.fixtures_egress import (
     AUTHOR,
     AUTHOR_CHECKER,

@@ -9,9 +9,9 @@ import pytest
 
 from egress.review.bundle import verify_bundle
 from egress.review.errors import BadInput, Conflict, Denied
-from hub.kernel.signing import load_keyset
 from hub.kernel.audit import verify as audit_verify
 from hub.kernel.db import session_scope
+from hub.kernel.signing import load_keyset
 from tests.fixtures_egress import AUTHOR, CHECKER1, CHECKER2, CSV, LEAD, PROJECT
 
 

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from egress.review.bundle import RECORD_NAME, BundleFile, build_bundle, verify_bundle
-from hub.kernel.signing import InvalidRecord, Signer, load_keyset, verify_record
 from egress.review.storage import BlobStore
+from hub.kernel.signing import InvalidRecord, Signer, load_keyset, verify_record
 
 
 @pytest.fixture
