@@ -94,3 +94,14 @@ def verify(
     for d in claims["datasets"]:
         cols = "; ".join(f"{t}: {', '.join(c)}" for t, c in d["columns"].items())
         console.print(f"  {d['dataset']}  {cols}")
+
+
+@app.command("rotate-key")
+def rotate_key() -> None:
+    """Start signing permits with a new key; permits signed before keep verifying."""
+    from hub.kernel.settings import get_settings
+    from hub.kernel.signing import PERMITS, Signer
+
+    signer = Signer(get_settings().keys_dir, PERMITS)
+    kid = signer.rotate()
+    console.print(f"new permit signing key {kid}; public keyset: {signer.keyset_path}")
