@@ -6,7 +6,6 @@ anything changes (see `ViewCache`), and a refused read is audited like a refused
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -345,24 +344,4 @@ class EgressQueries:
         with self.ctx.reading() as s:
             if not is_admin(s, who):
                 raise Denied("Only administrators can read the audit log.")
-            q = select(AuditEvent).order_by(AuditEvent.id.desc())
-            if actor:
-                q = q.where(AuditEvent.actor == actor)
-            if action:
-                q = q.where(AuditEvent.action.startswith(action, autoescape=True))
-            if object_id:
-                q = q.where(AuditEvent.object_id == object_id)
-            rows = s.execute(q.limit(max(1, min(limit, AUDIT_LIMIT))).offset(max(0, offset))).scalars()
-            return [
-                {
-                    "id": e.id,
-                    "time": _iso(e.time),
-                    "actor": e.actor,
-                    "action": e.action,
-                    "object_type": e.object_type,
-                    "object_id": e.object_id,
-                    "details": json.loads(json.dumps(e.details)),
-                    "hash": e.hash,
-                }
-                for e in rows
-            ]
+            return audit.read_events(s, actor, action, object_id, min(limit, AUDIT_LIMIT), offset)

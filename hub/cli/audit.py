@@ -107,7 +107,7 @@ def show(
     """Show audit events, newest last."""
     from sqlalchemy import select
 
-    from hub.kernel.audit import AuditEvent
+    from hub.kernel.audit import AuditEvent, event_dict
 
     query = select(AuditEvent)
     if actor:
@@ -130,19 +130,7 @@ def show(
     query = query.order_by(AuditEvent.id.desc()).limit(limit)
     with registry_session(readonly=True) as s:
         events = list(reversed(s.execute(query).scalars().all()))
-        rows = [
-            {
-                "id": e.id,
-                "time": e.time.isoformat(),
-                "actor": e.actor,
-                "action": e.action,
-                "object_type": e.object_type,
-                "object_id": e.object_id,
-                "details": e.details,
-                "hash": e.hash,
-            }
-            for e in events
-        ]
+        rows = [event_dict(e) for e in events]
     if as_json:
         print_json(rows)
         return

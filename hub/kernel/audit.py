@@ -145,3 +145,40 @@ def verify(session: Session) -> VerifyResult:
         # Continue from the stored hash so one edit is reported once, not at every later event.
         expected_prev = ev.hash
     return VerifyResult(ok=not problems, count=count, head=expected_prev, problems=problems)
+
+
+MAX_EVENTS_READ = 500  # one page of the audit log, at most
+
+
+def read_events(
+    session: Session,
+    actor: str = "",
+    action: str = "",
+    object_id: str = "",
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Events newest first, filtered by actor, action prefix and object id (the callers check who may)."""
+    q = select(AuditEvent).order_by(AuditEvent.id.desc())
+    if actor:
+        q = q.where(AuditEvent.actor == actor)
+    if action:
+        q = q.where(AuditEvent.action.startswith(action, autoescape=True))
+    if object_id:
+        q = q.where(AuditEvent.object_id == object_id)
+    rows = session.execute(q.limit(max(1, min(limit, MAX_EVENTS_READ))).offset(max(0, offset))).scalars()
+    return [event_dict(e) for e in rows]
+
+
+def event_dict(e: AuditEvent) -> dict[str, Any]:
+    """An event as plain JSON-ready data (pages, the API, `tre audit show --json`)."""
+    return {
+        "id": e.id,
+        "time": e.time.isoformat(),
+        "actor": e.actor,
+        "action": e.action,
+        "object_type": e.object_type,
+        "object_id": e.object_id,
+        "details": json.loads(json.dumps(e.details)),
+        "hash": e.hash,
+    }

@@ -15,7 +15,7 @@ from hub.kernel.audit import record
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import session_scope
 from hub.kernel.settings import Settings
-from hub.portal import applications, pages
+from hub.portal import admin, applications, pages
 from hub.portal.projects import NotYourProject
 from hub.registry import NotAllowed
 from hub.registry.applications import NoSuchApplication
@@ -55,6 +55,7 @@ def create_app(
     app.include_router(sign_in_routes(base), prefix=base)
     app.include_router(pages.router, prefix=base)
     app.include_router(applications.router, prefix=base)
+    app.include_router(admin.router, prefix=base)
 
     def error_page(request: Request, status: int, message: str) -> Response:
         return templates.TemplateResponse(

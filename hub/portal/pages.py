@@ -14,7 +14,7 @@ from hub import registry as reg
 from hub.enforcement.withdraw import remove_member
 from hub.kernel.db import session_scope
 from hub.kernel.settings import Settings
-from hub.portal.projects import project_page, require_lead, stop_workspace
+from hub.portal.projects import LIMIT_FIELDS, RULE_FIELDS, project_page, require_lead, stop_workspace
 from hub.registry.access import user_projects
 from hub.registry.catalogue import (
     Publisher,
@@ -110,7 +110,7 @@ def dataset(request: Request, me: Me, name: str) -> HTMLResponse:
 # -- a project, as its lead manages it -----------------------------------------------------------
 
 
-def _slug(value: str, what: str = "project") -> str:
+def slug_or_404(value: str, what: str = "project") -> str:
     if not is_slug(value):  # opaque ids and slugs only: nothing else names a project or a person
         raise NotFound(f"There is no {what} {value!r}.")
     return value
@@ -121,17 +121,26 @@ def _project_page(request: Request, me: Me, slug: str, error: str = "", status: 
     return request.app.state.templates.TemplateResponse(
         request,
         "project.html",
-        {"me": me, "p": page, "error": error, "title": page.title},
+        {
+            "me": me,
+            "p": page,
+            "error": error,
+            "title": page.title,
+            "limit_fields": LIMIT_FIELDS,
+            "rule_fields": RULE_FIELDS,
+        },
         status_code=status,
     )
 
 
 @router.get("/projects/{slug}")
 def project(request: Request, me: Me, slug: str) -> HTMLResponse:
-    return _project_page(request, me, _slug(slug))
+    return _project_page(request, me, slug_or_404(slug))
 
 
-def _after(request: Request, me: Me, slug: str, change: Callable[[], object], refused: tuple) -> Response:
+def change_then_back(
+    request: Request, me: Me, slug: str, change: Callable[[], object], refused: tuple
+) -> Response:
     """Make a change to a project, then back to its page; a refusal is shown on the page, unsaved."""
     try:
         change()
@@ -146,23 +155,23 @@ def add_researcher(
     request: Request, me: FormMe, slug: str, username: Annotated[str, Form()] = ""
 ) -> Response:
     settings = request.app.state.settings
-    slug = _slug(slug)
+    slug = slug_or_404(slug)
     require_lead(settings, me.username, slug)
 
     def add() -> None:
         with session_scope(settings) as s:
-            reg.add_member(s, me.username, slug, _slug(username.strip().lower(), "user"))
+            reg.add_member(s, me.username, slug, slug_or_404(username.strip().lower(), "user"))
 
-    return _after(request, me, slug, add, (RegistryError, NotFound))
+    return change_then_back(request, me, slug, add, (RegistryError, NotFound))
 
 
 @router.post("/projects/{slug}/members/{username}/remove")
 def remove_researcher(request: Request, me: FormMe, slug: str, username: str) -> Response:
     settings = request.app.state.settings
-    slug, username = _slug(slug), _slug(username, "member")
+    slug, username = slug_or_404(slug), slug_or_404(username, "member")
     require_lead(settings, me.username, slug)
     # The same operation as `tre project member remove`: it stops her workspace at once.
-    return _after(
+    return change_then_back(
         request, me, slug, lambda: remove_member(settings, me.username, slug, username), (RegistryError,)
     )
 
@@ -170,7 +179,7 @@ def remove_researcher(request: Request, me: FormMe, slug: str, username: str) ->
 @router.post("/projects/{slug}/workspaces/{username}/stop")
 def stop(request: Request, me: FormMe, slug: str, username: str) -> Response:
     settings = request.app.state.settings
-    slug, username = _slug(slug), _slug(username, "member")
-    return _after(
+    slug, username = slug_or_404(slug), slug_or_404(username, "member")
+    return change_then_back(
         request, me, slug, lambda: stop_workspace(settings, me.username, slug, username), (HubDown,)
     )

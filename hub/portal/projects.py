@@ -23,10 +23,25 @@ from hub.provisioning.builder import current_release
 from hub.provisioning.runs import latest_run
 from hub.registry import NotAllowed, get_project
 from hub.registry.errors import RegistryError
-from hub.registry.lookup import acting
+from hub.registry.lookup import acting, find_user
 from hub.registry.models import Membership, Permit
 from hub.registry.vocabulary import Role
 from hub.workspaces.hub_api import HubAPI, HubDown
+
+# The limits an administrator sets on the page, with what each means (hub.registry.projects).
+LIMIT_FIELDS = {
+    "mem": "Memory per workspace (e.g. 4g)",
+    "cpu": "CPU cores per workspace",
+    "pids": "Processes per workspace",
+    "read_bytes": "Bytes one read may send to the browser",
+    "daily_bytes": "Bytes a workspace may send to the browser per day (the byte budget)",
+}
+RULE_FIELDS = {
+    "threshold": "Smallest cell count",
+    "dominance_n": "Dominance: top n contributors",
+    "dominance_k": "Dominance: may hold at most k %",
+    "p_percent": "p % rule",
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,9 @@ class ProjectPage:
     permits: list[PermitRow]
     provisioning: dict[str, object] | None  # the latest provisioning run
     release: int | None  # the published release workspaces mount
+    viewer_is_admin: bool
+    limits: dict[str, object]
+    rules: dict[str, object]  # disclosure-check overrides
 
 
 @dataclass(frozen=True)
@@ -93,6 +111,7 @@ def project_page(settings: Settings, viewer: str, slug: str) -> ProjectPage:
     running = _running(settings)
     with session_scope(settings, readonly=True) as s:
         project = get_project(s, slug)
+        viewer_user = find_user(s, viewer)
         memberships = s.execute(
             select(Membership).where(Membership.project_id == project.id).options(joinedload(Membership.user))
         ).scalars()
@@ -128,6 +147,9 @@ def project_page(settings: Settings, viewer: str, slug: str) -> ProjectPage:
             permits,
             latest_run(settings, slug),
             current_release(settings.project_dir(slug)),
+            bool(viewer_user and viewer_user.is_admin),
+            dict(project.limits or {}),
+            dict(project.sdc_config or {}),
         )
 
 

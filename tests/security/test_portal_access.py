@@ -189,3 +189,70 @@ def test_when_the_hub_does_not_answer_the_page_says_so_and_nothing_is_stopped(wo
     assert page.status_code == 200 and "whether workspaces are running is not known" in page.text
     r = client.post(f"{BASE}/projects/{PROJECT}/workspaces/{RESEARCHER}/stop", data={"_csrf": CSRF})
     assert r.status_code == 503 and "try again in a minute" in r.text
+
+
+def project_state(settings, slug: str = PROJECT) -> tuple:
+    with session_scope(settings) as s:
+        p = s.execute(select(Project).where(Project.slug == slug)).scalar_one()
+        checkers = sorted(
+            m.user.username
+            for m in s.execute(select(Membership).where(Membership.project_id == p.id)).scalars()
+            if m.role == "checker"
+        )
+        return p.status, p.limits, p.sdc_config, checkers
+
+
+# An administrator's action on a project page, and the one role that may take it.
+ADMIN_ACTIONS = {
+    "assign checker": ("/checkers", {"username": NEWCOMER}),
+    "remove checker": (f"/checkers/{CHECKER}/remove", {}),
+    "limits": ("/limits", {"mem": "4g", "daily_bytes": "5000000"}),
+    "rules": ("/rules", {"threshold": "15"}),
+    "suspend": ("/status", {"change": "suspend", "reason": "DSA review"}),
+    "close": ("/status", {"change": "close", "reason": "done"}),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("action", list(ADMIN_ACTIONS))
+def test_only_administrators_administer_a_project(world, role, action):
+    client, who, settings = world
+    path, data = ADMIN_ACTIONS[action]
+    before = project_state(settings)
+    who["name"] = role
+    r = client.post(f"{BASE}/projects/{PROJECT}{path}", data={"_csrf": CSRF, **data})
+    # Checkers may also be assigned by custodians who do not work on the project.
+    rightful = {ADMIN} | ({CUSTODIAN} if "checker" in action else set())
+    if role in rightful:
+        assert r.status_code in (303, 404), (
+            role,
+            action,
+            r.text[:300],
+        )  # a custodian cannot see the page after
+        assert project_state(settings) != before
+    else:
+        assert r.status_code in (403, 404, 422), (role, action, r.status_code)
+        assert project_state(settings) == before, (role, action)
+
+
+def test_a_lead_who_is_also_an_administrator_cannot_appoint_her_own_checkers(world):
+    client, who, settings = world
+    with session_scope(settings) as s:
+        reg.set_user_role(s, ADMIN, LEAD, "admin", True)
+    before = project_state(settings)
+    who["name"] = LEAD
+    r = client.post(f"{BASE}/projects/{PROJECT}/checkers", data={"_csrf": CSRF, "username": NEWCOMER})
+    assert r.status_code == 422 and "works on this project (lead)" in r.text
+    assert project_state(settings) == before
+
+
+@pytest.mark.parametrize(("role", "status"), [(ADMIN, 200), (CUSTODIAN, 403), (LEAD, 403), (RESEARCHER, 403)])
+def test_only_administrators_read_the_audit_log(world, role, status):
+    client, who, _ = world
+    who["name"] = role
+    page = client.get(f"{BASE}/audit", params={"object_id": PROJECT})
+    assert page.status_code == status
+    if status == 200:
+        assert "project.create" in page.text and "member.add" in page.text
+    else:
+        assert "project.create" not in page.text
