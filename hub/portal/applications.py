@@ -377,7 +377,7 @@ def custodian_queue(request: Request, me: Me) -> HTMLResponse:
         if user is None or not user.is_custodian or user.disabled:
             raise NotAllowed("Only data custodians work the application queue.")
         rows = [
-            (a, apps.may_decide(s, me.username, a), [d["dataset"] for d in a.datasets]) for a in apps.queue(s)
+            (a, conflict, [d["dataset"] for d in a.datasets]) for a, conflict in apps.queue(s, me.username)
         ]
         waiting = [
             {

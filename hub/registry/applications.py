@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction
@@ -127,25 +127,31 @@ def _as_lead(session: Session, actor: str, application_id: str, revision: int) -
     return application, user
 
 
-def _as_decider(session: Session, actor: str, application_id: str, revision: int) -> tuple[Application, User]:
-    application, user = get_application(session, actor, application_id)
-    roles: frozenset[Role] = frozenset()
-    if application.project_id is not None:
-        roles = frozenset(
-            Role(r)
-            for r in session.execute(
-                select(Membership.role).where(
-                    Membership.user_id == user.id, Membership.project_id == application.project_id
-                )
-            ).scalars()
-        )
-    who = RegistryActor(user.username, user.is_admin, user.is_custodian, user.disabled, roles)
+def _roles_by_project(session: Session, user: User) -> dict[int, frozenset[Role]]:
+    rows = session.execute(
+        select(Membership.project_id, Membership.role).where(Membership.user_id == user.id)
+    ).all()
+    roles: dict[int, set[Role]] = {}
+    for project_id, role in rows:
+        roles.setdefault(project_id, set()).add(Role(role))
+    return {k: frozenset(v) for k, v in roles.items()}
+
+
+def _require_decider(user: User, application: Application, roles: dict[int, frozenset[Role]]) -> None:
+    """The rule (hub.registry.permissions) on what is known of the user: no query of its own."""
+    project_roles = roles.get(application.project_id, frozenset()) if application.project_id else frozenset()
+    who = RegistryActor(user.username, user.is_admin, user.is_custodian, user.disabled, project_roles)
     require(
         RegistryAction.DECIDE_APPLICATION,
         who,
         requested_by=application.lead.username,
         named=_named(application),
     )
+
+
+def _as_decider(session: Session, actor: str, application_id: str, revision: int) -> tuple[Application, User]:
+    application, user = get_application(session, actor, application_id)
+    _require_decider(user, application, _roles_by_project(session, user))
     _checked_revision(application, revision)
     return application, user
 
@@ -454,15 +460,27 @@ def withdraw_application(session: Session, actor: str, application_id: str, revi
 # -- the custodian -------------------------------------------------------------------------------
 
 
-def queue(session: Session) -> list[Application]:
-    """Applications waiting for a custodian, oldest first."""
-    return list(
-        session.execute(
-            select(Application)
-            .where(Application.status == ApplicationStatus.SUBMITTED)
-            .order_by(Application.submitted_at, Application.id)
-        ).scalars()
-    )
+def queue(session: Session, viewer: str) -> list[tuple[Application, str | None]]:
+    """Applications waiting for a custodian, oldest first, each with why `viewer` may not decide it
+    (None: she may). A handful of queries however long the queue."""
+    user = find_user(session, viewer)
+    waiting = session.execute(
+        select(Application)
+        .where(Application.status == ApplicationStatus.SUBMITTED)
+        .options(joinedload(Application.lead))
+        .order_by(Application.submitted_at, Application.id)
+    ).scalars()
+    if user is None:
+        return []
+    roles = _roles_by_project(session, user)
+    out = []
+    for application in waiting:
+        try:
+            _require_decider(user, application, roles)
+            out.append((application, None))
+        except NotAllowed as exc:
+            out.append((application, str(exc)))
+    return out
 
 
 def _waiting(application: Application) -> None:

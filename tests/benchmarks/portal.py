@@ -1,9 +1,10 @@
-"""Portal under load: 50 registered datasets (3 tables each) and a project with 30 members; 50
-concurrent keep-alive clients over real HTTP against uvicorn on 127.0.0.1 open the catalogue, dataset
-pages and the lead's project page. Beside it, in the same run, the same clients fetch the portal's
-stylesheet (a static file: the server's floor). Cold is the first pass over every page, in a fresh
-process; warm is a random mix for --seconds. Targets on the 2-core reference machine (issue 11):
-p99 < 150 ms cold, >= 300 requests/s. The application queue does not exist yet, so it is not here.
+"""Portal under load: 50 registered datasets (3 tables each), a project with 30 members and 100
+submitted applications; 50 concurrent keep-alive clients over real HTTP against uvicorn on 127.0.0.1
+open the catalogue, dataset pages, the lead's project page, the custodian's application queue and
+applications. Beside it, in the same run, the same clients fetch the portal's stylesheet (a static
+file: the server's floor). Cold is the first pass over every page, in a fresh process; warm is a
+random mix for --seconds. Targets on the 2-core reference machine (issue 11): p99 < 150 ms cold,
+>= 300 requests/s.
 
     .venv/bin/python tests/benchmarks/portal.py [--seconds 10] [--clients 50]
 
@@ -31,7 +32,7 @@ from fastapi import Request
 from hub.web.sso import Identity
 from tests.benchmarks.http_load import client, summarise
 
-DATASETS, MEMBERS = 50, 30
+DATASETS, MEMBERS, APPLICATIONS = 50, 30, 100
 PROJECT, LEAD = "bench-project", "lead"
 BASE = "/services/portal"
 HEADERS = f"X-Test-User: {LEAD}\r\n"  # who the test server takes the caller to be
@@ -69,11 +70,47 @@ def seed(root: Path) -> None:
         for m in range(MEMBERS):
             reg.add_user(s, "admin", f"member-{m:02d}", f"Member {m}")
             reg.add_member(s, LEAD, PROJECT, f"member-{m:02d}")
+    from hub.registry import applications as apps
+
+    fields = {
+        "title": "A study",
+        "description": "d",
+        "benefit": "b",
+        "data_form_reason": "r",
+        "safeguards": "s",
+        "ends_at": datetime.now(UTC) + timedelta(days=200),
+        "datasets": [
+            {
+                "dataset": f"dataset-{i:03d}",
+                "columns": {"patients": ["person_id", "sex"], "labs": ["hba1c"]},
+                "justifications": {"patients.person_id": "link", "patients.sex": "strata"},
+            }
+            for i in range(3)
+        ],
+    }
+    for a in range(APPLICATIONS):
+        with session_scope(settings) as s:
+            application = apps.start_application(s, LEAD, f"study-{a:03d}", f"Study {a}")
+            apps.update_application(s, LEAD, application.id, application.revision, fields)
+            apps.submit_application(s, LEAD, application.id, application.revision)
 
 
 def who(request: Request) -> Identity:
-    """The caller, from an X-Test-User header: this benchmark's server process only."""
-    return Identity(request.headers["x-test-user"], "", "token")
+    """The caller, from an X-Test-User header (the custodian for the queue and applications): this
+    benchmark's server process only."""
+    custodian = request.url.path.endswith("/queue") or "/applications/" in request.url.path
+    return Identity("custodian" if custodian else request.headers["x-test-user"], "", "token")
+
+
+def application_ids(root: Path) -> list[str]:
+    from sqlalchemy import select
+
+    from hub.kernel.db import session_scope
+    from hub.kernel.settings import get_settings
+    from hub.registry.models import Application
+
+    with session_scope(get_settings(), readonly=True) as s:
+        return list(s.execute(select(Application.id).order_by(Application.id)).scalars())
 
 
 def serve(port: int) -> None:
@@ -122,7 +159,10 @@ def main() -> None:
         root = Path(tmp) / "tre"
         t0 = time.perf_counter()
         seed(root)
-        print(f"seeded {DATASETS} datasets and {MEMBERS} members in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"seeded {DATASETS} datasets, {MEMBERS} members and {APPLICATIONS} applications "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
         port = free_port()
         env = {**os.environ, "TRE_ROOT": str(root)}
         server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=env)
@@ -137,6 +177,7 @@ def main() -> None:
                     time.sleep(0.1)
             pages = [f"{BASE}/catalogue", f"{BASE}/projects/{PROJECT}", f"{BASE}/"]
             pages += [f"{BASE}/catalogue/dataset-{i:03d}" for i in range(DATASETS)]
+            pages += [f"{BASE}/queue"] * 10 + [f"{BASE}/applications/{a}" for a in application_ids(root)[:20]]
             results = {
                 "cold": asyncio.run(run(port, pages, args.clients, args.seconds, cold=True)),
                 "warm": asyncio.run(run(port, pages, args.clients, args.seconds, cold=False)),
@@ -168,6 +209,7 @@ def main() -> None:
                 "benchmark": "portal",
                 "datasets": DATASETS,
                 "members": MEMBERS,
+                "applications": APPLICATIONS,
                 "clients": args.clients,
                 **results,
                 "target_rps": TARGET_RPS,
