@@ -33,8 +33,8 @@ from hub.provisioning.spec import (
 from hub.registry.access import active_grants
 from hub.registry.lookup import authorise, get_project
 from hub.registry.models import Dataset, Grant, Project
-from hub.registry.permissions import RegistryAction, project_is_open
-from hub.registry.vocabulary import DatasetKind
+from hub.registry.permissions import NotAllowed, RegistryAction, project_is_open
+from hub.registry.vocabulary import DatasetKind, ProjectStatus
 
 AGE_BAND_YEARS = 5
 MASTER_KEY_FILE = "pseudonym.key"
@@ -116,8 +116,19 @@ class ReleasePlan:
     withdrawn: tuple[str, ...]
 
 
+def _authorise_build(session: Session, actor: str, slug: str) -> None:
+    """Provisioning is for administrators and custodians; but the build of a closed project only
+    deletes its data, so whoever may close the project (its lead too) may also run that one."""
+    try:
+        authorise(session, actor, RegistryAction.PROVISION, slug)
+    except NotAllowed:
+        if get_project(session, slug).status != ProjectStatus.CLOSED:
+            raise
+        authorise(session, actor, RegistryAction.CLOSE_PROJECT, slug)
+
+
 def plan_release(session: Session, slug: str, settings: Settings, actor: str, now: datetime) -> ReleasePlan:
-    authorise(session, actor, RegistryAction.PROVISION, slug)
+    _authorise_build(session, actor, slug)
     project: Project = get_project(session, slug)
     is_open = project_is_open(project.status, project.expires_at, now)
     grants = sorted(active_grants(session, project, now), key=lambda g: g.dataset.name) if is_open else []
@@ -194,7 +205,7 @@ def provision_project(
     """
     now = now or datetime.now(UTC)
     with session_scope(settings, readonly=True) as s:
-        authorise(s, actor, RegistryAction.PROVISION, slug)  # before the lock creates any folder
+        _authorise_build(s, actor, slug)  # before the lock creates any folder
     with project_lock(settings.project_dir(slug)):
         with session_scope(settings, readonly=True) as s:
             plan = plan_release(s, slug, settings, actor, now)

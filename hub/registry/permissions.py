@@ -25,7 +25,8 @@ class RegistryAction(StrEnum):
     GRANT_ROLE = "grant_role"  # set admin / custodian flags
     REGISTER_DATASET = "register_dataset"
     CREATE_PROJECT = "create_project"
-    CHANGE_PROJECT_STATUS = "change_project_status"  # suspend, resume, close
+    CHANGE_PROJECT_STATUS = "change_project_status"  # suspend, resume (and close)
+    CLOSE_PROJECT = "close_project"  # its lead may end her own project early
     SET_LIMITS = "set_limits"
     SET_SDC_RULES = "set_sdc_rules"  # per-project disclosure-check thresholds
     PROVISION = "provision"
@@ -51,6 +52,7 @@ PHRASES: dict[RegistryAction, str] = {
     RegistryAction.REGISTER_DATASET: "register datasets",
     RegistryAction.CREATE_PROJECT: "create projects",
     RegistryAction.CHANGE_PROJECT_STATUS: "suspend, resume or close projects",
+    RegistryAction.CLOSE_PROJECT: "close projects",
     RegistryAction.SET_LIMITS: "change workspace limits",
     RegistryAction.SET_SDC_RULES: "change disclosure-check rules",
     RegistryAction.PROVISION: "provision project data",
@@ -120,6 +122,7 @@ ADMIN_OR_CUSTODIAN = {
     RegistryAction.REVOKE_GRANT,
 }
 LEAD_OR_ADMIN = {
+    RegistryAction.CLOSE_PROJECT,
     RegistryAction.ADD_RESEARCHER,
     RegistryAction.REMOVE_RESEARCHER,
     RegistryAction.REQUEST_GRANT,

@@ -134,7 +134,9 @@ def change_project_status(session: Session, actor: str, slug: str, change: str, 
         raise RegistryError(f"unknown status change {change!r}: use suspend, resume or close") from None
     project = get_project(session, slug)
     _, who = acting(session, actor, project)
-    require(RegistryAction.CHANGE_PROJECT_STATUS, who)
+    # Closing only takes access away, so a lead may end her own project; suspending is oversight.
+    closing = change is StatusChange.CLOSE
+    require(RegistryAction.CLOSE_PROJECT if closing else RegistryAction.CHANGE_PROJECT_STATUS, who)
     sources, target, done, action = STATUS_TRANSITIONS[change]
     if project.status not in sources:
         raise RegistryError(f"project {slug} is {project.status} and cannot be {done}")

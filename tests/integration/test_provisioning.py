@@ -762,3 +762,24 @@ def provision_project_for(settings, slug: str):
     from hub.provisioning import provision_project
 
     return provision_project(settings, slug, "custodian")
+
+
+def test_a_lead_who_closes_her_project_deletes_its_data_too(world):
+    """A lead may close her own project (not provision it): the closing build, which only deletes,
+    runs in her name; she still cannot provision it open."""
+    from hub.enforcement import close_project
+    from hub.provisioning import provision_project
+    from hub.registry import NotAllowed
+    from tests.fixtures_registry import LEAD
+
+    settings, _ = world
+    project_dir = settings.project_dir("onco-diab")
+    provision(settings)
+    with pytest.raises(NotAllowed, match="only an administrator or data custodian"):
+        provision_project(settings, "onco-diab", LEAD)
+    closed = close_project(settings, LEAD, "onco-diab", "study finished")
+    assert releases(project_dir) == [closed.release.release]
+    assert sorted(p.name for p in settings.current_release("onco-diab").iterdir()) == [
+        "catalog.duckdb",
+        "manifest.json",
+    ]

@@ -164,6 +164,8 @@ def test_expired_grant_or_project_cannot_be_approved(make_world):
 def test_status_transitions(make_world):
     world = make_world()
     with session_scope(world.settings) as s:
+        with pytest.raises(NotAllowed, match="only an administrator"):
+            reg.change_project_status(s, LEAD, world.project, "suspend")  # oversight is not the lead's
         assert reg.change_project_status(s, ADMIN, world.project, "suspend").status == "suspended"
         with pytest.raises(reg.RegistryError, match="cannot be suspended"):
             reg.change_project_status(s, ADMIN, world.project, "suspend")
@@ -171,7 +173,13 @@ def test_status_transitions(make_world):
         with pytest.raises(reg.RegistryError, match="closed and cannot be resumed"):
             reg.change_project_status(s, ADMIN, world.project, "resume")
         with pytest.raises(NotAllowed):
-            reg.change_project_status(s, LEAD, world.project, "close")
+            reg.change_project_status(s, RESEARCHER, world.project, "close")
+
+
+def test_a_lead_closes_her_own_project(make_world):
+    world = make_world()
+    with session_scope(world.settings) as s:
+        assert reg.change_project_status(s, LEAD, world.project, "close", "finished").status == "closed"
 
 
 def test_admins_cannot_change_their_own_roles(registry, make_users):
