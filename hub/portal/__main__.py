@@ -10,6 +10,7 @@ import uvicorn
 from hub.kernel.lifecycle import die_with_parent
 from hub.kernel.settings import get_settings
 from hub.portal.app import DEFAULT_PREFIX, create_app
+from hub.provisioning.runs import fail_orphaned_runs
 
 
 def main() -> None:
@@ -20,6 +21,7 @@ def main() -> None:
         )
     die_with_parent()
     settings = get_settings()
+    fail_orphaned_runs(settings)  # builds this process started before a restart ran in its threads
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{settings.portal_port}"))
     app = create_app(
         settings,

@@ -2,8 +2,8 @@
 
 A run is a row, so every portal worker (and the page after a reload) sees the same progress; the
 build itself is hub.provisioning.provision_project in a thread of the process that started it. A run
-left "running" by a process that died is marked failed when the next run of its project starts, or
-by `fail_orphaned_runs` when a portal starts.
+left "running" by a portal that died is marked failed (`fail_orphaned_runs`) when the portal starts
+again; the project's data are as the last complete build left them (builds publish atomically).
 """
 
 from __future__ import annotations
