@@ -121,10 +121,13 @@ def _authorise_build(session: Session, actor: str, slug: str) -> None:
     deletes its data, so whoever may close the project (its lead too) may also run that one."""
     try:
         authorise(session, actor, RegistryAction.PROVISION, slug)
-    except NotAllowed:
+    except NotAllowed as refused:
         if get_project(session, slug).status != ProjectStatus.CLOSED:
             raise
-        authorise(session, actor, RegistryAction.CLOSE_PROJECT, slug)
+        try:
+            authorise(session, actor, RegistryAction.CLOSE_PROJECT, slug)
+        except NotAllowed:
+            raise refused from None
 
 
 def plan_release(session: Session, slug: str, settings: Settings, actor: str, now: datetime) -> ReleasePlan:
