@@ -51,10 +51,10 @@ def list_permits(json_out: Annotated[bool, typer.Option("--json")] = False) -> N
 @app.command("export")
 def export(permit_id: str) -> None:
     """Print a permit's signed record (a JWT), to keep or to hand to someone who checks it."""
-    from hub.registry.models import Permit
+    from hub.registry.models import Permit, is_opaque_id
 
     with registry_session(readonly=True) as s:
-        permit = s.get(Permit, permit_id) if permit_id.startswith("p-") else None
+        permit = s.get(Permit, permit_id) if is_opaque_id(permit_id, "p") else None
         if permit is None:
             fail(f"no permit {permit_id!r}; see `tre permit list`")
         typer.echo(permit.token)

@@ -25,7 +25,7 @@ from hub.registry import applications as apps
 from hub.registry.catalogue import catalogue_entries
 from hub.registry.errors import RegistryError
 from hub.registry.lookup import find_user
-from hub.registry.models import Application, ApplicationAttachment, Permit
+from hub.registry.models import Application, ApplicationAttachment, Permit, User, is_opaque_id
 from hub.registry.permissions import NotAllowed
 from hub.registry.vocabulary import (
     EDITABLE_APPLICATIONS,
@@ -122,6 +122,11 @@ def _saved_fields(application: Application) -> dict[str, Any]:
 # -- pages ---------------------------------------------------------------------------------------
 
 
+def _status_of(exc: Exception) -> int:
+    """409: the page was stale; 403: not this person's to do; 422: what was sent is wrong."""
+    return 409 if isinstance(exc, apps.StaleForm) else 403 if isinstance(exc, NotAllowed) else 422
+
+
 def _render(request: Request, template: str, me: Me, status: int = 200, **context: Any) -> HTMLResponse:
     return request.app.state.templates.TemplateResponse(
         request, template, {"me": me, **context}, status_code=status
@@ -133,25 +138,26 @@ def _to(request: Request, path: str) -> RedirectResponse:
 
 
 def _application_id(value: str) -> str:
-    if not (value.startswith("a-") and len(value) == 14 and value[2:].isalnum()):
+    if not is_opaque_id(value, "a"):
         raise apps.NoSuchApplication(f"There is no application {value!r} that you can see.")
     return value
 
 
+def _mine(settings: Settings, username: str) -> list[tuple]:
+    """The lead's applications, newest first, as the list page shows them."""
+    with session_scope(settings, readonly=True) as s:
+        rows = s.execute(
+            select(Application)
+            .join(User, Application.lead_id == User.id)
+            .where(User.username == username)
+            .order_by(Application.created_at.desc())
+        ).scalars()
+        return [(a.id, a.project_slug, a.version, a.title, a.status, a.created_at) for a in rows]
+
+
 @router.get("/applications")
 def my_applications(request: Request, me: Me) -> HTMLResponse:
-    with session_scope(request.app.state.settings, readonly=True) as s:
-        user = find_user(s, me.username)
-        rows = (
-            s.execute(
-                select(Application)
-                .where(Application.lead_id == user.id)
-                .order_by(Application.created_at.desc())
-            ).scalars()
-            if user
-            else []
-        )
-        mine = [(a.id, a.project_slug, a.version, a.title, a.status, a.created_at) for a in rows]
+    mine = _mine(request.app.state.settings, me.username)
     return _render(request, "applications.html", me, mine=mine, title="Your applications")
 
 
@@ -164,12 +170,7 @@ def start(
         with session_scope(settings) as s:
             application_id = apps.start_application(s, me.username, slug.strip().lower(), title).id
     except (RegistryError, NotAllowed) as exc:
-        with session_scope(settings, readonly=True) as s:
-            user = find_user(s, me.username)
-            rows = s.execute(
-                select(Application).where(Application.lead_id == (user.id if user else -1))
-            ).scalars()
-            mine = [(a.id, a.project_slug, a.version, a.title, a.status, a.created_at) for a in rows]
+        mine = _mine(settings, me.username)
         return _render(
             request, "applications.html", me, 422, mine=mine, error=str(exc), slug=slug, new_title=title
         )
@@ -236,9 +237,7 @@ async def save(request: Request, me: FormMe, application_id: str) -> Response:
         if isinstance(exc, apps.NoSuchApplication):
             raise
         draft = Draft.of(posted) if posted else None
-        return _edit_page(
-            request, me, application_id, draft, str(exc), 409 if isinstance(exc, apps.StaleForm) else 422
-        )
+        return _edit_page(request, me, application_id, draft, str(exc), _status_of(exc))
     if form.get("action") == "submit":
         return _to(request, f"/applications/{application_id}")
     return _to(request, f"/applications/{application_id}/edit#saved")
@@ -259,9 +258,7 @@ async def upload_protocol(
         with session_scope(request.app.state.settings) as s:
             apps.attach_protocol(s, me.username, application_id, revision, protocol.filename or "", content)
     except RegistryError as exc:
-        return _edit_page(
-            request, me, application_id, None, str(exc), 409 if isinstance(exc, apps.StaleForm) else 422
-        )
+        return _edit_page(request, me, application_id, None, str(exc), _status_of(exc))
     return _to(request, f"/applications/{application_id}/edit#protocol")
 
 
@@ -329,7 +326,7 @@ def _act(request: Request, me: FormMe, application_id: str, operation, *args: An
     except (RegistryError, NotAllowed) as exc:
         if isinstance(exc, apps.NoSuchApplication):
             raise
-        status = 409 if isinstance(exc, apps.StaleForm) else 403 if isinstance(exc, NotAllowed) else 422
+        status = _status_of(exc)
         return _view(request, me, application_id, str(exc), status)
     return _to(request, f"/applications/{application_id}")
 
@@ -396,11 +393,15 @@ def custodian_queue(request: Request, me: Me) -> HTMLResponse:
 
 
 @router.get("/applications/{application_id}/decide")
-def decide_page(
+def decide_page(request: Request, me: Me, application_id: str) -> HTMLResponse:
+    return _decide_page(request, me, _application_id(application_id))
+
+
+def _decide_page(
     request: Request, me: Me, application_id: str, error: str = "", status: int = 200
 ) -> HTMLResponse:
+    """The decision page; a refused approval redraws it with the reason (never from the URL)."""
     settings = request.app.state.settings
-    application_id = _application_id(application_id)
     with session_scope(settings, readonly=True) as s:
         application, _ = apps.get_application(s, me.username, application_id)
         why_not = apps.may_decide(s, me.username, application)
@@ -472,10 +473,10 @@ def _approve(request: Request, me: FormMe, application_id: str, revision: int, f
     except (RegistryError, NotAllowed) as exc:
         if isinstance(exc, apps.NoSuchApplication):
             raise
-        status = 409 if isinstance(exc, apps.StaleForm) else 403 if isinstance(exc, NotAllowed) else 422
+        status = _status_of(exc)
         if isinstance(exc, apps.StaleForm):
             return _view(request, me, application_id, str(exc), status)
-        return decide_page(request, me, application_id, str(exc), status)
+        return _decide_page(request, me, application_id, str(exc), status)
     start_run(settings, slug, me.username)  # the approving custodian provisions (an audited role)
     return _to(request, f"/applications/{application_id}#provisioning")
 
@@ -493,7 +494,7 @@ def permit_keyset(request: Request, me: Me) -> JSONResponse:
 @router.get("/permits/{permit_id}.jwt")
 def permit_record(request: Request, me: Me, permit_id: str) -> Response:
     with session_scope(request.app.state.settings, readonly=True) as s:
-        permit = s.get(Permit, permit_id) if permit_id.startswith("p-") and len(permit_id) == 14 else None
+        permit = s.get(Permit, permit_id) if is_opaque_id(permit_id, "p") else None
         # Whoever may read its application may read the permit.
         if permit is None:
             raise apps.NoSuchApplication(f"There is no permit {permit_id!r} that you can see.")

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from hub.kernel.clock import utcnow
 from hub.kernel.db import Base, UTCDateTime, session_scope
 from hub.kernel.settings import Settings
+from hub.provisioning.provision import provision_project
 from hub.registry.vocabulary import sql_in
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,6 @@ def fail_orphaned_runs(settings: Settings, reason: str = "the portal restarted d
 
 def start_run(settings: Settings, slug: str, actor: str) -> int:
     """Provision `slug` in a background thread as `actor`; the run's id, for its progress."""
-    from hub.provisioning.provision import provision_project  # the build, only when one runs
-
     with session_scope(settings) as s:
         run = ProvisioningRun(project=slug, started_by=actor)
         s.add(run)

@@ -42,6 +42,7 @@ from hub.registry.models import (
     Permit,
     Project,
     User,
+    is_opaque_id,
 )
 from hub.registry.permissions import NotAllowed, RegistryAction, RegistryActor, require
 from hub.registry.vocabulary import (
@@ -105,7 +106,7 @@ def may_read(user: User, application: Application) -> bool:
 
 def get_application(session: Session, viewer: str, application_id: str) -> tuple[Application, User]:
     user = find_user(session, viewer)
-    application = session.get(Application, application_id) if application_id.startswith("a-") else None
+    application = session.get(Application, application_id) if is_opaque_id(application_id, "a") else None
     if user is None or application is None or not may_read(user, application):
         raise NoSuchApplication(f"There is no application {application_id!r} that you can see.")
     return application, user
@@ -157,10 +158,13 @@ def _as_decider(session: Session, actor: str, application_id: str, revision: int
 
 
 def may_decide(session: Session, viewer: str, application: Application) -> str | None:
-    """Why `viewer` may not decide `application` now, or None when they may."""
+    """Why `viewer` may not decide `application` (already read) now, or None when they may."""
+    user = find_user(session, viewer)
+    if user is None:
+        return f"{viewer} is not a registered user"
     try:
-        _as_decider(session, viewer, application.id, application.revision)
-    except (NotAllowed, RegistryError) as exc:
+        _require_decider(user, application, _roles_by_project(session, user))
+    except NotAllowed as exc:
         return str(exc)
     if application.status != ApplicationStatus.SUBMITTED:
         return f"it is {application.status}, not waiting for a decision"
@@ -490,33 +494,49 @@ def _waiting(application: Application) -> None:
         )
 
 
-def ask_questions(session: Session, actor: str, application_id: str, revision: int, text: str) -> Application:
+def _custodian_says(
+    session: Session,
+    actor: str,
+    application_id: str,
+    revision: int,
+    kind: str,
+    text: str,
+    action: AuditAction,
+    status: ApplicationStatus,
+) -> Application:
+    """A custodian's answer to a waiting application that is not an approval, with its reason."""
     application, custodian = _as_decider(session, actor, application_id, revision)
     _waiting(application)
-    _say(session, application, custodian, "question", text)
-    _changed(session, application, actor, AuditAction.APPLICATION_QUESTION, ApplicationStatus.QUESTIONS)
+    _say(session, application, custodian, kind, text)
+    if status is ApplicationStatus.REJECTED:
+        application.decided_at, application.decided_by_id = utcnow(), custodian.id
+    _changed(session, application, actor, action, status)
     return application
+
+
+def ask_questions(session: Session, actor: str, application_id: str, revision: int, text: str) -> Application:
+    return _custodian_says(
+        session, actor, application_id, revision, "question", text,
+        AuditAction.APPLICATION_QUESTION, ApplicationStatus.QUESTIONS,
+    )  # fmt: skip
 
 
 def return_application(
     session: Session, actor: str, application_id: str, revision: int, reason: str
 ) -> Application:
-    application, custodian = _as_decider(session, actor, application_id, revision)
-    _waiting(application)
-    _say(session, application, custodian, "return", reason)
-    _changed(session, application, actor, AuditAction.APPLICATION_RETURN, ApplicationStatus.RETURNED)
-    return application
+    return _custodian_says(
+        session, actor, application_id, revision, "return", reason,
+        AuditAction.APPLICATION_RETURN, ApplicationStatus.RETURNED,
+    )  # fmt: skip
 
 
 def reject_application(
     session: Session, actor: str, application_id: str, revision: int, reason: str
 ) -> Application:
-    application, custodian = _as_decider(session, actor, application_id, revision)
-    _waiting(application)
-    _say(session, application, custodian, "reject", reason)
-    application.decided_at, application.decided_by_id = utcnow(), custodian.id
-    _changed(session, application, actor, AuditAction.APPLICATION_REJECT, ApplicationStatus.REJECTED)
-    return application
+    return _custodian_says(
+        session, actor, application_id, revision, "reject", reason,
+        AuditAction.APPLICATION_REJECT, ApplicationStatus.REJECTED,
+    )  # fmt: skip
 
 
 def _project_for(session: Session, application: Application, custodian: User, actor: str) -> Project:

@@ -45,6 +45,12 @@ def _opaque(prefix: str) -> str:
     return prefix + "-" + secrets.token_hex(6)
 
 
+def is_opaque_id(value: str, prefix: str) -> bool:
+    """Shaped like an id `_opaque(prefix)` makes: anything else names nothing (and is never looked up)."""
+    head, _, tail = value.partition("-")
+    return head == prefix and len(tail) == 12 and all(c in "0123456789abcdef" for c in tail)
+
+
 def new_grant_id() -> str:
     return _opaque("g")
 

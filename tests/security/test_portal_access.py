@@ -258,3 +258,14 @@ def test_only_administrators_read_the_audit_log(world, role, status):
         assert "project.create" in page.text and "member.add" in page.text
     else:
         assert "project.create" not in page.text
+
+
+@pytest.mark.parametrize("role", [ADMIN, LEAD])
+def test_the_project_page_draws_each_form_once_and_none_in_the_head(world, role):
+    client, who, _ = world
+    who["name"] = role
+    page = client.get(f"{BASE}/projects/{PROJECT}").text
+    head, body = page.split("</head>", 1)
+    assert "<form" not in head
+    assert body.count(f'action="{BASE}/projects/{PROJECT}/status"') == 1
+    assert body.count('id="administration"') == (1 if role == ADMIN else 0)

@@ -226,3 +226,13 @@ def test_cross_site_and_tokenless_posts_change_nothing(world):
         assert r.status_code == 403, (headers, r.status_code)
     assert snapshot(settings, application_id) == before
     assert client.post(path, data={"_csrf": CSRF, "text": "no", "revision": before[1]}).status_code == 303
+
+
+def test_a_page_takes_no_message_or_status_from_its_url(world):
+    client, who, settings = world
+    application_id = application_in(settings, "submitted")
+    who["name"] = CUSTODIAN
+    page = client.get(
+        f"{BASE}/applications/{application_id}/decide", params={"error": "Call 0800 FAKE", "status": "299"}
+    )
+    assert page.status_code == 200 and "0800 FAKE" not in page.text
