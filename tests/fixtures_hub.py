@@ -273,6 +273,18 @@ def process_pids(hub: Hub, module: str) -> list[int]:
     return found
 
 
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (a supervisor's workers)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(proc.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
 def docker_exec(
     container: str, *cmd: str, user: str = "1000:1000", timeout: float = 30, stdin: str | None = None
 ):

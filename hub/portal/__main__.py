@@ -9,7 +9,6 @@ import uvicorn
 
 from hub.kernel.lifecycle import die_with_parent
 from hub.kernel.settings import get_settings
-from hub.portal.app import DEFAULT_PREFIX, create_app
 from hub.provisioning.runs import fail_orphaned_runs
 
 
@@ -21,15 +20,19 @@ def main() -> None:
         )
     die_with_parent()
     settings = get_settings()
-    fail_orphaned_runs(settings)  # builds this process started before a restart ran in its threads
+    # Before any worker starts: builds a portal that died left "running" can only have failed.
+    fail_orphaned_runs(settings)
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{settings.portal_port}"))
-    app = create_app(
-        settings,
-        prefix=os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or DEFAULT_PREFIX,
-        public_url=os.environ.get("JUPYTERHUB_PUBLIC_URL", ""),
-    )
+    # Each worker builds its own app (hub.portal.app.service_app); they share nothing but the
+    # registry, so a page drawn by one shows what another changed.
     uvicorn.run(
-        app, host=url.hostname or "127.0.0.1", port=url.port or 80, proxy_headers=True, access_log=False
+        "hub.portal.app:service_app",
+        factory=True,
+        workers=settings.portal_workers,
+        host=url.hostname or "127.0.0.1",
+        port=url.port or 80,
+        proxy_headers=True,
+        access_log=False,
     )
 
 

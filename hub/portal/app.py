@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -14,7 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub.kernel.audit import record
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.db import session_scope
-from hub.kernel.settings import Settings
+from hub.kernel.lifecycle import die_with_parent
+from hub.kernel.settings import Settings, get_settings
 from hub.portal import admin, applications, pages
 from hub.portal.projects import NotYourProject
 from hub.registry import NotAllowed
@@ -22,10 +24,22 @@ from hub.registry.applications import NoSuchApplication
 from hub.registry.errors import RegistryError
 from hub.web import STATIC
 from hub.web.security import CSRFRefused, SecurityHeaders
+from hub.web.serving import limited_threads
 from hub.web.sso import HubSSO, NeedLogin, need_login_response, sign_in_routes
 
 HERE = Path(__file__).parent
 DEFAULT_PREFIX = "/services/portal/"
+
+
+def service_app() -> FastAPI:
+    """The portal as JupyterHub runs it, in each worker process: JupyterHub hands a service its
+    prefix and public address in JUPYTERHUB_* variables."""
+    die_with_parent()  # a worker never outlives the process that supervises it
+    return create_app(
+        get_settings(),
+        prefix=os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or DEFAULT_PREFIX,
+        public_url=os.environ.get("JUPYTERHUB_PUBLIC_URL", ""),
+    )
 
 
 def create_app(
@@ -33,7 +47,13 @@ def create_app(
 ) -> FastAPI:
     """`sso=False` leaves sign-in unconfigured (tests then override the identity)."""
     base = (prefix or DEFAULT_PREFIX).rstrip("/")
-    app = FastAPI(title="TRE portal", openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="TRE portal",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=limited_threads(settings.portal_threads),
+    )
     app.state.settings = settings
     app.state.base = base
     app.state.sso = HubSSO(settings, base + "/", public_url, service="portal") if sso else None
@@ -49,6 +69,8 @@ def create_app(
         hub_url=settings.public_url + "/hub/home",
         egress_url=settings.service_url("egress"),
     )
+    for name in templates.env.list_templates():  # compiled now, not by the first visitor of each page
+        templates.env.get_template(name)
     app.state.templates = templates
     app.mount(f"{base}/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(SecurityHeaders)

@@ -286,7 +286,7 @@ def _view(request: Request, me: Me, application_id: str, error: str = "", status
     with session_scope(settings, readonly=True) as s:
         application, user = apps.get_application(s, me.username, application_id)
         is_lead = application.lead_id == user.id
-        cannot_decide = None if is_lead else apps.may_decide(s, me.username, application)
+        cannot_decide = None if is_lead else apps.may_decide(s, user, application)
         permit = s.execute(select(Permit).where(Permit.application_id == application.id)).scalar_one_or_none()
         entries = {e.name: e for e in catalogue_entries(s)}
         context = {
@@ -403,8 +403,8 @@ def _decide_page(
     """The decision page; a refused approval redraws it with the reason (never from the URL)."""
     settings = request.app.state.settings
     with session_scope(settings, readonly=True) as s:
-        application, _ = apps.get_application(s, me.username, application_id)
-        why_not = apps.may_decide(s, me.username, application)
+        application, user = apps.get_application(s, me.username, application_id)
+        why_not = apps.may_decide(s, user, application)
         if why_not:
             raise NotAllowed(f"You cannot decide this application: {why_not}.")
         entries = {e.name: e for e in catalogue_entries(s)}

@@ -157,11 +157,8 @@ def _as_decider(session: Session, actor: str, application_id: str, revision: int
     return application, user
 
 
-def may_decide(session: Session, viewer: str, application: Application) -> str | None:
-    """Why `viewer` may not decide `application` (already read) now, or None when they may."""
-    user = find_user(session, viewer)
-    if user is None:
-        return f"{viewer} is not a registered user"
+def may_decide(session: Session, user: User, application: Application) -> str | None:
+    """Why `user` may not decide `application` (both already read) now, or None when they may."""
     try:
         _require_decider(user, application, _roles_by_project(session, user))
     except NotAllowed as exc:

@@ -247,27 +247,25 @@ def _latest(session: Session) -> dict[str, Dataset]:
 
 # Per database: a dataset version never changes once registered (a change is a new version), so a
 # listing stays right until a version is added, which (count, highest id) tells in one small query.
-_listings: dict[str, tuple[tuple[Any, ...], list[DatasetEntry]]] = {}
+_listings: dict[str, tuple[tuple[Any, ...], dict[str, DatasetEntry]]] = {}
 
 
-def catalogue_entries(session: Session) -> list[DatasetEntry]:
-    """The latest version of every research dataset, by name: metadata only, never rows."""
+def _listing(session: Session) -> dict[str, DatasetEntry]:
     key = str(session.get_bind().url)
     stamp = tuple(session.execute(select(func.count(Dataset.id), func.max(Dataset.id))).one())
     cached = _listings.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1]
     latest = _latest(session)
-    entries = [_entry(latest[name]) for name in sorted(latest)]
-    _listings[key] = (stamp, entries)
-    return entries
+    by_name = {name: _entry(latest[name]) for name in sorted(latest)}
+    _listings[key] = (stamp, by_name)
+    return by_name
+
+
+def catalogue_entries(session: Session) -> list[DatasetEntry]:
+    """The latest version of every research dataset, by name: metadata only, never rows."""
+    return list(_listing(session).values())
 
 
 def catalogue_entry(session: Session, name: str) -> DatasetEntry | None:
-    found = session.execute(
-        select(Dataset)
-        .where(Dataset.kind == DatasetKind.COHORT, Dataset.name == name)
-        .order_by(Dataset.version.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return _entry(found) if found is not None else None
+    return _listing(session).get(name)

@@ -113,16 +113,30 @@ def application_ids(root: Path) -> list[str]:
         return list(s.execute(select(Application.id).order_by(Application.id)).scalars())
 
 
-def serve(port: int) -> None:
-    import uvicorn
-
+def bench_app() -> Any:
+    """The portal as each worker builds it, with sign-in replaced by `who` (this benchmark only)."""
     from hub.kernel.settings import get_settings
     from hub.portal.app import create_app
     from hub.web.sso import current_identity
 
     app = create_app(get_settings(), sso=False)
     app.dependency_overrides[current_identity] = who
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    return app
+
+
+def serve(port: int, workers: int) -> None:
+    """As `python -m hub.portal` serves it: `workers` processes of uvicorn, each with its own app."""
+    import uvicorn
+
+    uvicorn.run(
+        "tests.benchmarks.portal:bench_app",
+        factory=True,
+        workers=workers,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 async def run(port: int, paths: list[str], clients: int, seconds: float, cold: bool) -> dict[str, Any]:
@@ -148,10 +162,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--workers", type=int, help="portal worker processes (default: TRE_PORTAL_WORKERS)")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from hub.kernel.settings import get_settings
+
+    workers = args.workers or get_settings().portal_workers
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, workers)
         return
     from tests.fixtures_hub import free_port
 
@@ -165,7 +183,9 @@ def main() -> None:
         )
         port = free_port()
         env = {**os.environ, "TRE_ROOT": str(root)}
-        server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=env)
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(port), "--workers", str(workers)], env=env
+        )
         try:
             import httpx
 
@@ -211,6 +231,8 @@ def main() -> None:
                 "members": MEMBERS,
                 "applications": APPLICATIONS,
                 "clients": args.clients,
+                "workers": workers,
+                "threads_per_worker": get_settings().portal_threads,
                 **results,
                 "target_rps": TARGET_RPS,
                 "target_p99_ms_cold": TARGET_P99_MS,

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures_hub import Hub, docker_inspect, hub_of_its_own, own_workspace, process_pids
+from tests.fixtures_hub import Hub, children, docker_inspect, hub_of_its_own, own_workspace, process_pids
 from tests.fixtures_kernel import execute, kernel_channel
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -89,6 +89,27 @@ def egress_answers(hub: Hub) -> bool:
         return client.get(hub.egress_url + "login").status_code < 500
 
 
+def portal_answers(hub: Hub) -> bool:
+    with httpx.Client(timeout=5) as client:
+        return (
+            client.get(f"http://127.0.0.1:{hub.settings.portal_port}/services/portal/login").status_code < 500
+        )
+
+
+def alive(pid: int) -> bool:
+    """Still running (an orphan is adopted by init, so it is no longer anyone's child here)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def portal_processes(hub: Hub) -> set[int]:
+    """The portal's supervisor and the worker processes it runs (TRE_PORTAL_WORKERS of them)."""
+    supervisors = process_pids(hub, "hub.portal")
+    return set(supervisors) | {w for p in supervisors for w in children(p)}
+
+
 def assert_same_container(hub: Hub, k: Kernel) -> None:
     assert docker_inspect(hub.container(k.user, k.project))["Id"] == k.container
 
@@ -96,16 +117,31 @@ def assert_same_container(hub: Hub, k: Kernel) -> None:
 def test_a_hub_killed_outright_is_back_within_30s_and_the_kernel_keeps_its_state(rhub, kernel):
     hub_pid = int((rhub.settings.state_dir / "jupyterhub.pid").read_text())
     services = {m: process_pids(rhub, m) for m in ("egress", "hub.guard", "hub.enforcement")}
+    services["portal and its workers"] = sorted(portal_processes(rhub))
     assert all(services.values()), f"the hub should be running its services: {services}"
     os.kill(hub_pid, signal.SIGKILL)
     back = wait_until(lambda: workspace_answers(rhub, kernel), BACK_WITHIN, "the workspace answering")
     assert still_holds_state(rhub, kernel)
     assert_same_container(rhub, kernel)
     # The killed hub's services died with it; the new hub runs fresh ones that hold the ports.
+    now = {m: process_pids(rhub, m) for m in ("egress", "hub.guard", "hub.enforcement")}
+    now["portal and its workers"] = [p for p in services["portal and its workers"] if alive(p)]
     for module, old in services.items():
-        assert not set(old) & set(process_pids(rhub, module)), f"{module} outlived its hub"
+        assert not set(old) & set(now[module]), f"{module} outlived its hub"
     wait_until(lambda: egress_answers(rhub), 30, "the new egress service answering")
+    wait_until(lambda: portal_answers(rhub), 30, "the new portal answering")
     print(f"hub back and the workspace answering {back:.1f}s after kill -9")
+
+
+def test_a_portal_killed_outright_takes_its_workers_with_it_and_is_replaced(rhub):
+    """A worker left behind would hold the portal's port: the hub's new portal could not bind."""
+    (supervisor,) = process_pids(rhub, "hub.portal")
+    workers = children(supervisor)  # uvicorn's workers, and multiprocessing's resource tracker
+    spawned = [w for w in workers if b"spawn_main" in Path(f"/proc/{w}/cmdline").read_bytes()]
+    assert len(spawned) == rhub.settings.portal_workers >= 2, workers
+    os.kill(supervisor, signal.SIGKILL)
+    wait_until(lambda: not any(map(alive, workers)), 10, "the old workers exiting")
+    wait_until(lambda: portal_answers(rhub), BACK_WITHIN, "the hub's new portal answering")
 
 
 def test_a_graceful_restart_of_tre_hub_keeps_the_kernel(rhub, kernel):
@@ -151,12 +187,15 @@ def test_stop_leaves_no_process_and_no_port_behind(rhub, kernel):
     # the stop: nothing of this TRE may be left.
     os.kill(int((rhub.settings.state_dir / "jupyterhub.pid").read_text()), signal.SIGKILL)
     wait_until(lambda: workspace_answers(rhub, kernel), BACK_WITHIN, "the workspace answering")
+    wait_until(lambda: portal_answers(rhub), 30, "the new portal answering")
+    portal = portal_processes(rhub)
     rhub.process.stop()
     s = rhub.settings
     time.sleep(1)
     left = {m: process_pids(rhub, m) for m in ("jupyterhub", "egress", "hub.guard", "hub.enforcement")}
+    left["portal and its workers"] = sorted(portal_processes(rhub) | {p for p in portal if alive(p)})
     assert not any(left.values()), left
-    for port in (s.public_port, s.http_port, s.proxy_api_port, s.egress_port, s.guard_port):
+    for port in (s.public_port, s.http_port, s.proxy_api_port, s.egress_port, s.guard_port, s.portal_port):
         assert port_free(port), f"port {port} still held"
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{s.guard_port}/_guard/health", timeout=2)
