@@ -28,6 +28,7 @@ def dataset_row(ds) -> dict:
         "row_count": ds.row_count,
         "unique_individuals": ds.unique_individuals,
         "profile": ds.profile,
+        "health_categories": ds.health_categories,
         "content_hash": ds.content_hash,
         "created_at": iso(ds.created_at),
         "tables": ds.tables,
@@ -64,6 +65,14 @@ def add(
         list[str] | None,
         typer.Option("--coding", help="[TABLE.]COLUMN=SYSTEM (e.g. ATC, ICD-O-3) for the catalogue."),
     ] = None,
+    category: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--category",
+            help="Its EHDS Art. 51 health category, by code; repeat for more (`tre dataset categories`). "
+            "Default: the previous version's, else EHRS (electronic health records).",
+        ),
+    ] = None,
     actor: Annotated[str | None, ActorOption] = None,
     as_json: Annotated[bool, JsonOption] = False,
 ) -> None:
@@ -84,6 +93,7 @@ def add(
             person_table=person_table,
             sensitivity=parse_pairs(sensitivity, "--sensitivity"),
             coding=parse_pairs(coding, "--coding"),
+            health_categories=[c.strip().upper() for c in category or ()],
         )
         row = dataset_row(ds) | {"created": created}
     if as_json:
@@ -95,6 +105,21 @@ def add(
         )
     else:
         console.print(f"{row['ref']} is already registered with these exact sources; nothing to do")
+
+
+@app.command("categories")
+def categories(as_json: Annotated[bool, JsonOption] = False) -> None:
+    """The EHDS Art. 51 health categories a dataset can be catalogued under (HealthDCAT-AP's codes)."""
+    from hub.registry.vocabulary import HealthCategory
+
+    rows = [{"code": c.value, "label": c.label, "iri": c.iri} for c in HealthCategory]
+    if as_json:
+        print_json(rows)
+        return
+    out = Table("code", "category")
+    for r in rows:
+        out.add_row(r["code"], r["label"])
+    console.print(out)
 
 
 @app.command("list")

@@ -6,8 +6,10 @@ row-level data. Opt-out lists are governance data, not research data, and are no
 Every dataset is described as non-public health data: access rights NON_PUBLIC, the EHDS regulation
 as applicable legislation, the publisher, a contact point and the health data access body (the
 site's, from its settings), its tables as distributions that are reached only through an access
-application, keywords and a provenance statement. hub/registry/healthdcat-shapes.ttl holds the SHACL
-shapes the export must satisfy (checked with pySHACL in tests/unit/test_catalogue_shapes.py).
+application, keywords, a provenance statement, its EHDS Art. 51 health categories, and its tables
+and columns as a CSVW table group (structured data with its variables).
+hub/registry/healthdcat-shapes.ttl holds the SHACL shapes the export must satisfy (checked with
+pySHACL in tests/unit/test_catalogue_shapes.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from hub.kernel.settings import Settings
 from hub.registry.models import Dataset
-from hub.registry.vocabulary import DatasetKind
+from hub.registry.vocabulary import DatasetKind, HealthCategory
 
 CONTEXT = {
     "dcat": "http://www.w3.org/ns/dcat#",
@@ -36,6 +38,7 @@ CONTEXT = {
     "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
     "owl": "http://www.w3.org/2002/07/owl#",
+    "csvw": "http://www.w3.org/ns/csvw#",
 }
 NON_PUBLIC = "http://publications.europa.eu/resource/authority/access-right/NON_PUBLIC"
 # Regulation (EU) 2025/327 on the European Health Data Space, by its ELI.
@@ -98,6 +101,70 @@ def coding_systems(dataset: Dataset) -> list[str]:
     return sorted(found)
 
 
+# CSVW's built-in datatype names (case matters: dateTime) for the engine's column types.
+CSVW_DATATYPES = {
+    "BOOLEAN": "boolean",
+    "TINYINT": "integer",
+    "SMALLINT": "integer",
+    "INTEGER": "integer",
+    "BIGINT": "integer",
+    "HUGEINT": "integer",
+    "FLOAT": "float",
+    "DOUBLE": "double",
+    "DATE": "date",
+    "TIME": "time",
+    "TIMESTAMP": "dateTime",
+    "TIMESTAMP WITH TIME ZONE": "dateTime",
+}
+SENSITIVITY_NOTES = {
+    "identifier": "Identifies a person: pseudonymised per project before any researcher sees it.",
+    "quasi-identifier": "May identify a person in combination with others: released only if a "
+    "permit names it.",
+    "sensitive": "Sensitive health information: released only if a permit names it.",
+    "other": "Research variable.",
+}
+
+
+def csvw_datatype(engine_type: str) -> str:
+    if engine_type.startswith("DECIMAL"):
+        return "decimal"
+    return CSVW_DATATYPES.get(engine_type, "string")
+
+
+def _variables(dataset: Dataset, uri: str) -> dict[str, Any]:
+    """Its tables and columns as a CSVW table group (HealthDCAT-AP hasVariables): names, types and
+    what each column is, never a value."""
+
+    def column(table: str, c: dict[str, Any]) -> dict[str, Any]:
+        note = SENSITIVITY_NOTES.get(c["sensitivity"], SENSITIVITY_NOTES["other"])
+        node = {
+            "@id": f"{uri}/variables/{table}/{c['name']}",
+            "@type": "csvw:Column",
+            "csvw:name": c["name"],
+            "csvw:title": c["name"],
+            "csvw:datatype": csvw_datatype(c["type"]),
+            "dct:description": note + (f" Coded in {c['coding_system']}." if c.get("coding_system") else ""),
+        }
+        if c.get("coding_system") in CODING_SYSTEM_URIS:
+            node["csvw:propertyUrl"] = {"@id": CODING_SYSTEM_URIS[c["coding_system"]]}
+        return node
+
+    return {
+        "@id": f"{uri}/variables",
+        "@type": "csvw:TableGroup",
+        "dct:title": f"Tables and columns of {dataset.title or dataset.name}",
+        "csvw:table": [
+            {
+                "@id": f"{uri}/variables/{t['name']}",
+                "@type": "csvw:Table",
+                "dct:title": t["name"],
+                "csvw:column": [column(t["name"], c) for c in t["columns"]],
+            }
+            for t in dataset.tables
+        ],
+    }
+
+
 def dataset_node(dataset: Dataset, base_uri: str, publisher: Publisher) -> dict[str, Any]:
     uri = f"{base_uri}dataset/{dataset.name}/{dataset.version}"
     node: dict[str, Any] = {
@@ -135,6 +202,10 @@ def dataset_node(dataset: Dataset, base_uri: str, publisher: Publisher) -> dict[
         "dct:issued": _time(dataset.created_at),
         "healthdcatap:numberOfRecords": _count(dataset.row_count),
         "healthdcatap:numberOfUniqueIndividuals": _count(dataset.unique_individuals),
+        "healthdcatap:healthCategory": [{"@id": HealthCategory(c).iri} for c in dataset.health_categories],
+        # Every TRE dataset is tables of typed columns: structured, with its variables described.
+        "healthdcatap:hasStructuredData": {"@value": "true", "@type": "xsd:boolean"},
+        "healthdcatap:hasVariables": _variables(dataset, uri),
     }
     profile = dataset.profile or {}
     if "min_typical_age" in profile:
@@ -199,6 +270,7 @@ class DatasetEntry:
     registered: datetime
     records: int
     individuals: int
+    health_categories: list[HealthCategory]
     min_age: int | None
     max_age: int | None
     coding_systems: list[str]
@@ -220,6 +292,7 @@ def _entry(ds: Dataset) -> DatasetEntry:
         registered=ds.created_at,
         records=ds.row_count,
         individuals=ds.unique_individuals,
+        health_categories=[HealthCategory(c) for c in ds.health_categories],
         min_age=profile.get("min_typical_age"),
         max_age=profile.get("max_typical_age"),
         coding_systems=coding_systems(ds),

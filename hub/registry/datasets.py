@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from hub.registry.errors import RegistryError
 from hub.registry.lookup import acting, require_slug
 from hub.registry.models import Dataset
 from hub.registry.permissions import RegistryAction, require
-from hub.registry.vocabulary import DatasetKind, Sensitivity
+from hub.registry.vocabulary import DatasetKind, HealthCategory, Sensitivity
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,13 @@ def register_dataset(
     person_table: str | None = None,
     sensitivity: Mapping[str, str] | None = None,
     coding: Mapping[str, str] | None = None,
+    health_categories: Sequence[str] | None = None,
 ) -> tuple[Dataset, bool]:
     """Register sources as dataset `name`: a new version when anything changed, else the existing one.
 
     Returns (dataset, created). `sensitivity` and `coding` override the name-based defaults, keyed by
-    "column" or "table.column".
+    "column" or "table.column". `health_categories` are its EHDS Art. 51 categories (HealthCategory
+    codes; default: the previous version's, else electronic health records).
     """
     custodian, who = acting(session, actor)
     require(RegistryAction.REGISTER_DATASET, who)
@@ -106,6 +108,7 @@ def register_dataset(
     person = person_table or tables[0].name
     if person not in table_names:
         raise RegistryError(f"person table {person!r} is not one of the tables: {', '.join(table_names)}")
+    categories = _health_categories(health_categories)
     sens = _parse_overrides(sensitivity or {}, [v.value for v in Sensitivity], "sensitivity")
     codes = _parse_overrides(coding or {}, None, "coding system")
 
@@ -126,8 +129,10 @@ def register_dataset(
                 f"dataset {name} is registered as {latest.kind}; register a {kind} under another name"
             )
         _carry_labels(latest, specs, sens, codes)
+        categories = categories or latest.health_categories
         unchanged = (
-            latest.content_hash == content_hash
+            latest.health_categories == categories
+            and latest.content_hash == content_hash
             and latest.identifier_column == identifier_column
             and latest.person_table == person
             and [t["columns"] for t in latest.tables] == [s["columns"] for s in specs]
@@ -147,6 +152,7 @@ def register_dataset(
         row_count=sum(s["row_count"] for s in specs),
         unique_individuals=unique_individuals,
         profile=profile,
+        health_categories=categories or [HealthCategory.EHRS.value],
         content_hash=content_hash,
     )
     session.add(dataset)
@@ -159,12 +165,25 @@ def register_dataset(
         dataset.ref,
         {
             "kind": kind.value,
+            "health_categories": dataset.health_categories,
             "content_hash": content_hash,
             "tables": {s["name"]: {"source": s["source"], "rows": s["row_count"]} for s in specs},
             "previous_version": latest.version if latest else None,
         },
     )
     return dataset, True
+
+
+def _health_categories(codes: Sequence[str] | None) -> list[str]:
+    """The codes, checked and in a stable order; [] when none were given."""
+    known = {c.value for c in HealthCategory}
+    unknown = sorted(set(codes or ()) - known)
+    if unknown:
+        raise RegistryError(
+            f"unknown health category {', '.join(unknown)}: use the EHDS Art. 51 codes "
+            f"{', '.join(c.value for c in HealthCategory)} (`tre dataset categories` lists them)"
+        )
+    return sorted(set(codes or ()), key=[c.value for c in HealthCategory].index)
 
 
 def verify_dataset_sources(dataset: Dataset) -> None:

@@ -32,6 +32,7 @@ from hub.registry.vocabulary import (
     DataForm,
     DatasetKind,
     GrantStatus,
+    HealthCategory,
     PermitStatus,
     ProjectStatus,
     Purpose,
@@ -122,6 +123,10 @@ class Dataset(Base):
     unique_individuals: Mapped[int] = mapped_column(Integer)
     # Catalogue facts computed at registration, e.g. {"min_typical_age": 21, "max_typical_age": 88}.
     profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Its EHDS Art. 51 categories (hub.registry.vocabulary.HealthCategory codes), as the custodian says.
+    health_categories: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: [HealthCategory.EHRS.value], server_default='["EHRS"]'
+    )
     content_hash: Mapped[str] = mapped_column(String(80))  # over the tables' hashes, in order
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

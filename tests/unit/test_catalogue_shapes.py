@@ -49,6 +49,15 @@ def test_the_export_conforms_to_the_shapes(doc):
     assert node["dcatap:applicableLegislation"] == {"@id": EHDS_ELI}
     assert {d["dct:title"] for d in node["dcat:distribution"]} == {"patients", "labs"}
     assert node["healthdcatap:hdab"]["foaf:name"] == "Example HDAB"
+    assert node["healthdcatap:healthCategory"] == [
+        {"@id": "https://hdeu-dcat.data.health.europa.eu/resource/authority/healthcategories/EHRS"}
+    ]
+    assert node["healthdcatap:hasStructuredData"]["@value"] == "true"
+    tables = {t["dct:title"]: t["csvw:column"] for t in node["healthdcatap:hasVariables"]["csvw:table"]}
+    assert [c["csvw:name"] for c in tables["patients"]] == ["person_id", "date_of_birth", "postcode", "hba1c"]
+    assert {c["csvw:name"]: c["csvw:datatype"] for c in tables["patients"]}["date_of_birth"] == "date"
+    [atc] = [c for c in tables["labs"] if c["csvw:name"] == "atc_code"]
+    assert atc["csvw:propertyUrl"] == {"@id": "https://www.wikidata.org/entity/P267"}
     assert "AB1" not in json.dumps(doc) and "1950" not in json.dumps(doc)  # no record leaves
 
 
@@ -79,6 +88,33 @@ def _broken(doc: dict, change) -> dict:
         ("no record count", lambda d: d.pop("healthdcatap:numberOfRecords")),
         ("no keywords", lambda d: d.pop("dcat:keyword")),
         ("no provenance", lambda d: d.pop("dct:provenance")),
+        ("no health category", lambda d: d.pop("healthdcatap:healthCategory")),
+        (
+            "a health category from outside the vocabulary",
+            lambda d: d.update({"healthdcatap:healthCategory": [{"@id": "https://example.org/cats/EHR"}]}),
+        ),
+        ("no structured-data flag", lambda d: d.pop("healthdcatap:hasStructuredData")),
+        ("structured data without its variables", lambda d: d.pop("healthdcatap:hasVariables")),
+        (
+            "a table group without tables",
+            lambda d: d["healthdcatap:hasVariables"].pop("csvw:table"),
+        ),
+        (
+            "a variable without a datatype",
+            lambda d: d["healthdcatap:hasVariables"]["csvw:table"][0]["csvw:column"][0].pop("csvw:datatype"),
+        ),
+        (
+            "a datatype CSVW does not name (datetime for dateTime)",
+            lambda d: d["healthdcatap:hasVariables"]["csvw:table"][0]["csvw:column"][1].update(
+                {"csvw:datatype": "datetime"}
+            ),
+        ),
+        (
+            "a variable without a description",
+            lambda d: d["healthdcatap:hasVariables"]["csvw:table"][0]["csvw:column"][0].pop(
+                "dct:description"
+            ),
+        ),
     ],
 )
 def test_each_shape_refuses_an_export_that_breaks_it(doc, what, change):
@@ -89,5 +125,6 @@ def test_each_shape_refuses_an_export_that_breaks_it(doc, what, change):
 def test_the_turtle_is_the_same_graph(doc):
     turtle = catalog_turtle(doc)
     assert turtle.startswith("@prefix") and "healthdcatap:numberOfUniqueIndividuals" in turtle
+    assert "healthdcatap:hasVariables" in turtle and "csvw:TableGroup" in turtle
     as_jsonld = Graph().parse(data=json.dumps(doc), format="json-ld")
     assert isomorphic(Graph().parse(data=turtle, format="turtle"), as_jsonld)

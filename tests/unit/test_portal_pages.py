@@ -64,6 +64,7 @@ def test_a_dataset_page_shows_each_column_with_its_sensitivity(portal):
         assert (
             f'class="badge sens-{label}">{label}</span>' in text.split(f"<code>{column}</code>", 1)[1][:400]
         )
+    assert "Electronic health records" in text and ">EHRS<" in text  # its EHDS Art. 51 category
     assert "Typical age" in text  # from the birth date column, never the dates themselves
     assert "1950-01-02" not in text and "AB1" not in text  # no record ever reaches the page
 

@@ -307,3 +307,35 @@ def test_names_cannot_make_container_names_or_origins_ambiguous():
         assert not is_slug(name) and not SAFE_NAME.match(name)
     for name in ("ann", "diabetes-outcomes", "a-b-c"):
         assert is_slug(name) and SAFE_NAME.match(name)
+
+
+def test_health_categories_are_the_custodians_and_part_of_a_version(registry, make_users, tmp_path):
+    make_users()
+    files = write_cohort(tmp_path / "src")
+    tables = [reg.SourceFile("patients", files["patients"])]
+    with session_scope(registry) as s:
+        ds, _ = reg.register_dataset(s, CUSTODIAN, "people", tables, "national_id")
+        assert ds.health_categories == ["EHRS"]  # the default: data from electronic health records
+    with session_scope(registry) as s:
+        ds, created = reg.register_dataset(s, CUSTODIAN, "people", tables, "national_id")
+        assert not created and ds.health_categories == ["EHRS"]
+        ds, created = reg.register_dataset(
+            s, CUSTODIAN, "people", tables, "national_id", health_categories=["HRAD", "EHRS", "HRAD"]
+        )
+        assert created and ds.version == 2 and ds.health_categories == ["EHRS", "HRAD"]
+    with session_scope(registry) as s:  # the next version keeps them unless told otherwise
+        ds, created = reg.register_dataset(s, CUSTODIAN, "people", tables, "national_id")
+        assert not created and ds.health_categories == ["EHRS", "HRAD"]
+
+
+def test_an_unknown_health_category_is_refused_and_nothing_is_registered(registry, make_users, tmp_path):
+    make_users()
+    files = write_cohort(tmp_path / "src")
+    with pytest.raises(reg.RegistryError, match=r"unknown health category EHR\b.*EHRS"):
+        with session_scope(registry) as s:
+            reg.register_dataset(
+                s, CUSTODIAN, "people", [reg.SourceFile("patients", files["patients"])], "national_id",
+                health_categories=["EHR"],
+            )  # fmt: skip
+    with session_scope(registry, readonly=True) as s:
+        assert s.execute(select(func.count(Dataset.id))).scalar_one() == 0

@@ -643,3 +643,21 @@ def test_project_sdc_rules_override_the_checks_for_that_project(cli_world, tmp_p
     refused("project", "sdc-rules", "diab-study", "--set", "treshold=5", match="unknown SDC setting")
     ok("project", "sdc-rules", "diab-study", "--reset")
     assert verdict() == "pass"
+
+
+def test_a_custodian_catalogues_a_dataset_under_its_health_categories(cli_world):
+    listed = ok_json("dataset", "categories", actor=None)
+    assert (
+        len(listed) == 17
+        and {"code": "EHRS", "label": "Electronic health records"}.items() <= listed[0].items()
+    )
+    patients = f"patients={cli_world['patients']}"
+    ds = ok_json(
+        "dataset", "add", "registry-extract", "-t", patients, "-i", "national_id",
+        "--category", "rqsh", "--category", "EHRS", actor="cus",
+    )  # fmt: skip
+    assert ds["health_categories"] == ["EHRS", "RQSH"]
+    refused(
+        "dataset", "add", "other-extract", "-t", patients, "-i", "national_id", "--category", "GENOMICS",
+        actor="cus", match="unknown health category GENOMICS",
+    )  # fmt: skip
