@@ -20,7 +20,7 @@ from hub.kernel.settings import Settings, get_settings
 from hub.portal import admin, applications, pages
 from hub.portal.projects import NotYourProject
 from hub.registry import NotAllowed
-from hub.registry.applications import NoSuchApplication
+from hub.registry.applications import NoSuchApplication, NoSuchPermit
 from hub.registry.errors import RegistryError
 from hub.web import STATIC
 from hub.web.security import CSRFRefused, SecurityHeaders
@@ -90,7 +90,8 @@ def create_app(
 
     @app.exception_handler(NotAllowed)
     async def not_allowed(request: Request, exc: NotAllowed) -> Response:
-        unseen = isinstance(exc, (NotYourProject, NoSuchApplication))  # the same answer as for nothing
+        # Things this person may not see get the same answer as things that do not exist.
+        unseen = isinstance(exc, (NotYourProject, NoSuchApplication, NoSuchPermit))
         return error_page(request, 404 if unseen else 403, str(exc))
 
     @app.exception_handler(RegistryError)

@@ -32,7 +32,9 @@ from hub.registry.vocabulary import (
     PURPOSE_LABELS,
     ApplicationStatus,
     DataForm,
+    PermitStatus,
     Purpose,
+    is_slug,
 )
 from hub.web.security import FormMe, Me
 
@@ -494,16 +496,44 @@ def permit_keyset(request: Request, me: Me) -> JSONResponse:
 @router.get("/permits/{permit_id}.jwt")
 def permit_record(request: Request, me: Me, permit_id: str) -> Response:
     with session_scope(request.app.state.settings, readonly=True) as s:
-        permit = s.get(Permit, permit_id) if is_opaque_id(permit_id, "p") else None
-        # Whoever may read its application may read the permit.
-        if permit is None:
-            raise apps.NoSuchApplication(f"There is no permit {permit_id!r} that you can see.")
-        apps.get_application(s, me.username, permit.application_id)
-        token = permit.token
+        token = apps.readable_permit(s, me.username, permit_id).token
     return Response(
         token + "\n",
         media_type="application/jwt",
         headers={"Content-Disposition": f'attachment; filename="{permit_id}.jwt"'},
+    )
+
+
+@router.get("/projects/{slug}/permit")
+def project_permit(request: Request, me: Me, slug: str) -> HTMLResponse:
+    """The terms a project's people work under: the permit in force, and those it replaced."""
+    if not is_slug(slug):
+        raise apps.NoSuchPermit(f"There is no project {slug!r} whose permits you can see.")
+    with session_scope(request.app.state.settings, readonly=True) as s:
+        project, permits = apps.project_permits(s, me.username, slug)
+        rows = [
+            {
+                "id": p.id,
+                "status": p.status,
+                "issued_by": p.issued_by.username,
+                "issued_at": p.issued_at,
+                "expires_at": p.expires_at,
+                "claims": p.claims,
+                "purpose": PURPOSE_LABELS.get(Purpose(p.claims["purpose"]), p.claims["purpose"]),
+            }
+            for p in permits
+        ]
+        title = project.title or project.slug
+    in_force = next((r for r in rows if r["status"] == PermitStatus.ISSUED), None)
+    return _render(
+        request,
+        "permit.html",
+        me,
+        slug=slug,
+        project_title=title,
+        in_force=in_force,
+        earlier=[r for r in rows if r is not in_force],
+        title=f"Data permit of {slug}",
     )
 
 

@@ -31,7 +31,7 @@ from hub.kernel.clock import utcnow
 from hub.kernel.signing import Signer
 from hub.registry.errors import RegistryError
 from hub.registry.grants import build_grant, grant_facts
-from hub.registry.lookup import acting, find_user, get_dataset, require_slug
+from hub.registry.lookup import acting, find_user, get_dataset, get_project, require_slug
 from hub.registry.models import (
     Application,
     ApplicationAttachment,
@@ -44,7 +44,7 @@ from hub.registry.models import (
     User,
     is_opaque_id,
 )
-from hub.registry.permissions import NotAllowed, RegistryAction, RegistryActor, require
+from hub.registry.permissions import NotAllowed, RegistryAction, RegistryActor, may_read_permits, require
 from hub.registry.vocabulary import (
     EDITABLE_APPLICATIONS,
     FINAL_APPLICATIONS,
@@ -71,6 +71,10 @@ class StaleForm(RegistryError):
 
 class NoSuchApplication(NotAllowed):
     """Not an application this person may see: the same answer whether it exists or not."""
+
+
+class NoSuchPermit(NotAllowed):
+    """Not a permit (or a project's permits) this person may see: the same answer as for nothing."""
 
 
 @dataclass(frozen=True)
@@ -777,4 +781,39 @@ def approve_application(
         ApplicationStatus.APPROVED,
         permit=permit.id,
     )
+    return permit
+
+
+# -- permits, as the people who work under them read them ----------------------------------------
+
+
+def _may_read_permits(session: Session, viewer: str, project: Project) -> bool:
+    try:
+        _, who = acting(session, viewer, project)
+    except NotAllowed:  # not a registered user
+        return False
+    return may_read_permits(who)
+
+
+def project_permits(session: Session, viewer: str, slug: str) -> tuple[Project, list[Permit]]:
+    """Project `slug` and its permits, newest first, for whoever may read them."""
+    try:
+        project = get_project(session, slug)
+    except RegistryError:
+        project = None
+    if project is None or not _may_read_permits(session, viewer, project):
+        raise NoSuchPermit(f"There is no project {slug!r} whose permits you can see.")
+    permits = session.execute(
+        select(Permit)
+        .where(Permit.project_id == project.id)
+        .options(joinedload(Permit.issued_by))
+        .order_by(Permit.issued_at.desc(), Permit.id.desc())
+    ).scalars()
+    return project, list(permits)
+
+
+def readable_permit(session: Session, viewer: str, permit_id: str) -> Permit:
+    permit = session.get(Permit, permit_id) if is_opaque_id(permit_id, "p") else None
+    if permit is None or not _may_read_permits(session, viewer, permit.project):
+        raise NoSuchPermit(f"There is no permit {permit_id!r} that you can see.")
     return permit

@@ -151,6 +151,12 @@ NEEDS_OPEN_PROJECT = {
 }
 
 
+def may_read_permits(actor: RegistryActor) -> bool:
+    """A project's data permits: for its members, who work under them, and for the custodians and
+    administrators who issue and oversee permits. `actor.project_roles` are their roles in it."""
+    return not actor.disabled and (actor.is_admin or actor.is_custodian or bool(actor.project_roles))
+
+
 def require(
     action: RegistryAction,
     actor: RegistryActor,

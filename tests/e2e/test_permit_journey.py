@@ -1,8 +1,9 @@
 """From application to permit in Chromium, on a hub of its own: a lead applies; a custodian asks a
 question and the lead answers; the custodian approves two datasets with different columns;
 provisioning reaches "published"; the lead adds a researcher, whose workspace sees exactly the
-approved columns; the lead removes her and the workspace stops; the permit verifies offline with
-`tre permit verify`. Screenshots go to artifacts/e2e/ (the guides' pictures)."""
+approved columns and who reads the permit's terms in the portal; the lead removes her and the
+workspace stops; the permit verifies offline with `tre permit verify`. Screenshots go to
+artifacts/e2e/ (the guides' pictures)."""
 
 from __future__ import annotations
 
@@ -181,6 +182,23 @@ def test_from_application_to_permit_to_workspace(browser, hub, tmp_path):
         lead.locator(f'tr[data-member="{NEWCOMER}"]').wait_for()
         hub.start(NEWCOMER, SLUG)
         assert _columns_in_workspace(hub.container(NEWCOMER, SLUG)) == SEEN
+
+        # She reads the terms she works under in the portal: the approved columns, no others.
+        newcomer_context, newcomer = sign_in(browser, hub, NEWCOMER)
+        try:
+            goto(newcomer, _portal(hub))
+            newcomer.get_by_role("link", name="Its data permit").click()
+            terms = newcomer.locator("#in-force")
+            terms.get_by_text("No linkage to other sources.").wait_for()
+            for dataset, _table, column in LEFT_OUT:
+                section = terms.locator(f'section[data-dataset^="{dataset}:"]')
+                assert f"<code>{column}</code>" not in section.inner_html()
+            assert (
+                "<code>hba1c</code>" in terms.locator('section[data-dataset^="diabetes-labs:"]').inner_html()
+            )
+            newcomer.screenshot(path=str(ARTIFACTS / "portal-researcher-permit.png"), full_page=True)
+        finally:
+            newcomer_context.close()
 
         # The lead removes her: the workspace stops.
         lead.reload()

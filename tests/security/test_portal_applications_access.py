@@ -236,3 +236,46 @@ def test_a_page_takes_no_message_or_status_from_its_url(world):
         f"{BASE}/applications/{application_id}/decide", params={"error": "Call 0800 FAKE", "status": "299"}
     )
     assert page.status_code == 200 and "0800 FAKE" not in page.text
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_who_reads_the_terms_a_project_works_under(world, role):
+    """Its members (lead, named researchers) and the custodians and administrators; nobody else,
+    who gets the answer a project that does not exist gets."""
+    client, who, settings = world
+    application_in(settings, "approved")
+    with session_scope(settings, readonly=True) as s:
+        permit_id = s.execute(select(Permit.id)).scalar_one()
+    who["name"] = role
+    page = client.get(f"{BASE}/projects/hba1c-study/permit")
+    record = client.get(f"{BASE}/permits/{permit_id}.jwt")
+    if role == OUTSIDER:
+        assert page.status_code == record.status_code == 404
+        assert "hba1c" not in record.text and "national_id" not in page.text
+        assert (
+            page.text.replace("hba1c-study", "no-such-study")
+            == client.get(f"{BASE}/projects/no-such-study/permit").text
+        )
+    else:
+        assert page.status_code == record.status_code == 200, role
+        assert f"In force: {permit_id}" in page.text
+        assert '<code>national_id</code> <span class="muted">(pseudonymised)</span>' in page.text
+        assert "Patients who opted out are removed." in page.text
+        assert record.text.count(".") == 2  # a JWT: header.claims.signature
+
+
+def test_a_removed_researcher_no_longer_reads_the_permit(world):
+    client, who, settings = world
+    application_in(settings, "approved")
+    who["name"] = RESEARCHER
+    assert client.get(f"{BASE}/projects/hba1c-study/permit").status_code == 200
+    with session_scope(settings) as s:
+        reg.remove_member(s, LEAD, "hba1c-study", RESEARCHER)
+    assert client.get(f"{BASE}/projects/hba1c-study/permit").status_code == 404
+
+
+def test_a_malformed_project_name_for_a_permit_is_a_plain_404(world):
+    client, who, _ = world
+    who["name"] = ADMIN
+    for slug in ("..%2F..%2Fetc", "Hba1c", "a" * 60):
+        assert client.get(f"{BASE}/projects/{slug}/permit").status_code == 404, slug

@@ -331,11 +331,13 @@ def test_health_categories_are_the_custodians_and_part_of_a_version(registry, ma
 def test_an_unknown_health_category_is_refused_and_nothing_is_registered(registry, make_users, tmp_path):
     make_users()
     files = write_cohort(tmp_path / "src")
-    with pytest.raises(reg.RegistryError, match=r"unknown health category EHR\b.*EHRS"):
-        with session_scope(registry) as s:
-            reg.register_dataset(
-                s, CUSTODIAN, "people", [reg.SourceFile("patients", files["patients"])], "national_id",
-                health_categories=["EHR"],
-            )  # fmt: skip
+    with (
+        pytest.raises(reg.RegistryError, match=r"unknown health category EHR\b.*EHRS"),
+        session_scope(registry) as s,
+    ):
+        reg.register_dataset(
+            s, CUSTODIAN, "people", [reg.SourceFile("patients", files["patients"])], "national_id",
+            health_categories=["EHR"],
+        )  # fmt: skip
     with session_scope(registry, readonly=True) as s:
         assert s.execute(select(func.count(Dataset.id))).scalar_one() == 0
