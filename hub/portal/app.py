@@ -20,10 +20,10 @@ from hub.kernel.settings import Settings, get_settings
 from hub.portal import admin, applications, pages
 from hub.portal.projects import NotYourProject
 from hub.registry import NotAllowed
-from hub.registry.applications import NoSuchApplication, NoSuchPermit
+from hub.registry.applications import MAX_ATTACHMENT_BYTES, NoSuchApplication, NoSuchPermit
 from hub.registry.errors import RegistryError
 from hub.web import STATIC
-from hub.web.security import CSRFRefused, SecurityHeaders
+from hub.web.security import BodyLimit, CSRFRefused, SecurityHeaders
 from hub.web.serving import limited_threads
 from hub.web.sso import HubSSO, NeedLogin, need_login_response, sign_in_routes
 
@@ -74,6 +74,12 @@ def create_app(
     app.state.templates = templates
     app.mount(f"{base}/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(SecurityHeaders)
+    # The largest body a page posts is a protocol PDF with its form.
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=MAX_ATTACHMENT_BYTES + 1024 * 1024,
+        hint="A study protocol may be at most 5 MiB: attach a smaller PDF.",
+    )
     app.include_router(sign_in_routes(base), prefix=base)
     app.include_router(pages.router, prefix=base)
     app.include_router(applications.router, prefix=base)

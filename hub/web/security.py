@@ -96,3 +96,43 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimit:
+    """Refuse a request body larger than `max_bytes` before it is parsed, so an oversized upload is
+    never spooled to disk: at once by its Content-Length, else by counting a chunked body as it
+    arrives. The refusal is an HTTP 413 the service's error page draws with `hint`."""
+
+    def __init__(self, app: Any, max_bytes: int, hint: str):
+        self.app = app
+        self.max_bytes = max_bytes
+        self.hint = hint
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        too_large = not declared.isdigit() or int(declared) > self.max_bytes
+        seen = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            if too_large:  # refused before a byte of the body is read
+                raise self._refusal()
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise self._refusal()
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _refusal(self) -> Exception:
+        from starlette.exceptions import HTTPException  # FastAPI passes it through its body parsing
+
+        mib = self.max_bytes / (1024 * 1024)
+        return HTTPException(
+            413, f"That upload is larger than the {mib:g} MiB this service accepts. {self.hint}"
+        )

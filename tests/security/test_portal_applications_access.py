@@ -279,3 +279,42 @@ def test_a_malformed_project_name_for_a_permit_is_a_plain_404(world):
     who["name"] = ADMIN
     for slug in ("..%2F..%2Fetc", "Hba1c", "a" * 60):
         assert client.get(f"{BASE}/projects/{slug}/permit").status_code == 404, slug
+
+
+def _attachment(settings, application_id: str) -> str | None:
+    with session_scope(settings, readonly=True) as s:
+        return s.get(Application, application_id).attachment_name
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
+def test_an_oversized_upload_is_refused_before_it_is_read(world, chunked):
+    """20 MiB refused with 413 and a clear message, whether its size is declared or streamed; the
+    registry's own 5 MiB rule (422) is never reached, so the body was never parsed or spooled."""
+    client, who, settings = world
+    application_id = application_in(settings, "draft")
+    _, revision = snapshot(settings, application_id)
+    boundary = "tre-test-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="_csrf"\r\n\r\n{CSRF}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="revision"\r\n\r\n{revision}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="protocol"; filename="big.pdf"\r\n'
+        "Content-Type: application/pdf\r\n\r\n"
+    ).encode()
+    chunks = [head + PDF, *[b"0" * (1024 * 1024)] * 20, f"\r\n--{boundary}--\r\n".encode()]
+    body = (c for c in chunks) if chunked else b"".join(chunks)
+    r = client.post(
+        f"{BASE}/applications/{application_id}/protocol",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert r.status_code == 413, r.status_code
+    assert "larger than the 6 MiB" in r.text and "at most 5 MiB" in r.text
+    assert _attachment(settings, application_id) is None
+    # The control: a protocol within the limit is attached.
+    ok = post(
+        client,
+        f"/applications/{application_id}/protocol",
+        {"revision": revision},
+        {"protocol": ("p.pdf", PDF)},
+    )
+    assert ok.status_code == 303 and _attachment(settings, application_id) == "p.pdf"
