@@ -46,6 +46,7 @@ class AuditAction(StrEnum):
     APPLICATION_WITHDRAW = "application.withdraw"
     PERMIT_ISSUE = "permit.issue"
     PERMIT_SUPERSEDE = "permit.supersede"
+    PERMIT_REVOKE = "permit.revoke"
     # provisioning
     PROJECT_PROVISION = "project.provision"
     RELEASE_DELETE = "release.delete"

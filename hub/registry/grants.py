@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.kernel import audit
@@ -12,9 +13,9 @@ from hub.kernel.audit_actions import AuditAction
 from hub.kernel.clock import utcnow
 from hub.registry.errors import RegistryError
 from hub.registry.lookup import acting, get_dataset, get_grant, get_project, project_state, require_aware
-from hub.registry.models import Dataset, Grant, Project, User
+from hub.registry.models import Dataset, Grant, Permit, Project, User
 from hub.registry.permissions import RegistryAction, require
-from hub.registry.vocabulary import DatasetKind, GrantStatus
+from hub.registry.vocabulary import DatasetKind, GrantStatus, PermitStatus, ProjectStatus
 
 MAX_DATE_SHIFT_DAYS = 3650
 
@@ -218,4 +219,23 @@ def revoke_grant(
         grant.id,
         {"project": grant.project.slug, "dataset": grant.dataset.ref, "from": previous, "reason": reason},
     )
+    session.flush()
+    revoke_lapsed_permits(session, actor, grant.project, f"its grant {grant.id} was revoked")
     return grant
+
+
+def revoke_lapsed_permits(session: Session, actor: str, project: Project, reason: str) -> None:
+    """Mark revoked each issued permit of `project` that no longer holds: the project is closed, or
+    none of the permit's grants is still approved. A permit's status says whether it is in force."""
+    closed = project.status == ProjectStatus.CLOSED
+    for permit in session.execute(
+        select(Permit).where(Permit.project_id == project.id, Permit.status == PermitStatus.ISSUED)
+    ).scalars():
+        in_force = session.execute(
+            select(Grant.id)
+            .where(Grant.permit_id == permit.id, Grant.status == GrantStatus.APPROVED)
+            .limit(1)
+        ).first()
+        if closed or in_force is None:
+            permit.status = PermitStatus.REVOKED
+            audit.record(session, actor, AuditAction.PERMIT_REVOKE, "permit", permit.id, {"reason": reason})

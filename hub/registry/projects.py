@@ -15,6 +15,7 @@ from hub.kernel import audit
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.clock import utcnow
 from hub.registry.errors import RegistryError
+from hub.registry.grants import revoke_lapsed_permits
 from hub.registry.lookup import acting, get_project, get_user, project_state, require_aware, require_slug
 from hub.registry.models import Membership, Project, User
 from hub.registry.permissions import RegistryAction, require
@@ -143,6 +144,8 @@ def change_project_status(session: Session, actor: str, slug: str, change: str, 
     previous = project.status
     project.status = target
     audit.record(session, actor, action, "project", slug, {"from": previous, "reason": reason})
+    if closing:
+        revoke_lapsed_permits(session, actor, project, "its project was closed")
     return project
 
 

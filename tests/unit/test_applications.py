@@ -345,3 +345,31 @@ def test_tre_permit_verify_checks_a_permit_offline(world, tmp_path):
     permit.write_text(Signer(world.settings.keys_dir, RELEASES).sign({"permit": "p-x"}))
     release = runner.invoke(app, ["permit", "verify", str(permit)])
     assert release.exit_code != 0 and "NOT VERIFIED" in release.stderr
+
+
+def test_a_permit_is_revoked_when_its_last_grant_is(world):
+    settings = world.settings
+    permit_id = _approve(settings, *_submitted(settings))
+    with session_scope(settings, readonly=True) as s:
+        grants = s.execute(select(Grant.id).where(Grant.permit_id == permit_id)).scalars().all()
+    since = _last_event(settings)
+    with session_scope(settings) as s:
+        reg.revoke_grant(s, CUSTODIAN, grants[0], "a source was withdrawn")
+    with session_scope(settings, readonly=True) as s:
+        assert s.get(Permit, permit_id).status == "issued"  # the other dataset is still in force
+    with session_scope(settings) as s:
+        reg.revoke_grant(s, CUSTODIAN, grants[1], "the study ended early")
+    with session_scope(settings, readonly=True) as s:
+        assert s.get(Permit, permit_id).status == "revoked"
+    assert _actions(settings, since) == ["grant.revoke", "grant.revoke", "permit.revoke"]
+
+
+def test_closing_the_project_revokes_its_permit(world):
+    settings = world.settings
+    permit_id = _approve(settings, *_submitted(settings))
+    since = _last_event(settings)
+    with session_scope(settings) as s:
+        reg.change_project_status(s, LEAD, "hba1c-study", "close", "finished")
+    with session_scope(settings, readonly=True) as s:
+        assert s.get(Permit, permit_id).status == "revoked"
+    assert _actions(settings, since) == ["project.close", "permit.revoke"]
