@@ -20,7 +20,7 @@ def main() -> None:
         )
     die_with_parent()
     settings = get_settings()
-    # Before any worker starts: builds a portal that died left "running" can only have failed.
+    # Builds left "running" by a portal that died are failed now, not when someone looks.
     fail_orphaned_runs(settings)
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{settings.portal_port}"))
     # Each worker builds its own app (hub.portal.app.service_app); they share nothing but the

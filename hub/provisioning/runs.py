@@ -1,17 +1,21 @@
 """Provisioning runs the portal starts, with the progress a browser polls.
 
 A run is a row, so every portal worker (and the page after a reload) sees the same progress; the
-build itself is hub.provisioning.provision_project in a thread of the process that started it. A run
-left "running" by a portal that died is marked failed (`fail_orphaned_runs`) when the portal starts
-again; the project's data are as the last complete build left them (builds publish atomically).
+build itself is hub.provisioning.provision_project in a thread of the process that started it, which
+the row names (its runner: pid and start time, as a pid alone can be reused). A run whose runner is
+gone, because that worker or the whole portal died, is marked failed the next time anyone looks at
+it and when the portal starts; the project's data are as the last complete build left them (builds
+publish atomically). The portal runs on one host, so /proc tells whether a runner is alive.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 
 from sqlalchemy import CheckConstraint, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, mapped_column
@@ -40,6 +44,7 @@ class ProvisioningRun(Base):
     started_by: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.RUNNING.value)
     step: Mapped[str] = mapped_column(String(200), default="starting")
+    runner: Mapped[str] = mapped_column(String(40), default="", server_default="")  # "pid:start time"
     done: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer, default=1)
     release: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -60,30 +65,52 @@ class ProvisioningRun(Base):
         }
 
 
-def latest_run(settings: Settings, slug: str) -> dict[str, object] | None:
-    with session_scope(settings, readonly=True) as s:
-        run = s.execute(
-            select(ProvisioningRun)
-            .where(ProvisioningRun.project == slug)
-            .order_by(ProvisioningRun.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        return run.as_dict() if run else None
+def process_identity(pid: int) -> str | None:
+    """A live process as "<pid>:<start time in clock ticks since boot>"; None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else f"{pid}:{fields[19]}"  # fields[19]: starttime
 
 
-def fail_orphaned_runs(settings: Settings, reason: str = "the portal restarted during the run") -> None:
+def _runner_gone(runner: str) -> bool:
+    pid = runner.partition(":")[0]
+    return not pid.isdigit() or process_identity(int(pid)) != runner
+
+
+def fail_orphaned_runs(settings: Settings, reason: str = "the portal process running it stopped") -> None:
+    """Mark failed every run still "running" whose runner process is gone."""
     with session_scope(settings) as s:
-        s.execute(
-            update(ProvisioningRun)
-            .where(ProvisioningRun.status == RunStatus.RUNNING)
-            .values(status=RunStatus.FAILED, error=reason, finished_at=utcnow())
-        )
+        for run in s.execute(
+            select(ProvisioningRun).where(ProvisioningRun.status == RunStatus.RUNNING)
+        ).scalars():
+            if _runner_gone(run.runner):
+                run.status, run.error, run.finished_at = RunStatus.FAILED.value, reason, utcnow()
+
+
+def latest_run(settings: Settings, slug: str) -> dict[str, object] | None:
+    def read() -> tuple[dict[str, object], str] | None:
+        with session_scope(settings, readonly=True) as s:
+            run = s.execute(
+                select(ProvisioningRun)
+                .where(ProvisioningRun.project == slug)
+                .order_by(ProvisioningRun.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            return (run.as_dict(), run.runner) if run else None
+
+    found = read()
+    if found and found[0]["status"] == RunStatus.RUNNING and _runner_gone(found[1]):
+        fail_orphaned_runs(settings)  # its worker died mid-build: say so rather than "running" forever
+        found = read()
+    return found[0] if found else None
 
 
 def start_run(settings: Settings, slug: str, actor: str) -> int:
     """Provision `slug` in a background thread as `actor`; the run's id, for its progress."""
     with session_scope(settings) as s:
-        run = ProvisioningRun(project=slug, started_by=actor)
+        run = ProvisioningRun(project=slug, started_by=actor, runner=process_identity(os.getpid()) or "")
         s.add(run)
         s.flush()
         run_id = run.id

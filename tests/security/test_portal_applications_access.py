@@ -290,7 +290,7 @@ def _attachment(settings, application_id: str) -> str | None:
 def test_an_oversized_upload_is_refused_before_it_is_read(world, chunked):
     """20 MiB refused with 413 and a clear message, whether its size is declared or streamed; the
     registry's own 5 MiB rule (422) is never reached, so the body was never parsed or spooled."""
-    client, who, settings = world
+    client, _, settings = world
     application_id = application_in(settings, "draft")
     _, revision = snapshot(settings, application_id)
     boundary = "tre-test-boundary"
