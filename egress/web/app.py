@@ -30,7 +30,7 @@ from hub.kernel.db import upgrade
 from hub.kernel.settings import Settings
 from hub.kernel.signing import InvalidRecord
 from hub.web import STATIC
-from hub.web.security import CSRFRefused, SecurityHeaders
+from hub.web.security import BodyLimit, CSRFRefused, SecurityHeaders
 from hub.web.sso import HubSSO, NeedLogin, need_login_response, sign_in_routes
 
 HERE = Path(__file__).parent
@@ -70,6 +70,11 @@ def create_app(
     app.state.services = Services(ctx, commands, EgressQueries(ctx), templates, base, EgressReruns(ctx))
     app.mount(f"{base}/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(SecurityHeaders)
+    # Every body here is a form or JSON of short texts (at most 10,000 characters each): nothing
+    # needs more than a megabyte, and a larger one is refused before it is read into memory.
+    app.add_middleware(
+        BodyLimit, max_bytes=1024 * 1024, hint="Texts here are at most 10,000 characters each."
+    )
     app.include_router(sign_in_routes(base), prefix=base)
     app.include_router(pages.router, prefix=base)
     app.include_router(api.router, prefix=f"{base}/api")

@@ -13,6 +13,7 @@ import ctypes
 import os
 import signal
 import sys
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 
@@ -30,3 +31,13 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     if os.getppid() != parent:  # the parent died before the request took effect: nobody will signal us
         raise SystemExit("the process that started this one is gone; exiting")
+
+
+def process_identity(pid: int) -> str | None:
+    """A live process as "<pid>:<start time in clock ticks since boot>", which a reused pid does not
+    match; None once it is gone (or a zombie)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else f"{pid}:{fields[19]}"  # fields[19]: starttime

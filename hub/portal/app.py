@@ -69,8 +69,6 @@ def create_app(
         hub_url=settings.public_url + "/hub/home",
         egress_url=settings.service_url("egress"),
     )
-    for name in templates.env.list_templates():  # compiled now, not by the first visitor of each page
-        templates.env.get_template(name)
     app.state.templates = templates
     app.mount(f"{base}/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(SecurityHeaders)

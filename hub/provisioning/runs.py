@@ -15,13 +15,13 @@ import os
 import threading
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 
 from sqlalchemy import CheckConstraint, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.kernel.clock import utcnow
 from hub.kernel.db import Base, UTCDateTime, session_scope
+from hub.kernel.lifecycle import process_identity
 from hub.kernel.settings import Settings
 from hub.provisioning.provision import provision_project
 from hub.registry.vocabulary import sql_in
@@ -63,15 +63,6 @@ class ProvisioningRun(Base):
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
         }
-
-
-def process_identity(pid: int) -> str | None:
-    """A live process as "<pid>:<start time in clock ticks since boot>"; None if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else f"{pid}:{fields[19]}"  # fields[19]: starttime
 
 
 def _runner_gone(runner: str) -> bool:

@@ -175,15 +175,15 @@ def register_dataset(
 
 
 def _health_categories(codes: Sequence[str] | None) -> list[str]:
-    """The codes, checked and in a stable order; [] when none were given."""
-    known = {c.value for c in HealthCategory}
-    unknown = sorted(set(codes or ()) - known)
+    """The codes, checked, once each and in the vocabulary's order; [] when none were given."""
+    given = set(codes or ())
+    unknown = sorted(given - {c.value for c in HealthCategory})
     if unknown:
         raise RegistryError(
             f"unknown health category {', '.join(unknown)}: use the EHDS Art. 51 codes "
-            f"{', '.join(c.value for c in HealthCategory)} (`tre dataset categories` lists them)"
+            f"{', '.join(HealthCategory)} (`tre dataset categories` lists them)"
         )
-    return sorted(set(codes or ()), key=[c.value for c in HealthCategory].index)
+    return [c.value for c in HealthCategory if c.value in given]
 
 
 def verify_dataset_sources(dataset: Dataset) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hub.kernel.lifecycle import process_identity
 from tests.fixtures_hub import Hub, children, docker_inspect, hub_of_its_own, own_workspace, process_pids
 from tests.fixtures_kernel import execute, kernel_channel
 
@@ -98,10 +99,7 @@ def portal_answers(hub: Hub) -> bool:
 
 def alive(pid: int) -> bool:
     """Still running (an orphan is adopted by init, so it is no longer anyone's child here)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    return process_identity(pid) is not None
 
 
 def portal_processes(hub: Hub) -> set[int]:

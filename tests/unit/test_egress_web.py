@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.fixtures_egress import AUTHOR, CHECKER1, CHECKER2, LEAD, PROJECT
 
 P = "/services/egress"
@@ -235,3 +237,22 @@ def test_checkers_see_the_authors_code_for_the_requests_period(web):
     for absent in ("before_the_first_request", "someone_else", "after_submission"):
         assert absent not in page, absent
     assert "before_the_first_request" in client(CHECKER1).get(P + f"/requests/{first}").text
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(web):
+    """The egress service takes short texts only: 2 MiB of JSON, declared or streamed, gets 413
+    before it is parsed, and no request is created."""
+    _, _, client = web
+    c = client(AUTHOR)
+    c.headers["X-Test-Via"] = "token"
+    body = json.dumps({"project": PROJECT, "title": "x" * (2 * 1024 * 1024)}).encode()
+    declared = c.post(P + "/api/requests", content=body, headers={"Content-Type": "application/json"})
+    streamed = c.post(
+        P + "/api/requests",
+        content=(body[i : i + 65536] for i in range(0, len(body), 65536)),
+        headers={"Content-Type": "application/json"},
+    )
+    for r in (declared, streamed):
+        assert r.status_code == 413, r.status_code
+        assert "larger than the 1 MiB" in r.json()["detail"]
+    assert c.get(P + "/api/requests").json() == []

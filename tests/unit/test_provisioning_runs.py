@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-from hub.provisioning.runs import fail_orphaned_runs, latest_run, process_identity, start_run
+from hub.kernel.lifecycle import process_identity
+from hub.provisioning.runs import fail_orphaned_runs, latest_run, start_run
 from tests.fixtures_registry import CUSTODIAN
 
 

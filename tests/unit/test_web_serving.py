@@ -25,7 +25,7 @@ def busiest(app: FastAPI, requests: int = 8) -> int:
         with lock:
             running += 1
             most = max(most, running)
-        time.sleep(0.05)
+        time.sleep(0.1)  # long enough for every request sent together to arrive meanwhile
         with lock:
             running -= 1
         return "ok"
