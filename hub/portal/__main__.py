@@ -9,6 +9,7 @@ import uvicorn
 
 from hub.kernel.lifecycle import die_with_parent
 from hub.kernel.settings import get_settings
+from hub.portal.app import service_app
 from hub.provisioning.runs import fail_orphaned_runs
 
 
@@ -23,17 +24,19 @@ def main() -> None:
     # Builds left "running" by a portal that died are failed now, not when someone looks.
     fail_orphaned_runs(settings)
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{settings.portal_port}"))
-    # Each worker builds its own app (hub.portal.app.service_app); they share nothing but the
-    # registry, so a page drawn by one shows what another changed.
-    uvicorn.run(
-        "hub.portal.app:service_app",
-        factory=True,
-        workers=settings.portal_workers,
-        host=url.hostname or "127.0.0.1",
-        port=url.port or 80,
-        proxy_headers=True,
-        access_log=False,
-    )
+    where = {
+        "host": url.hostname or "127.0.0.1",
+        "port": url.port or 80,
+        "proxy_headers": True,
+        "access_log": False,
+    }
+    if settings.portal_workers == 1:
+        # One process, started as fast as before: the hub's restart waits for every service it runs.
+        uvicorn.run(service_app(), **where)
+        return
+    # Each worker builds its own app (service_app); they share nothing but the registry, so a page
+    # drawn by one shows what another changed. Workers start more slowly: each imports everything.
+    uvicorn.run("hub.portal.app:service_app", factory=True, workers=settings.portal_workers, **where)
 
 
 if __name__ == "__main__":
