@@ -29,7 +29,9 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:  # the parent died before the request took effect: nobody will signal us
+    # The parent died before the request took effect, or even before this call (an orphan's parent is
+    # init, pid 1: no TRE process is started by init): nobody will signal us.
+    if parent == 1 or os.getppid() != parent:
         raise SystemExit("the process that started this one is gone; exiting")
 
 
