@@ -405,8 +405,8 @@ def start_hub(root: Path, image: str, **overrides: Any) -> Iterator[Hub]:
     """Network + registry + `tre hub` (hub.workspaces.hub_process, as the demo runs it); yields a
     ready Hub and tears everything down afterwards. `overrides` are Settings fields."""
     from hub.host import network
+    from hub.workspaces.hub_api import admin_token
     from hub.workspaces.hub_process import HubProcess
-    from hub.workspaces.jupyterhub_config import admin_token
 
     # A short login throttle, so the tests can wait a delay out.
     throttle = {"lockout_after": 5, "lockout_delay": 2, "lockout_seconds": 4}

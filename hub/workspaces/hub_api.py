@@ -15,8 +15,15 @@ import httpx
 
 from hub.host import network
 from hub.host.network import gateway_ip
+from hub.kernel.secrets import read_or_create_secret
 from hub.kernel.settings import Settings
-from hub.workspaces.jupyterhub_config import admin_token
+
+ADMIN_TOKEN_FILE = "hub-admin-token"  # noqa: S105 - a file name, not a secret
+
+
+def admin_token(settings: Settings) -> str:
+    """The `tre` command line's API token for the hub (0600 in the state directory)."""
+    return read_or_create_secret(settings.state_dir / ADMIN_TOKEN_FILE).decode()
 
 
 class HubDown(RuntimeError):

@@ -19,7 +19,8 @@ import httpx
 
 from hub.host import swarm, tls
 from hub.kernel.settings import Settings
-from hub.workspaces.jupyterhub_config import CHECKOUT, admin_token
+from hub.workspaces.hub_api import admin_token
+from hub.workspaces.jupyterhub_config import CHECKOUT
 from hub.workspaces.supervisor import stop_leftover_proxy
 
 HUB_LOG = "hub.log"

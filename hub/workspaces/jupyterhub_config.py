@@ -17,6 +17,7 @@ from hub.kernel.db import session_scope
 from hub.kernel.secrets import read_or_create_secret
 from hub.kernel.settings import Settings, get_settings
 from hub.registry.access import ProjectSummary, user_projects
+from hub.workspaces.hub_api import admin_token
 from hub.workspaces.login import protect_hub_db
 
 HERE = Path(__file__).resolve().parent
@@ -27,12 +28,6 @@ SPAWNERS = {
     "docker": "hub.workspaces.spawner.TRESpawner",
     "swarm": "hub.workspaces.spawner.TRESwarmSpawner",
 }
-ADMIN_TOKEN_FILE = "hub-admin-token"  # noqa: S105 - a file name, not a secret
-
-
-def admin_token(settings: Settings) -> str:
-    """The `tre` command line's API token for the hub (0600 in the state directory)."""
-    return read_or_create_secret(settings.state_dir / ADMIN_TOKEN_FILE).decode()
 
 
 def proxy_command(settings: Settings) -> list[str]:
@@ -194,6 +189,10 @@ def configure(c: Any, settings: Settings) -> None:
     # A hub restart (upgrade, crash, `systemctl restart`) leaves workspaces and their kernels running;
     # the next hub finds them in its database. The demo and the tests remove them when they stop.
     c.JupyterHub.cleanup_servers = False
+    # A restarted hub checks each running workspace through the guard, a service it starts only
+    # after this wait: waiting the default 10 s delays every service, and the hub's return, for
+    # nothing. The checks finish in the background once the guard answers.
+    c.JupyterHub.init_spawners_timeout = 1
     c.JupyterHub.default_url = "/hub/home"
     c.JupyterHub.template_paths = [str(HERE / "templates")]
     c.JupyterHub.template_vars = {

@@ -5,8 +5,8 @@ What survives a hub restart, and why:
 - workspaces and their kernels: the hub does not stop servers when it stops (`cleanup_servers` is
   off) and finds them again in its database when it starts;
 - nothing else: the managed services (egress, guard, sweeper, idle culler) die with the hub that
-  started them (hub.kernel.lifecycle), and the next hub replaces its predecessor's proxy (JupyterHub
-  kills the process in `state/proxy.pid`), so no orphan holds a port the next start needs.
+  started them (hub.kernel.lifecycle), and the supervisor stops a dead hub's proxy (the process in
+  `state/proxy.pid`) before the next start, so no orphan holds a port the next start needs.
 """
 
 from __future__ import annotations
@@ -164,6 +164,9 @@ class Supervisor:
                     )
                     return 1
                 self.say(f"the hub exited with status {code} after {lived:.0f}s; starting it again")
+                # The next hub would stop its predecessor's proxy itself, but only after waiting 2 s
+                # for it: stopped now, the proxy is gone within the restart delay.
+                stop_leftover_proxy(self.state_dir)
                 time.sleep(RESTART_DELAY_SECONDS)
             return 0
         finally:
