@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.datastructures import FormData
@@ -369,14 +369,23 @@ async def step(request: Request, me: FormMe, application_id: str, step: str) -> 
 # -- the custodian -------------------------------------------------------------------------------
 
 
+QUEUE_PAGE = 25  # applications per page of the queue: a custodian works the oldest first
+
+
 @router.get("/queue")
-def custodian_queue(request: Request, me: Me) -> HTMLResponse:
+def custodian_queue(
+    request: Request, me: Me, page: Annotated[int, Query(ge=1, le=1_000_000)] = 1
+) -> HTMLResponse:
     with session_scope(request.app.state.settings, readonly=True) as s:
         user = find_user(s, me.username)
         if user is None or not user.is_custodian or user.disabled:
             raise NotAllowed("Only data custodians work the application queue.")
+        total = apps.queue_length(s)
+        pages = max(1, -(-total // QUEUE_PAGE))
+        page = min(page, pages)  # a page past the end (the queue shrank meanwhile) shows the last
         rows = [
-            (a, conflict, [d["dataset"] for d in a.datasets]) for a, conflict in apps.queue(s, me.username)
+            (a, conflict, [d["dataset"] for d in a.datasets])
+            for a, conflict in apps.queue(s, me.username, offset=(page - 1) * QUEUE_PAGE, limit=QUEUE_PAGE)
         ]
         waiting = [
             {
@@ -391,7 +400,18 @@ def custodian_queue(request: Request, me: Me) -> HTMLResponse:
             }
             for a, conflict, datasets in rows
         ]
-    return _render(request, "queue.html", me, waiting=waiting, title="Applications to decide")
+    first = (page - 1) * QUEUE_PAGE + 1
+    return _render(
+        request,
+        "queue.html",
+        me,
+        waiting=waiting,
+        title="Applications to decide",
+        total=total,
+        shown=(first, first + len(waiting) - 1),
+        page=page,
+        pages=pages,
+    )
 
 
 @router.get("/applications/{application_id}/decide")

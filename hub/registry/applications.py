@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from hub.kernel import audit
@@ -465,15 +465,19 @@ def withdraw_application(session: Session, actor: str, application_id: str, revi
 # -- the custodian -------------------------------------------------------------------------------
 
 
-def queue(session: Session, viewer: str) -> list[tuple[Application, str | None]]:
-    """Applications waiting for a custodian, oldest first, each with why `viewer` may not decide it
-    (None: she may). A handful of queries however long the queue."""
+def queue(
+    session: Session, viewer: str, *, offset: int = 0, limit: int | None = None
+) -> list[tuple[Application, str | None]]:
+    """Applications waiting for a custodian, oldest first (`limit` of them from `offset`), each with
+    why `viewer` may not decide it (None: she may). A handful of queries however long the queue."""
     user = find_user(session, viewer)
     waiting = session.execute(
         select(Application)
         .where(Application.status == ApplicationStatus.SUBMITTED)
         .options(joinedload(Application.lead))
         .order_by(Application.submitted_at, Application.id)
+        .offset(offset)
+        .limit(limit)
     ).scalars()
     if user is None:
         return []
@@ -486,6 +490,13 @@ def queue(session: Session, viewer: str) -> list[tuple[Application, str | None]]
         except NotAllowed as exc:
             out.append((application, str(exc)))
     return out
+
+
+def queue_length(session: Session) -> int:
+    """How many applications wait for a custodian."""
+    return session.scalar(
+        select(func.count()).select_from(Application).where(Application.status == ApplicationStatus.SUBMITTED)
+    )
 
 
 def _waiting(application: Application) -> None:

@@ -204,3 +204,53 @@ def test_a_stale_page_is_refused_with_a_reload_hint(portal):
     assert stale.status_code == 409 and "reload the page" in stale.text
     with session_scope(portal.settings, readonly=True) as s:
         assert s.get(Application, app_id).title == "first"
+
+
+def submit_many(settings, count: int) -> list[str]:
+    """`count` submitted applications, each a minute older than the next: ids oldest first."""
+    from hub.registry import applications as apps
+
+    fields = {
+        "title": "A study",
+        "description": "d",
+        "benefit": "b",
+        "data_form_reason": "r",
+        "safeguards": "s",
+        "ends_at": datetime.now(UTC) + timedelta(days=200),
+        "datasets": [
+            {
+                "dataset": "diabetes",
+                "columns": {"patients": ["national_id", "sex"]},
+                "justifications": {"patients.national_id": "link", "patients.sex": "strata"},
+            }
+        ],
+    }
+    ids = []
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(count):
+        with session_scope(settings) as s:
+            application = apps.start_application(s, LEAD, f"study-{n:03d}", f"Study {n}")
+            apps.update_application(s, LEAD, application.id, application.revision, fields)
+            apps.submit_application(s, LEAD, application.id, application.revision)
+            application.submitted_at = first + timedelta(minutes=n)
+            ids.append(application.id)
+    return ids
+
+
+def test_the_queue_comes_in_pages_of_the_oldest_first(portal):
+    ids = submit_many(portal.settings, 27)
+    portal.who["name"] = CUSTODIAN
+
+    def shown(page: str) -> list[str]:
+        return re.findall(r'data-application="(a-[0-9a-f]{12})"', portal.get(f"{BASE}/queue{page}").text)
+
+    first = portal.get(f"{BASE}/queue").text
+    assert "27 waiting; showing 1 to 25." in first and 'href="/services/portal/queue?page=2"' in first
+    assert shown("") == ids[:25]
+    assert shown("?page=2") == ids[25:]
+    assert "showing 26 to 27" in portal.get(f"{BASE}/queue?page=2").text
+    # A page past the end (the queue shrank since the link was drawn) shows the last one.
+    assert shown("?page=9") == ids[25:]
+    for bad in ("0", "-1", "x", "1e9", "2" * 30):
+        refused = portal.get(f"{BASE}/queue?page={bad}")
+        assert refused.status_code == 422 and "not understood" in refused.text, bad

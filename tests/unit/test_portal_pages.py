@@ -133,3 +133,22 @@ def test_a_dataset_page_shows_the_latest_version(portal, registry, tmp_path):
         reg.register_dataset(s, CUSTODIAN, "diabetes", [reg.SourceFile("patients", patients)], "person_id")
     page = portal.get(f"{BASE}/catalogue/diabetes")
     assert "version 2" in page.text and ">3</dd>" in page.text  # three individuals now
+
+
+def test_the_served_portal_compiles_every_template_before_its_first_request(registry, monkeypatch):
+    """The first visitors of a new process do not wait for compiling; a broken template stops the
+    service at start, not a visitor at the page."""
+    import jinja2
+
+    from hub.portal.app import compile_templates, service_app
+
+    monkeypatch.setattr("hub.portal.app.get_settings", lambda: registry)
+    monkeypatch.setattr("hub.portal.app.die_with_parent", lambda: None)
+    env = service_app().state.templates.env
+    cached = {name for _, name in env.cache}
+    assert cached >= set(env.list_templates(extensions=["html"])) >= {"base.html", "queue.html"}
+
+    broken = create_app(registry, sso=False)
+    broken.state.templates.env.loader = jinja2.DictLoader({"page.html": "{% if %}"})
+    with pytest.raises(jinja2.TemplateSyntaxError):
+        compile_templates(broken)
