@@ -64,6 +64,34 @@ class World:
     data_dir: Path
 
 
+def submit_applications(
+    settings: Settings, lead: str, count: int, datasets: list[dict], first: datetime | None = None
+) -> list[str]:
+    """`count` submitted applications of `lead` for `datasets` (the application form's "datasets"),
+    oldest first; with `first`, each a minute after the one before."""
+    from hub.registry import applications as apps
+
+    fields = {
+        "title": "A study",
+        "description": "d",
+        "benefit": "b",
+        "data_form_reason": "r",
+        "safeguards": "s",
+        "ends_at": datetime.now(UTC) + timedelta(days=200),
+        "datasets": datasets,
+    }
+    ids = []
+    for n in range(count):
+        with session_scope(settings) as s:
+            application = apps.start_application(s, lead, f"study-{n:03d}", f"Study {n}")
+            apps.update_application(s, lead, application.id, application.revision, fields)
+            apps.submit_application(s, lead, application.id, application.revision)
+            if first is not None:
+                application.submitted_at = first + timedelta(minutes=n)
+            ids.append(application.id)
+    return ids
+
+
 @pytest.fixture
 def registry(tre_root) -> Settings:
     """An upgraded, empty registry at the test's TRE_ROOT; returns its settings."""

@@ -31,6 +31,7 @@ from fastapi import Request
 
 from hub.web.sso import Identity
 from tests.benchmarks.http_load import client, summarise
+from tests.fixtures_registry import submit_applications
 
 DATASETS, MEMBERS, APPLICATIONS = 50, 30, 100
 PROJECT, LEAD = "bench-project", "lead"
@@ -70,29 +71,15 @@ def seed(root: Path) -> None:
         for m in range(MEMBERS):
             reg.add_user(s, "admin", f"member-{m:02d}", f"Member {m}")
             reg.add_member(s, LEAD, PROJECT, f"member-{m:02d}")
-    from hub.registry import applications as apps
-
-    fields = {
-        "title": "A study",
-        "description": "d",
-        "benefit": "b",
-        "data_form_reason": "r",
-        "safeguards": "s",
-        "ends_at": datetime.now(UTC) + timedelta(days=200),
-        "datasets": [
-            {
-                "dataset": f"dataset-{i:03d}",
-                "columns": {"patients": ["person_id", "sex"], "labs": ["hba1c"]},
-                "justifications": {"patients.person_id": "link", "patients.sex": "strata"},
-            }
-            for i in range(3)
-        ],
-    }
-    for a in range(APPLICATIONS):
-        with session_scope(settings) as s:
-            application = apps.start_application(s, LEAD, f"study-{a:03d}", f"Study {a}")
-            apps.update_application(s, LEAD, application.id, application.revision, fields)
-            apps.submit_application(s, LEAD, application.id, application.revision)
+    datasets = [
+        {
+            "dataset": f"dataset-{i:03d}",
+            "columns": {"patients": ["person_id", "sex"], "labs": ["hba1c"]},
+            "justifications": {"patients.person_id": "link", "patients.sex": "strata"},
+        }
+        for i in range(3)
+    ]
+    submit_applications(settings, LEAD, APPLICATIONS, datasets)
 
 
 def who(request: Request) -> Identity:

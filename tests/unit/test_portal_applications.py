@@ -19,7 +19,14 @@ from hub.portal.app import create_app
 from hub.provisioning.builder import read_manifest
 from hub.registry.models import Application, Grant, Project
 from hub.web.sso import Identity, current_identity
-from tests.fixtures_registry import CUSTODIAN, LEAD, RESEARCHER, write_cohort, write_optout
+from tests.fixtures_registry import (
+    CUSTODIAN,
+    LEAD,
+    RESEARCHER,
+    submit_applications,
+    write_cohort,
+    write_optout,
+)
 
 BASE = "/services/portal"
 PDF = b"%PDF-1.4\n%%EOF\n"
@@ -206,39 +213,15 @@ def test_a_stale_page_is_refused_with_a_reload_hint(portal):
         assert s.get(Application, app_id).title == "first"
 
 
-def submit_many(settings, count: int) -> list[str]:
-    """`count` submitted applications, each a minute older than the next: ids oldest first."""
-    from hub.registry import applications as apps
-
-    fields = {
-        "title": "A study",
-        "description": "d",
-        "benefit": "b",
-        "data_form_reason": "r",
-        "safeguards": "s",
-        "ends_at": datetime.now(UTC) + timedelta(days=200),
-        "datasets": [
-            {
-                "dataset": "diabetes",
-                "columns": {"patients": ["national_id", "sex"]},
-                "justifications": {"patients.national_id": "link", "patients.sex": "strata"},
-            }
-        ],
-    }
-    ids = []
-    first = datetime(2026, 1, 1, tzinfo=UTC)
-    for n in range(count):
-        with session_scope(settings) as s:
-            application = apps.start_application(s, LEAD, f"study-{n:03d}", f"Study {n}")
-            apps.update_application(s, LEAD, application.id, application.revision, fields)
-            apps.submit_application(s, LEAD, application.id, application.revision)
-            application.submitted_at = first + timedelta(minutes=n)
-            ids.append(application.id)
-    return ids
-
-
 def test_the_queue_comes_in_pages_of_the_oldest_first(portal):
-    ids = submit_many(portal.settings, 27)
+    datasets = [
+        {
+            "dataset": "diabetes",
+            "columns": {"patients": ["national_id", "sex"]},
+            "justifications": {"patients.national_id": "link", "patients.sex": "strata"},
+        }
+    ]
+    ids = submit_applications(portal.settings, LEAD, 27, datasets, first=datetime(2026, 1, 1, tzinfo=UTC))
     portal.who["name"] = CUSTODIAN
 
     def shown(page: str) -> list[str]:
