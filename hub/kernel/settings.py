@@ -87,7 +87,7 @@ class Settings:
     # The portal (hub.portal): the dataset catalogue and, in time, applications and permits.
     portal_port: int = _setting("TRE_PORTAL_PORT", 8093, int)
     # The portal's worker processes, and the page handlers each runs at once (hub.web.serving).
-    portal_workers: int = _setting("TRE_PORTAL_WORKERS", 1, int)
+    portal_workers: int = _setting("TRE_PORTAL_WORKERS", 2, int)
     portal_threads: int = _setting("TRE_PORTAL_THREADS", 4, int)
     # The guard: every browser request to a workspace passes it, on 127.0.0.1:<guard_port>. Only
     # processes of guard_group may open connections to the workspaces (the host firewall).
