@@ -385,7 +385,7 @@ def custodian_queue(
         page = min(page, pages)  # a page past the end (the queue shrank meanwhile) shows the last
         rows = [
             (a, conflict, [d["dataset"] for d in a.datasets])
-            for a, conflict in apps.queue(s, me.username, offset=(page - 1) * QUEUE_PAGE, limit=QUEUE_PAGE)
+            for a, conflict in apps.queue(s, user, offset=(page - 1) * QUEUE_PAGE, limit=QUEUE_PAGE)
         ]
         waiting = [
             {

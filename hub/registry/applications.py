@@ -466,11 +466,10 @@ def withdraw_application(session: Session, actor: str, application_id: str, revi
 
 
 def queue(
-    session: Session, viewer: str, *, offset: int = 0, limit: int | None = None
+    session: Session, viewer: User, *, offset: int = 0, limit: int | None = None
 ) -> list[tuple[Application, str | None]]:
     """Applications waiting for a custodian, oldest first (`limit` of them from `offset`), each with
     why `viewer` may not decide it (None: she may). A handful of queries however long the queue."""
-    user = find_user(session, viewer)
     waiting = session.execute(
         select(Application)
         .where(Application.status == ApplicationStatus.SUBMITTED)
@@ -479,13 +478,11 @@ def queue(
         .offset(offset)
         .limit(limit)
     ).scalars()
-    if user is None:
-        return []
-    roles = _roles_by_project(session, user)
+    roles = _roles_by_project(session, viewer)
     out = []
     for application in waiting:
         try:
-            _require_decider(user, application, roles)
+            _require_decider(viewer, application, roles)
             out.append((application, None))
         except NotAllowed as exc:
             out.append((application, str(exc)))

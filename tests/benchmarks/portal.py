@@ -103,12 +103,13 @@ def application_ids(root: Path) -> list[str]:
 def bench_app() -> Any:
     """The portal as each worker builds it, with sign-in replaced by `who` (this benchmark only)."""
     from hub.kernel.settings import get_settings
-    from hub.portal.app import compile_templates, create_app
+    from hub.portal.app import create_app
+    from hub.web.serving import compile_templates
     from hub.web.sso import current_identity
 
     app = create_app(get_settings(), sso=False)
     app.dependency_overrides[current_identity] = who
-    compile_templates(app)  # as service_app does
+    compile_templates(app.state.templates)  # as service_app does
     return app
 
 

@@ -140,7 +140,8 @@ def test_the_served_portal_compiles_every_template_before_its_first_request(regi
     service at start, not a visitor at the page."""
     import jinja2
 
-    from hub.portal.app import compile_templates, service_app
+    from hub.portal.app import service_app
+    from hub.web.serving import compile_templates
 
     monkeypatch.setattr("hub.portal.app.get_settings", lambda: registry)
     monkeypatch.setattr("hub.portal.app.die_with_parent", lambda: None)
@@ -151,4 +152,4 @@ def test_the_served_portal_compiles_every_template_before_its_first_request(regi
     broken = create_app(registry, sso=False)
     broken.state.templates.env.loader = jinja2.DictLoader({"page.html": "{% if %}"})
     with pytest.raises(jinja2.TemplateSyntaxError):
-        compile_templates(broken)
+        compile_templates(broken.state.templates)
