@@ -77,6 +77,10 @@ def enforce(
         for server in hub.running():
             if (user and server.user != user) or (project and server.project != project):
                 continue
+            if server.starting:
+                # Its start checks the permit before and again after the container runs, and
+                # refuses with the reason; stopping it here would cut that short with a bare 500.
+                continue
             reason = _why_stop(settings, server.user, server.project)
             if reason is None or not hub.stop(server.user, server.project):
                 continue

@@ -35,6 +35,7 @@ class RunningServer:
     user: str
     project: str  # the named server is the project
     started: datetime | None
+    starting: bool = False  # its spawn is still pending
 
 
 class HubAPI:
@@ -81,7 +82,10 @@ class HubAPI:
                     started = server.get("started")
                     out.append(
                         RunningServer(
-                            user["name"], name, datetime.fromisoformat(started) if started else None
+                            user["name"],
+                            name,
+                            datetime.fromisoformat(started) if started else None,
+                            starting=server.get("pending") == "spawn",
                         )
                     )
         return out

@@ -145,19 +145,22 @@ class TREWorkspace(WithTRESettings):
 
     # --- permit -----------------------------------------------------------------------------------
 
-    def _permit_sync(self, username: str, project: str) -> WorkspacePermit:
+    def _permit_sync(self, username: str, project: str, *, starting: bool) -> WorkspacePermit:
+        """The permit, or AccessDenied (audited). `starting` audits the start; the second check,
+        once the server answers, only its refusal."""
         settings = self.tre_settings
         try:
             with session_scope(settings) as session:
                 permit = workspace_permit(session, username, project, settings)
-                record(
-                    session,
-                    username,
-                    AuditAction.WORKSPACE_START,
-                    "project",
-                    project,
-                    {"release": permit.release_number, "container": self.object_name},
-                )
+                if starting:
+                    record(
+                        session,
+                        username,
+                        AuditAction.WORKSPACE_START,
+                        "project",
+                        project,
+                        {"release": permit.release_number, "container": self.object_name},
+                    )
                 return permit
         except AccessDenied as exc:
             with session_scope(settings) as session:
@@ -166,14 +169,14 @@ class TREWorkspace(WithTRESettings):
                 )
             raise
 
-    async def _check_permit(self) -> WorkspacePermit:
+    async def _check_permit(self, *, starting: bool = True) -> WorkspacePermit:
         username, project = self.user.name, self.name
         if not project:
             raise refusal(403, "Open a workspace from a project on the home page.")
         if not (SAFE_NAME.match(username) and SAFE_NAME.match(project)):
             raise refusal(403, f"{username!r}/{project!r} is not a valid user/project name.")
         try:
-            return await asyncio.to_thread(self._permit_sync, username, project)
+            return await asyncio.to_thread(self._permit_sync, username, project, starting=starting)
         except AccessDenied as exc:
             self.log.warning("workspace refused for %s/%s: %s", username, project, exc)
             raise refusal(403, str(exc)) from None
@@ -277,6 +280,9 @@ class TREWorkspace(WithTRESettings):
             await super().start()
             self._emit(80, "Waiting for JupyterLab…")
             await self._wait_answering()
+            # The permit may have gone while the container started (a lead removed the member, say),
+            # and the sweeper leaves a pending start alone: check again before handing it over.
+            await self._check_permit(starting=False)
             return "127.0.0.1", self.tre_settings.guard_port
         finally:
             self._finish_events()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -56,10 +58,40 @@ def test_membership_rechecked_on_every_spawn(hub):
         reg.remove_member(s, "lead", "proj-c", "alice")
     try:
         r = hub.request_start("alice", "proj-c")
-        assert r.status_code == 403 and "not a researcher" in r.json()["message"]
+        assert r.status_code == 403 and "not a researcher" in r.json()["message"], f"{r.text}\n{hub.tail()}"
     finally:
         with session_scope(hub.settings) as s:
             reg.add_member(s, "lead", "proj-c", "alice")
+
+
+def test_membership_lost_while_starting_refuses_the_start(hub):
+    """The lead removes a researcher after her start passed its permit check, while the container
+    starts: the start is refused with the reason, and no server is handed over, not even until the
+    next sweep."""
+    from hub import registry as reg
+    from hub.kernel.db import session_scope
+
+    checked = len(hub.audit_events("workspace.start", "proj-c"))
+    refused = len(hub.audit_events("workspace.refused", "proj-c"))
+    with ThreadPoolExecutor(1) as pool:
+        response = pool.submit(hub.request_start, "alice", "proj-c")
+        deadline = time.monotonic() + 30
+        while len(hub.audit_events("workspace.start", "proj-c")) == checked:
+            assert time.monotonic() < deadline and not response.done(), "the start never checked"
+            time.sleep(0.02)
+        try:
+            with session_scope(hub.settings) as s:
+                reg.remove_member(s, "lead", "proj-c", "alice")
+            r = response.result(timeout=120)
+            assert r.status_code == 403, f"{r.status_code} {r.text}\n{hub.tail()}"
+            assert "not a researcher" in r.json()["message"]
+            events = hub.audit_events("workspace.refused", "proj-c")
+            assert len(events) == refused + 1 and events[-1][0] == "alice"
+            assert hub.server("alice", "proj-c") is None
+            assert not hub.workspace_exists("alice", "proj-c")
+        finally:
+            with session_scope(hub.settings) as s:
+                reg.add_member(s, "lead", "proj-c", "alice")
 
 
 def test_user_options_cannot_choose_image_or_mounts(hub):
