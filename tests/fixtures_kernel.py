@@ -64,6 +64,9 @@ def kernel_channel(hub: Hub, user: str, project: str, token: str, protocol: str,
         subprotocols=[protocol] if protocol else None,
         additional_headers={"Authorization": f"token {token}"},
         max_size=None,
+        # jupyter_server answers the handshake only once the new kernel replies to kernel_info (it
+        # waits up to 60 s); a browser waits that long too, while a loaded machine can take over 10 s.
+        open_timeout=90,
     )
     return ws, kernel
 

@@ -65,7 +65,9 @@ class Kernel:
     def __init__(self, base: str, token: str, kernel_id: str) -> None:
         url = base.replace("http://", "ws://") + f"api/kernels/{kernel_id}/channels"
         auth = {"Authorization": f"token {token}"}
-        self.ws = connect(url, subprotocols=[wire.V1], additional_headers=auth, max_size=None)
+        self.ws = connect(
+            url, subprotocols=[wire.V1], additional_headers=auth, max_size=None, open_timeout=90
+        )  # the handshake waits for the new kernel to answer, as in tests/fixtures_kernel.py
 
     def run(self, code: str) -> float:
         msg = execute_request(code)
