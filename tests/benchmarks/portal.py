@@ -2,11 +2,11 @@
 submitted applications; 50 concurrent keep-alive clients over real HTTP against uvicorn on 127.0.0.1
 open the catalogue, dataset pages, the lead's project page, the custodian's application queue and
 applications. Beside it, in the same run, the same clients fetch the portal's stylesheet (a static
-file: the server's floor). Cold is the first pass over every page, in a fresh process; warm is a
-random mix for --seconds. Targets on the 2-core reference machine (issue 11): p99 < 150 ms cold,
->= 300 requests/s.
+file: the server's floor). Cold is the first pass over every page (each twice) in a fresh process,
+repeated over --cold-starts fresh starts and pooled; warm is a random mix for --seconds. Targets on
+the 2-core reference machine (issue 11): p99 < 150 ms cold, >= 300 requests/s.
 
-    .venv/bin/python tests/benchmarks/portal.py [--seconds 10] [--clients 50]
+    .venv/bin/python tests/benchmarks/portal.py [--seconds 10] [--clients 50] [--cold-starts 3]
 
 Human lines first, then one JSON object on the last line.
 """
@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +130,15 @@ def serve(port: int, workers: int) -> None:
     )
 
 
-async def run(port: int, paths: list[str], clients: int, seconds: float, cold: bool) -> dict[str, Any]:
+async def run(
+    port: int,
+    paths: list[str],
+    clients: int,
+    seconds: float,
+    cold: bool,
+    keep: tuple[list, list] | None = None,
+) -> dict[str, Any]:
+    """A pass's summary; `keep` (latencies, errors) also collects its requests for pooling."""
     latencies: list[float] = []
     errors: list[str] = []
     todo = [p for p in paths for _ in range(2)]
@@ -142,9 +152,37 @@ async def run(port: int, paths: list[str], clients: int, seconds: float, cold: b
 
     start = time.perf_counter()
     await asyncio.gather(*(client(port, work, latencies, errors, HEADERS) for _ in range(clients)))
+    if keep is not None:
+        keep[0].extend(latencies)
+        keep[1].extend(errors)
     return summarise(latencies, errors, time.perf_counter() - start) | (
         {"first_error": errors[0]} if errors else {}
     )
+
+
+@contextmanager
+def portal_server(root: Path, workers: int) -> Iterator[int]:
+    """A fresh portal (nothing cached) on a free port, answering once its static file does."""
+    import httpx
+
+    from tests.fixtures_hub import free_port
+
+    port = free_port()
+    env = {**os.environ, "TRE_ROOT": str(root)}
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port), "--workers", str(workers)], env=env
+    )
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}{BASE}/static/style.css", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def main() -> None:
@@ -152,6 +190,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--workers", type=int, help="portal worker processes (default: TRE_PORTAL_WORKERS)")
+    parser.add_argument("--cold-starts", type=int, default=3, help="fresh portal starts, each cold once")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     from hub.kernel.settings import get_settings
@@ -160,8 +199,6 @@ def main() -> None:
     if args.serve:
         serve(args.serve, workers)
         return
-    from tests.fixtures_hub import free_port
-
     with tempfile.TemporaryDirectory(prefix="portal-bench-") as tmp:
         root = Path(tmp) / "tre"
         t0 = time.perf_counter()
@@ -170,34 +207,29 @@ def main() -> None:
             f"seeded {DATASETS} datasets, {MEMBERS} members and {APPLICATIONS} applications "
             f"in {time.perf_counter() - t0:.1f} s"
         )
-        port = free_port()
-        env = {**os.environ, "TRE_ROOT": str(root)}
-        server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(port), "--workers", str(workers)], env=env
-        )
-        try:
-            import httpx
-
-            for _ in range(200):
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}{BASE}/static/style.css", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            pages = [f"{BASE}/catalogue", f"{BASE}/projects/{PROJECT}", f"{BASE}/"]
-            pages += [f"{BASE}/catalogue/dataset-{i:03d}" for i in range(DATASETS)]
-            pages += [f"{BASE}/queue"] * 10 + [f"{BASE}/applications/{a}" for a in application_ids(root)[:20]]
-            results = {
-                "cold": asyncio.run(run(port, pages, args.clients, args.seconds, cold=True)),
-                "warm": asyncio.run(run(port, pages, args.clients, args.seconds, cold=False)),
-                "static_floor": asyncio.run(
-                    run(port, [f"{BASE}/static/style.css"], args.clients, 3, cold=False)
-                ),
-            }
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-    for name, r in results.items():
+        pages = [f"{BASE}/catalogue", f"{BASE}/projects/{PROJECT}", f"{BASE}/"]
+        pages += [f"{BASE}/catalogue/dataset-{i:03d}" for i in range(DATASETS)]
+        pages += [f"{BASE}/queue"] * 10 + [f"{BASE}/applications/{a}" for a in application_ids(root)[:20]]
+        # Each cold pass is 166 requests, so its p99 is its second slowest request: one pass swings
+        # by 70 ms between runs here. The cold figure pools the passes of several fresh starts.
+        passes, latencies, errors = [], [], []
+        for n in range(args.cold_starts):
+            with portal_server(root, workers) as port:
+                cold = run(port, pages, args.clients, args.seconds, cold=True, keep=(latencies, errors))
+                passes.append(asyncio.run(cold))
+                if n < args.cold_starts - 1:
+                    continue
+                results = {
+                    "cold": summarise(latencies, errors, sum(p["seconds"] for p in passes)),
+                    "cold_pass_p99_ms": [p["p99_ms"] for p in passes],
+                    "warm": asyncio.run(run(port, pages, args.clients, args.seconds, cold=False)),
+                    "static_floor": asyncio.run(
+                        run(port, [f"{BASE}/static/style.css"], args.clients, 3, cold=False)
+                    ),
+                }
+    print(f"cold p99 of each fresh start: {results['cold_pass_p99_ms']} ms")
+    for name in ("cold", "warm", "static_floor"):
+        r = results[name]
         print(
             f"{name:12s}: {r['requests']} requests, {r['errors']} errors; "
             f"{r['throughput_rps']:.0f} requests/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
