@@ -45,9 +45,12 @@ def v1_message(frame: bytes) -> dict:
     }
 
 
-def kernel_channel(hub: Hub, user: str, project: str, token: str, protocol: str, kernel: str | None = None):
+def kernel_channel(
+    hub: Hub, user: str, project: str, token: str, protocol: str, kernel: str | None = None, wait: float = 90
+):
     """A websocket to a kernel of the workspace (a new one unless `kernel` names one), through the
-    public proxy and the guard, as a browser's JupyterLab reaches it."""
+    public proxy and the guard, as a browser's JupyterLab reaches it. `wait`: seconds for the handshake
+    (a poll that retries passes less, so one stuck attempt does not outlast its window)."""
     base = hub.user_url(user, project)
     if kernel is None:
         with hub.client(headers={"Authorization": f"token {token}"}) as client:
@@ -66,7 +69,7 @@ def kernel_channel(hub: Hub, user: str, project: str, token: str, protocol: str,
         max_size=None,
         # jupyter_server answers the handshake only once the new kernel replies to kernel_info (it
         # waits up to 60 s); a browser waits that long too, while a loaded machine can take over 10 s.
-        open_timeout=90,
+        open_timeout=wait,
     )
     return ws, kernel
 

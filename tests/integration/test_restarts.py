@@ -60,7 +60,8 @@ def kernel(rhub) -> Kernel:
 
 def still_holds_state(hub: Hub, k: Kernel) -> bool:
     """The same kernel, reached again through the same public URL, still knows `state`."""
-    ws, _ = kernel_channel(hub, k.user, k.project, k.token, "", kernel=k.id)
+    # The kernel is running already: a handshake stuck for 10 s is one to drop and try again.
+    ws, _ = kernel_channel(hub, k.user, k.project, k.token, "", kernel=k.id, wait=10)
     with ws:
         reply = execute(ws, "assert state == 42", "")
     return reply["status"] == "ok"
