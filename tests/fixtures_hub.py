@@ -113,14 +113,14 @@ class Hub:
 
         headers = {"Authorization": f"token {token or self.token}"}
         url = f"http://{self.gateway}:{self.settings.hub_port}/hub/api{path}"
-        return httpx.request(method, url, headers=headers, timeout=30, **kw)
+        return httpx.request(method, url, headers=headers, timeout=kw.pop("timeout", 30), **kw)
 
     def ensure_user(self, name: str) -> None:
         r = self.api("POST", f"/users/{name}")
         assert r.status_code in (201, 409), r.text
 
-    def server(self, user: str, project: str) -> dict | None:
-        r = self.api("GET", f"/users/{user}")
+    def server(self, user: str, project: str, timeout: float = 30) -> dict | None:
+        r = self.api("GET", f"/users/{user}", timeout=timeout)
         r.raise_for_status()
         return r.json().get("servers", {}).get(project)
 

@@ -16,6 +16,10 @@ from websockets.sync.client import connect
 from tests.fixtures_hub import Hub
 
 V1 = "v1.kernel.websocket.jupyter.org"
+# jupyter_server answers a kernel websocket's handshake only once the new kernel replies to
+# kernel_info (it waits up to 60 s); a browser waits that long too, and a loaded machine can take
+# over 10 s.
+HANDSHAKE_SECONDS = 90
 
 
 def legacy_frame(msg: dict) -> str:
@@ -46,7 +50,13 @@ def v1_message(frame: bytes) -> dict:
 
 
 def kernel_channel(
-    hub: Hub, user: str, project: str, token: str, protocol: str, kernel: str | None = None, wait: float = 90
+    hub: Hub,
+    user: str,
+    project: str,
+    token: str,
+    protocol: str,
+    kernel: str | None = None,
+    wait: float = HANDSHAKE_SECONDS,
 ):
     """A websocket to a kernel of the workspace (a new one unless `kernel` names one), through the
     public proxy and the guard, as a browser's JupyterLab reaches it. `wait`: seconds for the handshake
@@ -67,15 +77,13 @@ def kernel_channel(
         subprotocols=[protocol] if protocol else None,
         additional_headers={"Authorization": f"token {token}"},
         max_size=None,
-        # jupyter_server answers the handshake only once the new kernel replies to kernel_info (it
-        # waits up to 60 s); a browser waits that long too, while a loaded machine can take over 10 s.
         open_timeout=wait,
     )
     return ws, kernel
 
 
-def execute(ws, code: str, protocol: str) -> dict:
-    """Send an execute_request and return the kernel's execute_reply content."""
+def execute(ws, code: str, protocol: str, seconds: float = 60) -> dict:
+    """Send an execute_request and return the kernel's execute_reply content (within `seconds`)."""
     header = {
         "msg_id": uuid.uuid4().hex,
         "msg_type": "execute_request",
@@ -99,9 +107,9 @@ def execute(ws, code: str, protocol: str) -> dict:
         },
     }
     ws.send(v1_frame(msg) if protocol == V1 else legacy_frame(msg))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        frame = ws.recv(timeout=60)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        frame = ws.recv(timeout=left)
         reply = v1_message(frame) if protocol == V1 else json.loads(frame)
         if (
             reply["header"]["msg_type"] == "execute_reply"

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from hub.guard import kernel_wire as wire
 from hub.host.network import guard_gid
 from tests.fixtures_hub import Hub, docker_inspect, own_workspace, start_hub
+from tests.fixtures_kernel import HANDSHAKE_SECONDS
 
 CELLS = 300
 OPENS = 30
@@ -66,8 +67,12 @@ class Kernel:
         url = base.replace("http://", "ws://") + f"api/kernels/{kernel_id}/channels"
         auth = {"Authorization": f"token {token}"}
         self.ws = connect(
-            url, subprotocols=[wire.V1], additional_headers=auth, max_size=None, open_timeout=90
-        )  # the handshake waits for the new kernel to answer, as in tests/fixtures_kernel.py
+            url,
+            subprotocols=[wire.V1],
+            additional_headers=auth,
+            max_size=None,
+            open_timeout=HANDSHAKE_SECONDS,
+        )
 
     def run(self, code: str) -> float:
         msg = execute_request(code)

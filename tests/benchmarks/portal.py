@@ -130,15 +130,10 @@ def serve(port: int, workers: int) -> None:
     )
 
 
-async def run(
-    port: int,
-    paths: list[str],
-    clients: int,
-    seconds: float,
-    cold: bool,
-    keep: tuple[list, list] | None = None,
-) -> dict[str, Any]:
-    """A pass's summary; `keep` (latencies, errors) also collects its requests for pooling."""
+Pass = tuple[list[float], list[str], float]  # each request's latency, the errors, the elapsed seconds
+
+
+async def run(port: int, paths: list[str], clients: int, seconds: float, cold: bool) -> Pass:
     latencies: list[float] = []
     errors: list[str] = []
     todo = [p for p in paths for _ in range(2)]
@@ -152,10 +147,13 @@ async def run(
 
     start = time.perf_counter()
     await asyncio.gather(*(client(port, work, latencies, errors, HEADERS) for _ in range(clients)))
-    if keep is not None:
-        keep[0].extend(latencies)
-        keep[1].extend(errors)
-    return summarise(latencies, errors, time.perf_counter() - start) | (
+    return latencies, errors, time.perf_counter() - start
+
+
+def summary(*passes: Pass) -> dict[str, Any]:
+    """The passes' requests, pooled, as one summary."""
+    errors = [e for _, errs, _ in passes for e in errs]
+    return summarise([x for lat, _, _ in passes for x in lat], errors, sum(s for _, _, s in passes)) | (
         {"first_error": errors[0]} if errors else {}
     )
 
@@ -173,7 +171,10 @@ def portal_server(root: Path, workers: int) -> Iterator[int]:
         [sys.executable, __file__, "--serve", str(port), "--workers", str(workers)], env=env
     )
     try:
-        for _ in range(200):
+        deadline = time.monotonic() + 30
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the portal did not start (exit code {server.poll()}): nothing measured")
             try:
                 httpx.get(f"http://127.0.0.1:{port}{BASE}/static/style.css", timeout=1)
                 break
@@ -193,6 +194,8 @@ def main() -> None:
     parser.add_argument("--cold-starts", type=int, default=3, help="fresh portal starts, each cold once")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cold_starts < 1:
+        parser.error("--cold-starts must be at least 1")
     from hub.kernel.settings import get_settings
 
     workers = args.workers or get_settings().portal_workers
@@ -212,21 +215,19 @@ def main() -> None:
         pages += [f"{BASE}/queue"] * 10 + [f"{BASE}/applications/{a}" for a in application_ids(root)[:20]]
         # Each cold pass is 166 requests, so its p99 is its second slowest request: one pass swings
         # by 70 ms between runs here. The cold figure pools the passes of several fresh starts.
-        passes, latencies, errors = [], [], []
+        cold: list[Pass] = []
         for n in range(args.cold_starts):
             with portal_server(root, workers) as port:
-                cold = run(port, pages, args.clients, args.seconds, cold=True, keep=(latencies, errors))
-                passes.append(asyncio.run(cold))
-                if n < args.cold_starts - 1:
-                    continue
-                results = {
-                    "cold": summarise(latencies, errors, sum(p["seconds"] for p in passes)),
-                    "cold_pass_p99_ms": [p["p99_ms"] for p in passes],
-                    "warm": asyncio.run(run(port, pages, args.clients, args.seconds, cold=False)),
-                    "static_floor": asyncio.run(
-                        run(port, [f"{BASE}/static/style.css"], args.clients, 3, cold=False)
-                    ),
-                }
+                cold.append(asyncio.run(run(port, pages, args.clients, args.seconds, cold=True)))
+                if n == args.cold_starts - 1:  # the last start, warm now, serves the mix and the floor
+                    warm = asyncio.run(run(port, pages, args.clients, args.seconds, cold=False))
+                    static = asyncio.run(run(port, [f"{BASE}/static/style.css"], args.clients, 3, cold=False))
+        results = {
+            "cold": summary(*cold),
+            "cold_pass_p99_ms": [summary(p)["p99_ms"] for p in cold],
+            "warm": summary(warm),
+            "static_floor": summary(static),
+        }
     print(f"cold p99 of each fresh start: {results['cold_pass_p99_ms']} ms")
     for name in ("cold", "warm", "static_floor"):
         r = results[name]

@@ -31,6 +31,9 @@ BACK_WITHIN = 30  # seconds, as the issue asks
 # JupyterHub notices that a managed service died at its next poll of it (every 30 s, +-10%), then
 # starts a new one: up to 33 s, plus the new one's start.
 SERVICE_BACK_WITHIN = 60
+# What one attempt of a poll may take: a check blocked for longer would use up the poll's window
+# without ever trying again (a hub, proxy or guard coming back may hold a connection open).
+ATTEMPT_SECONDS = 10
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +63,9 @@ def kernel(rhub) -> Kernel:
 
 def still_holds_state(hub: Hub, k: Kernel) -> bool:
     """The same kernel, reached again through the same public URL, still knows `state`."""
-    # The kernel is running already: a handshake stuck for 10 s is one to drop and try again.
-    ws, _ = kernel_channel(hub, k.user, k.project, k.token, "", kernel=k.id, wait=10)
+    ws, _ = kernel_channel(hub, k.user, k.project, k.token, "", kernel=k.id, wait=ATTEMPT_SECONDS)
     with ws:
-        reply = execute(ws, "assert state == 42", "")
+        reply = execute(ws, "assert state == 42", "", seconds=ATTEMPT_SECONDS)
     return reply["status"] == "ok"
 
 
@@ -82,20 +84,20 @@ def wait_until(check, seconds: float, what: str) -> float:
 
 def workspace_answers(hub: Hub, k: Kernel) -> bool:
     """The researcher's URL works again: the hub knows the server and the proxy routes to it."""
-    server = hub.server(k.user, k.project)
+    server = hub.server(k.user, k.project, timeout=ATTEMPT_SECONDS)
     if not (server and server.get("ready")):
         return False
-    with hub.client(headers={"Authorization": f"token {k.token}"}, timeout=5) as client:
+    with hub.client(headers={"Authorization": f"token {k.token}"}, timeout=ATTEMPT_SECONDS) as client:
         return client.get(hub.user_url(k.user, k.project) + "api/kernels").status_code == 200
 
 
 def egress_answers(hub: Hub) -> bool:
-    with hub.client(timeout=5) as client:
+    with hub.client(timeout=ATTEMPT_SECONDS) as client:
         return client.get(hub.egress_url + "login").status_code < 500
 
 
 def portal_answers(hub: Hub) -> bool:
-    with httpx.Client(timeout=5) as client:
+    with httpx.Client(timeout=ATTEMPT_SECONDS) as client:
         return (
             client.get(f"http://127.0.0.1:{hub.settings.portal_port}/services/portal/login").status_code < 500
         )
