@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 
 from tests.fixtures_hub import Hub
@@ -35,3 +37,23 @@ def wait_status(hub: Hub, job_id: int, wanted: set[str], timeout: float = 90):
             return job
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} still {job.status} after {timeout} s ({job.reason})\n{hub.tail()}")
+
+
+def job_container(hub: Hub, job_id: int, timeout: float = 60) -> dict:
+    """`docker inspect` of the job's container (on a swarm, `docker service inspect` of its service)
+    once the runner has made it. A job is marked running before its container exists, so that a
+    cancel in between reaches the container; under load that gap lasted past a first inspect."""
+    name = f"{hub.settings.container_prefix}-job-{job_id}"
+    command = (
+        ["docker", "service", "inspect", name]
+        if hub.settings.engine == "swarm"
+        else ["docker", "inspect", name]
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(command, capture_output=True, text=True, check=False)
+        if out.returncode == 0:
+            return json.loads(out.stdout)[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} has no container {name} after {timeout} s: {out.stderr}")
+        time.sleep(0.2)

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures_crate import five_safes_problems, validate_folder
-from tests.fixtures_hub import Hub, docker_exec, docker_inspect, hub_of_its_own, own_workspace, process_pids
-from tests.fixtures_jobs import job_row, put_notebook, wait_status
+from tests.fixtures_hub import Hub, docker_exec, hub_of_its_own, own_workspace, process_pids
+from tests.fixtures_jobs import job_container, job_row, put_notebook, wait_status
 from tests.fixtures_kernel import notebook_bytes
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -56,10 +56,11 @@ def test_a_job_outlives_its_workspace_and_writes_into_the_home(hub, tmp_path):
     job_id = submit_inside(hub, user, project, "'work/make.ipynb', {'year': 2021}")
     job = wait_status(hub, job_id, {"running"})
     name = f"{hub.settings.container_prefix}-job-{job_id}"
-    host = docker_inspect(name)["HostConfig"]
+    inspected = job_container(hub, job_id)
+    host = inspected["HostConfig"]
     assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
     assert "no-new-privileges:true" in host["SecurityOpt"] and host["PidsLimit"] == 256
-    mounts = {m["Destination"]: m for m in docker_inspect(name)["Mounts"]}
+    mounts = {m["Destination"]: m for m in inspected["Mounts"]}
     assert not mounts["/data"]["RW"] and mounts["/home/jovyan"]["RW"]
     assert not mounts["/opt/tre/job/notebook.ipynb"]["RW"]
 
@@ -165,7 +166,7 @@ def test_on_a_swarm_a_job_is_a_job_service_on_the_sealed_network(swarm_hub):
     job_id = submit_inside(swarm_hub, user, project, "'make.ipynb', {'year': 2022}")
     wait_status(swarm_hub, job_id, {"running"})
     name = f"{swarm_hub.settings.container_prefix}-job-{job_id}"
-    spec = json.loads(subprocess_out(["docker", "service", "inspect", name]))[0]["Spec"]
+    spec = job_container(swarm_hub, job_id)["Spec"]
     assert "ReplicatedJob" in spec["Mode"]
     nets = [n["Target"] for n in spec["TaskTemplate"].get("Networks", [])]
     sealed_id = subprocess_out(
