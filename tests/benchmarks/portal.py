@@ -117,16 +117,10 @@ def bench_app() -> Any:
 
 def serve(port: int, workers: int) -> None:
     """As `python -m hub.portal` serves it: `workers` processes of uvicorn, each with its own app."""
-    import uvicorn
+    from hub.web.serving import serve_workers
 
-    uvicorn.run(
-        "tests.benchmarks.portal:bench_app",
-        factory=True,
-        workers=workers,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
+    serve_workers(
+        "tests.benchmarks.portal:bench_app", workers, "127.0.0.1", port, log_level="warning", access_log=False
     )
 
 
@@ -160,10 +154,11 @@ def summary(*passes: Pass) -> dict[str, Any]:
 
 @contextmanager
 def portal_server(root: Path, workers: int) -> Iterator[int]:
-    """A fresh portal (nothing cached) on a free port, answering once its static file does."""
+    """A fresh portal (nothing cached) on a free port, once its static file answers and every worker
+    listens."""
     import httpx
 
-    from tests.fixtures_hub import free_port
+    from tests.fixtures_hub import free_port, listeners
 
     port = free_port()
     env = {**os.environ, "TRE_ROOT": str(root)}
@@ -177,9 +172,11 @@ def portal_server(root: Path, workers: int) -> Iterator[int]:
                 raise SystemExit(f"the portal did not start (exit code {server.poll()}): nothing measured")
             try:
                 httpx.get(f"http://127.0.0.1:{port}{BASE}/static/style.css", timeout=1)
-                break
+                if listeners(port) >= workers:  # else the first worker up would take every client
+                    break
             except httpx.HTTPError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         yield port
     finally:
         server.terminate()
