@@ -61,14 +61,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def listeners(port: int) -> int:
-    """How many sockets listen on 127.0.0.1:`port` (a service's workers may each have one), from
-    /proc/net/tcp."""
-    local = f"0100007F:{port:04X}"
-    rows = [row.split() for row in Path("/proc/net/tcp").read_text().splitlines()[1:]]
-    return sum(1 for row in rows if row[1] == local and row[3] == "0A")  # 0A: LISTEN
-
-
 def free_subnet() -> str:
     """A /24 in 172.30.0.0/16 that no Docker network uses yet."""
     ids = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True).stdout.split()

@@ -11,7 +11,6 @@ from hub.kernel.lifecycle import die_with_parent
 from hub.kernel.settings import get_settings
 from hub.portal.app import service_app
 from hub.provisioning.runs import fail_orphaned_runs
-from hub.web.serving import serve_workers
 
 
 def main() -> None:
@@ -37,7 +36,7 @@ def main() -> None:
         return
     # Each worker builds its own app (service_app); they share nothing but the registry, so a page
     # drawn by one shows what another changed. Workers start more slowly: each imports everything.
-    serve_workers("hub.portal.app:service_app", settings.portal_workers, **where)
+    uvicorn.run("hub.portal.app:service_app", factory=True, workers=settings.portal_workers, **where)
 
 
 if __name__ == "__main__":
