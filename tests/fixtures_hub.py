@@ -101,19 +101,19 @@ class Hub:
         """A workspace's public URL: on the user's own origin."""
         return f"{self.settings.origin(user)}/user/{user}/{project}/"
 
-    def client(self, **kw: Any):
+    def client(self, timeout: float = 30, **kw: Any):
         """A client for the TRE's public names (TLS with the test CA, through the proxy)."""
         from hub.host import tls
 
-        return tls.client(self.settings, timeout=kw.pop("timeout", 30), **kw)
+        return tls.client(self.settings, timeout=timeout, **kw)
 
-    def api(self, method: str, path: str, token: str | None = None, **kw: Any):
+    def api(self, method: str, path: str, token: str | None = None, timeout: float = 30, **kw: Any):
         """The hub's REST API, straight on the bridge gateway as the operator's tools reach it."""
         import httpx
 
         headers = {"Authorization": f"token {token or self.token}"}
         url = f"http://{self.gateway}:{self.settings.hub_port}/hub/api{path}"
-        return httpx.request(method, url, headers=headers, timeout=kw.pop("timeout", 30), **kw)
+        return httpx.request(method, url, headers=headers, timeout=timeout, **kw)
 
     def ensure_user(self, name: str) -> None:
         r = self.api("POST", f"/users/{name}")

@@ -43,7 +43,9 @@ def job_container(hub: Hub, job_id: int, timeout: float = 60) -> dict:
     """`docker inspect` of the job's container (on a swarm, `docker service inspect` of its service)
     once the runner has made it. A job is marked running before its container exists, so that a
     cancel in between reaches the container; under load that gap lasted past a first inspect."""
-    name = f"{hub.settings.container_prefix}-job-{job_id}"
+    from hub.jobs.runner import container_name
+
+    name = container_name(hub.settings, job_id)
     command = (
         ["docker", "service", "inspect", name]
         if hub.settings.engine == "swarm"

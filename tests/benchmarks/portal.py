@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -170,7 +169,7 @@ def portal_server(root: Path, workers: int) -> Iterator[int]:
     from tests.fixtures_hub import free_port
 
     port = free_port()
-    ready = Path(tempfile.mkdtemp(prefix="portal-workers-"))
+    ready = Path(tempfile.mkdtemp(prefix="workers-", dir=root.parent))  # each worker's marker: bench_app
     env = {**os.environ, "TRE_ROOT": str(root), "BENCH_READY_DIR": str(ready)}
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(port), "--workers", str(workers)], env=env
@@ -191,7 +190,6 @@ def portal_server(root: Path, workers: int) -> Iterator[int]:
     finally:
         server.terminate()
         server.wait(timeout=10)
-        shutil.rmtree(ready)
 
 
 def main() -> None:

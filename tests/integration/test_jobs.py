@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from hub.jobs.runner import container_name
 from tests.fixtures_crate import five_safes_problems, validate_folder
 from tests.fixtures_hub import Hub, docker_exec, hub_of_its_own, own_workspace, process_pids
 from tests.fixtures_jobs import job_container, job_row, put_notebook, wait_status
@@ -55,7 +56,7 @@ def test_a_job_outlives_its_workspace_and_writes_into_the_home(hub, tmp_path):
     )
     job_id = submit_inside(hub, user, project, "'work/make.ipynb', {'year': 2021}")
     job = wait_status(hub, job_id, {"running"})
-    name = f"{hub.settings.container_prefix}-job-{job_id}"
+    name = container_name(hub.settings, job_id)
     inspected = job_container(hub, job_id)
     host = inspected["HostConfig"]
     assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
@@ -165,7 +166,7 @@ def test_on_a_swarm_a_job_is_a_job_service_on_the_sealed_network(swarm_hub):
     )  # fmt: skip
     job_id = submit_inside(swarm_hub, user, project, "'make.ipynb', {'year': 2022}")
     wait_status(swarm_hub, job_id, {"running"})
-    name = f"{swarm_hub.settings.container_prefix}-job-{job_id}"
+    name = container_name(swarm_hub.settings, job_id)
     spec = job_container(swarm_hub, job_id)["Spec"]
     assert "ReplicatedJob" in spec["Mode"]
     nets = [n["Target"] for n in spec["TaskTemplate"].get("Networks", [])]
