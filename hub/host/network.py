@@ -267,14 +267,15 @@ class Status:
         return not self.problems
 
 
-def status(settings: Settings) -> Status:
-    """Check the network and the firewall are exactly as `setup` leaves them."""
+def status(settings: Settings, this_node_only: bool = False) -> Status:
+    """Check the network and the firewall are exactly as `setup` leaves them (on a swarm manager, on
+    every node unless `this_node_only`)."""
     p = plan(settings)
     st = Status(p)
     try:
         client = _docker()
         if settings.engine == "swarm":
-            st.problems += _swarm_problems(client, settings, p)
+            st.problems += _swarm_problems(client, settings, p, this_node_only)
         else:
             st.problems += _network_problems(client.networks.get(p.name).attrs, p)
     except docker.errors.NotFound:
@@ -309,7 +310,9 @@ def _swarm_networks(settings: Settings, p: NetworkPlan) -> list[tuple[str, dict[
     ]
 
 
-def _swarm_problems(client: docker.DockerClient, settings: Settings, p: NetworkPlan) -> list[str]:
+def _swarm_problems(
+    client: docker.DockerClient, settings: Settings, p: NetworkPlan, this_node_only: bool = False
+) -> list[str]:
     node = swarm.node_state(client)
     problems = []
     for network, options, subnet, _ in _swarm_networks(settings, p):
@@ -318,12 +321,12 @@ def _swarm_problems(client: docker.DockerClient, settings: Settings, p: NetworkP
             problems += _network_problems(config.attrs, p, config.name, options, subnet)
         except docker.errors.NotFound:
             problems.append(f"config network {swarm.config_network(network)} does not exist on this node")
-        problems += swarm.swarm_network_problems(client, network)
+        problems += swarm.swarm_network_problems(client, network, node.manager)
     problems += swarm.gwbridge_problems(
         client, [ipaddress.ip_network(n[2]) for n in _swarm_networks(settings, p)]
     )
     if node.manager:
-        problems += swarm.anchor_problems(client, settings)
+        problems += swarm.anchor_problems(client, settings, node.node_id if this_node_only else None)
     return problems
 
 
@@ -376,9 +379,18 @@ def setup(settings: Settings) -> list[str]:
     else:
         done += _setup_bridge(client, p)
     _setup_firewall(settings, p, done)
-    st = status(settings)
+    # This node's part is checked here. On a swarm manager, nodes that joined but have not run
+    # setup yet are reported, not failed: Ansible sets the manager up first, then the others.
+    # Until they have, `status` fails and no workspace starts.
+    st = status(settings, this_node_only=True)
     if not st.ok:
         raise NetworkError("setup finished but checks fail: " + "; ".join(st.problems))
+    if settings.engine == "swarm":
+        done += [
+            f"waiting: {problem}; no workspace starts until it is fixed"
+            for problem in status(settings).problems
+            if problem not in st.problems
+        ]
     return done
 
 

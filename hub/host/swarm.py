@@ -137,10 +137,15 @@ def ensure_swarm_network(client: docker.DockerClient, network: str) -> bool:
     return True
 
 
-def swarm_network_problems(client: docker.DockerClient, network: str) -> list[str]:
+def swarm_network_problems(client: docker.DockerClient, network: str, manager: bool = True) -> list[str]:
+    """What is wrong with the swarm network. A worker sees a swarm network only while one of its
+    tasks is attached (the sealed network not before a job runs there), so only a manager can say
+    that one does not exist."""
     try:
         attrs = _swarm_network(client, network)
     except docker.errors.NotFound:
+        if not manager:
+            return []
         return [f"swarm network {network} does not exist (run `tre network setup` on a manager)"]
     problems = []
     if attrs.get("Scope") != "swarm" or attrs.get("Driver") != "bridge":
@@ -226,8 +231,11 @@ def anchor_reports(client: docker.DockerClient, settings: Settings) -> dict[str,
     return reports
 
 
-def anchor_problems(client: docker.DockerClient, settings: Settings) -> list[str]:
-    """On a manager: every ready node runs an anchor task that reports no-new-privileges."""
+def anchor_problems(
+    client: docker.DockerClient, settings: Settings, only_node: str | None = None
+) -> list[str]:
+    """On a manager: every ready node (or only the node `only_node`) runs an anchor task that
+    reports no-new-privileges."""
     try:
         client.api.inspect_service(anchor_service(settings))
     except docker.errors.NotFound:
@@ -237,7 +245,9 @@ def anchor_problems(client: docker.DockerClient, settings: Settings) -> list[str
         ]
     reports = anchor_reports(client, settings)
     nodes = {
-        n["ID"]: n["Description"]["Hostname"] for n in client.api.nodes() if n["Status"]["State"] == "ready"
+        n["ID"]: n["Description"]["Hostname"]
+        for n in client.api.nodes()
+        if n["Status"]["State"] == "ready" and only_node in (None, n["ID"])
     }
     problems = []
     for node_id, hostname in sorted(nodes.items(), key=lambda kv: kv[1]):

@@ -65,6 +65,16 @@ def test_a_node_without_the_daemon_setting_or_without_an_anchor_is_named():
     assert problems[1] == "node node-c: no anchor task running on the workspace network"
 
 
+def test_one_node_can_be_checked_alone_as_its_own_setup_does():
+    # node-a is set up and reports; node-c joined and has no anchor task yet.
+    api = FakeApi({"n1": "node-a", "n3": "node-c"}, {"n1": "t1"}, [("n1", "t1", "NoNewPrivs:\t1")])
+    assert swarm.anchor_problems(FakeClient(api), SETTINGS, only_node="n1") == []
+    assert swarm.anchor_problems(FakeClient(api), SETTINGS, only_node="n3") == [
+        "node node-c: no anchor task running on the workspace network"
+    ]
+    assert len(swarm.anchor_problems(FakeClient(api), SETTINGS)) == 1
+
+
 def test_only_the_running_task_counts_a_restarted_anchor_must_report_again():
     # t0 reported "1" before the daemon restarted without the setting; t1, its new task, said "0".
     api = FakeApi({"n1": "a"}, {"n1": "t1"}, [("n1", "t0", "NoNewPrivs:\t1"), ("n1", "t1", "NoNewPrivs:\t0")])
