@@ -1,4 +1,5 @@
-"""Helpers for the jobs tests: a notebook put into a home as the workspace user, a job's row."""
+"""Helpers for the jobs tests: a notebook put into a home as the workspace user, a job submitted
+from inside a workspace, a job's row."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import subprocess
 import time
 
-from tests.fixtures_hub import Hub
+from tests.fixtures_hub import Hub, docker_exec
 
 
 def put_notebook(hub: Hub, user: str, project: str, relpath: str, data: bytes) -> None:
@@ -59,3 +60,11 @@ def job_container(hub: Hub, job_id: int, timeout: float = 60) -> dict:
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} has no container {name} after {timeout} s: {out.stderr}")
         time.sleep(0.2)
+
+
+def submit_inside(hub: Hub, user: str, project: str, arguments: str) -> int:
+    """jobs.submit(<arguments>) run by Python inside the workspace; the job's id."""
+    code = f"from tre_notebook import jobs; print(jobs.submit({arguments}).id)"
+    out = docker_exec(hub.container(user, project), "python", "-c", code, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.strip())

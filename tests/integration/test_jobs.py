@@ -17,7 +17,7 @@ import pytest
 from hub.jobs.runner import container_name
 from tests.fixtures_crate import five_safes_problems, validate_folder
 from tests.fixtures_hub import Hub, docker_exec, hub_of_its_own, own_workspace, process_pids
-from tests.fixtures_jobs import job_container, job_row, put_notebook, wait_status
+from tests.fixtures_jobs import job_container, job_row, put_notebook, submit_inside, wait_status
 from tests.fixtures_kernel import notebook_bytes
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -26,14 +26,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, hub_image) -> Iterator[Hub]:
     yield from hub_of_its_own(tmp_path_factory, hub_image, "jobs")
-
-
-def submit_inside(hub: Hub, user: str, project: str, arguments: str) -> int:
-    """jobs.submit(<arguments>) run by Python inside the workspace; the job's id."""
-    code = f"from tre_notebook import jobs; print(jobs.submit({arguments}).id)"
-    out = docker_exec(hub.container(user, project), "python", "-c", code, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return int(out.stdout.strip())
 
 
 SLEEPER = notebook_bytes("import time\ntime.sleep(300)")

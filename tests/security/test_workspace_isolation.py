@@ -31,6 +31,7 @@ from tests.fixtures_hub import (
     running_pair,
     tcp_from_host,
 )
+from tests.fixtures_netns import namespace_behind_veth
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -92,50 +93,34 @@ def fake_internet():
     The host routes that address there, so from the host it is "the internet" with a TCP service on :80;
     a workspace reaches it only if the host forwards the workspace's traffic. No packet leaves the host.
     """
-    tag = secrets.token_hex(2)
-    ns, host_if, ns_if = f"tre-inet-{tag}", f"tre-i{tag}a", f"tre-i{tag}b"
-    link = f"198.18.{int(tag, 16) % 250}."
-
-    def sh(*cmd: str) -> None:
-        subprocess.run(cmd, check=True, capture_output=True)
-
+    link = f"198.18.{secrets.randbelow(250)}.0/30"
     in_use = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
     in_use += subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
     in_use += subprocess.run(["ip", "-4", "neigh"], capture_output=True, text=True).stdout
     assert "198.51.100." not in in_use, "TEST-NET-2 is used on this host; pick another fake address"
     server = None
-    try:
-        sh("ip", "netns", "add", ns)
-        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-        sh("ip", "link", "set", ns_if, "netns", ns)
-        sh("ip", "addr", "add", f"{link}1/30", "dev", host_if)
-        sh("ip", "link", "set", host_if, "up")
-        for cmd in (
-            ["ip", "addr", "add", f"{link}2/30", "dev", ns_if],
-            ["ip", "link", "set", ns_if, "up"],
-            ["ip", "link", "set", "lo", "up"],
-            ["ip", "addr", "add", f"{TEST_NET}/32", "dev", "lo"],
-            ["ip", "route", "add", "default", "via", f"{link}1"],
-        ):
-            sh("ip", "netns", "exec", ns, *cmd)
-        sh("ip", "route", "add", f"{TEST_NET}/32", "via", f"{link}2")
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", ACCEPT_LOOP, TEST_NET, "80"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not host_tcp(TEST_NET, 80, timeout=0.5):
-            assert time.monotonic() < deadline, "fake internet did not come up"
-            time.sleep(0.1)
-        yield TEST_NET
-    finally:
-        if server is not None:
-            server.kill()
-            server.wait(timeout=5)
-        subprocess.run(["ip", "route", "del", f"{TEST_NET}/32"], capture_output=True, check=False)
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+    with namespace_behind_veth("tre-inet", link) as ns:
+        try:
+            subprocess.run(
+                ["ip", "netns", "exec", ns.name, "ip", "addr", "add", f"{TEST_NET}/32", "dev", "lo"],
+                check=True,
+            )
+            subprocess.run(["ip", "route", "add", f"{TEST_NET}/32", "via", ns.address], check=True)
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", ns.name, sys.executable, "-c", ACCEPT_LOOP, TEST_NET, "80"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + 10
+            while not host_tcp(TEST_NET, 80, timeout=0.5):
+                assert time.monotonic() < deadline, "fake internet did not come up"
+                time.sleep(0.1)
+            yield TEST_NET
+        finally:
+            if server is not None:
+                server.kill()
+                server.wait(timeout=5)
+            subprocess.run(["ip", "route", "del", f"{TEST_NET}/32"], capture_output=True, check=False)
 
 
 def test_internet_unreachable(hub, workspaces, fake_internet):
