@@ -38,8 +38,8 @@ class TwoNodes:
     node: Node
     hub_node_id: str
     problems_before_setup: list[str]
-    manager_setup_before: list[str]  # the manager's `tre network setup`, run again meanwhile
-    start_before_setup: int  # the hub's answer to a workspace start while the node was not set up
+    manager_setup_before: list[str]  # the manager's `tre network setup`, run again once the node joined
+    start_before_setup: int  # the hub's answer to a workspace start after that, the node not set up
     listener_port: int  # a TCP listener on the second node's own address (its host, not a container)
 
 
@@ -64,9 +64,10 @@ def two(tmp_path_factory, hub_image, swarm) -> Iterator[TwoNodes]:
         hub_node_id = _docker("info", "-f", "{{.Swarm.NodeID}}").strip()
         with second_node(hub_image, GWBRIDGE_SUBNET) as node:
             own_workspace(hub, "early", start=False)
+            manager_setup = network.setup(hub.settings)  # as Ansible runs it: the manager first
+            # The manager's setup succeeded, yet nothing may start while the node has no firewall.
             problems = network.status(hub.settings).problems
             start = hub.request_start("early-user", "early-project").status_code
-            manager_setup = network.setup(hub.settings)  # as Ansible runs it: the manager first
             node.tre(["network", "setup"], env=hub.env)
             port = free_port()
             listener = subprocess.Popen(
@@ -90,7 +91,7 @@ def test_a_node_without_its_network_setup_blocks_starts_until_it_has_one(two):
         two.problems_before_setup
     )
     assert two.start_before_setup == 503
-    # The manager's own setup succeeds meanwhile and says what it waits for.
+    # The manager's own setup, run after the node joined, succeeded and said what it waits for.
     assert any(line.startswith("waiting: ") and two.node.name in line for line in two.manager_setup_before), (
         two.manager_setup_before
     )
