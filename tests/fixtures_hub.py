@@ -24,7 +24,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -299,6 +299,24 @@ def docker_exec(
     )
 
 
+def docker_out(*args: str) -> str:
+    """`docker <args>`'s output; CalledProcessError when it fails."""
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def wait_until(check: Callable[[], bool], seconds: float, what: str) -> float:
+    """Seconds until `check()` is true (errors count as not yet)."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            if check():
+                return time.monotonic() - started
+        except Exception:  # what is checked is still coming up: not yet
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"{what} not within {seconds}s")
+
+
 def docker_inspect(container: str) -> dict:
     import json
 
@@ -464,6 +482,20 @@ def running(tre_hub) -> dict[str, str]:
 GWBRIDGE_SUBNET = "10.211.0.0/16"
 
 
+def create_gwbridge(docker: list[str]) -> subprocess.CompletedProcess:
+    """The engine `docker` names gets its swarm gateway bridge in a range of its own, before it joins
+    a swarm (left to itself it may take the TRE's 172.31.0.0/16: docs/operations.md)."""
+    return subprocess.run(
+        [
+            *docker, "network", "create", "--subnet", GWBRIDGE_SUBNET,
+            "-o", "com.docker.network.bridge.name=docker_gwbridge",
+            "-o", "com.docker.network.bridge.enable_icc=false",
+            "-o", "com.docker.network.bridge.enable_ip_masquerade=true", "docker_gwbridge",
+        ],
+        capture_output=True,
+    )  # fmt: skip
+
+
 @contextlib.contextmanager
 def single_node_swarm() -> Iterator[None]:
     """This engine as a single-node swarm; left as it was found (a swarm made here is left again)."""
@@ -475,15 +507,7 @@ def single_node_swarm() -> Iterator[None]:
         return
     # Swarm makes docker_gwbridge with the first free /16 of Docker's pools (172.17-31.0.0/16, where the
     # test and the TRE's default subnets are) unless it exists: made first, with its own range.
-    subprocess.run(
-        [
-            "docker", "network", "create", "--subnet", GWBRIDGE_SUBNET,
-            "-o", "com.docker.network.bridge.name=docker_gwbridge",
-            "-o", "com.docker.network.bridge.enable_icc=false",
-            "-o", "com.docker.network.bridge.enable_ip_masquerade=true", "docker_gwbridge",
-        ],
-        capture_output=True,
-    )  # fmt: skip
+    create_gwbridge(["docker"])
     route = subprocess.run(["ip", "-4", "route", "get", "192.0.2.1"], capture_output=True, text=True).stdout
     addr = route.split(" src ")[1].split()[0] if " src " in route else "127.0.0.1"
     init = subprocess.run(

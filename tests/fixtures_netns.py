@@ -17,6 +17,18 @@ class Namespace:
     address: str  # the namespace's end, its default route pointing back at this host
 
 
+def enter(name: str) -> list[str]:
+    """The command prefix that runs a command in the namespace `name`. nsenter enters only its
+    network: `ip netns exec` also remounts /sys, which hides the cgroup mounts (dockerd needs them)."""
+    return ["nsenter", f"--net=/run/netns/{name}"]
+
+
+def _link_in_use(net: ipaddress.IPv4Network) -> bool:
+    routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True).stdout
+    ours = [ipaddress.ip_network(r.split()[0]) for r in routes.splitlines() if r[:1].isdigit()]
+    return any(n.overlaps(net) for n in ours)
+
+
 def _sh(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True, timeout=60)
 
@@ -28,6 +40,8 @@ def namespace_behind_veth(prefix: str, link: str) -> Iterator[Namespace]:
     tag = secrets.token_hex(2)
     name, host_if, ns_if = f"{prefix}-{tag}", f"{prefix[:8]}{tag}a", f"{prefix[:8]}{tag}b"
     net = ipaddress.ip_network(link)
+    if _link_in_use(net):
+        raise AssertionError(f"{link} is routed on this machine already; the namespace's link needs it")
     host_ip, ns_ip = (str(a) for a in net.hosts())
     try:
         _sh("ip", "netns", "add", name)

@@ -15,14 +15,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from tests.fixtures_netns import namespace_behind_veth
+from tests.fixtures_hub import create_gwbridge, docker_out, wait_until
+from tests.fixtures_netns import enter, namespace_behind_veth
 
 LINK = ipaddress.ip_network("10.250.0.0/30")  # the veth pair: .1 this host, .2 the node
 
@@ -34,15 +32,11 @@ class Node:
     address: str  # where this host reaches it
     node_id: str
 
-    @property
-    def docker(self) -> list[str]:
-        return ["docker", "-H", f"unix://{self.socket}"]
-
     def run(self, cmd: list[str], env: dict[str, str] | None = None, timeout: float = 180) -> str:
         """`cmd` in the node's network namespace, talking to the node's engine; its output."""
         full_env = {**os.environ, **(env or {}), "DOCKER_HOST": f"unix://{self.socket}"}
         out = subprocess.run(
-            ["nsenter", f"--net=/run/netns/{self.name}", *cmd],
+            [*enter(self.name), *cmd],
             env=full_env,
             capture_output=True,
             text=True,
@@ -63,25 +57,9 @@ def _sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
 
 
-def _link_is_free() -> bool:
-    routes = _sh("ip", "-4", "route", "show").stdout.split("\n")
-    nets = [ipaddress.ip_network(r.split()[0]) for r in routes if r and r.split()[0][0].isdigit()]
-    return not any(n.overlaps(LINK) for n in nets)
-
-
-def _wait(what: str, ready, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout:.0f} s")
-        time.sleep(0.3)
-
-
 @contextlib.contextmanager
-def second_node(image: str, gwbridge_subnet: str) -> Iterator[Node]:
+def second_node(image: str) -> Iterator[Node]:
     """Start the node, load `image` into it and join it to this engine's swarm; undo it all after."""
-    if not _link_is_free():
-        pytest.fail(f"{LINK} is in use on this machine: the second node's link needs it")
     with namespace_behind_veth("tre-node2", str(LINK)) as ns:
         name = ns.name
         data, run_dir = Path(f"/var/lib/{name}"), Path(f"/var/run/{name}")
@@ -97,10 +75,9 @@ def second_node(image: str, gwbridge_subnet: str) -> Iterator[Node]:
             data.mkdir(parents=True)
             run_dir.mkdir(parents=True)
             log = open(run_dir / "dockerd.log", "w")  # noqa: SIM115 - the daemon writes it until the end
-            # nsenter, not `ip netns exec`: that remounts /sys, and dockerd needs the cgroup mounts.
             daemon = subprocess.Popen(
                 [
-                    "nsenter", f"--net=/run/netns/{name}", "unshare", "--uts", "sh", "-c",
+                    *enter(name), "unshare", "--uts", "sh", "-c",
                     f"hostname {name} && exec dockerd --data-root {data} --exec-root {run_dir}/exec "
                     f"-H unix://{socket} --pidfile {run_dir}/docker.pid --no-new-privileges "
                     f"--cgroup-parent /{name}",
@@ -109,7 +86,7 @@ def second_node(image: str, gwbridge_subnet: str) -> Iterator[Node]:
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
             try:
-                _wait("the second node's dockerd", lambda: _sh(*docker, "info", check=False).returncode == 0)
+                wait_until(lambda: _sh(*docker, "info").returncode == 0, 60, "the second node's dockerd")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}; its log ends:\n{Path(log.name).read_text()[-3000:]}") from None
             save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
@@ -118,22 +95,15 @@ def second_node(image: str, gwbridge_subnet: str) -> Iterator[Node]:
             )
             save.wait(timeout=60)
             assert loaded.returncode == 0, loaded.stderr
-            _sh(
-                *docker, "network", "create", "--subnet", gwbridge_subnet,
-                "-o", "com.docker.network.bridge.name=docker_gwbridge",
-                "-o", "com.docker.network.bridge.enable_icc=false",
-                "-o", "com.docker.network.bridge.enable_ip_masquerade=true", "docker_gwbridge",
-            )  # fmt: skip
+            assert create_gwbridge(docker).returncode == 0
             manager = _sh("docker", "info", "-f", "{{.Swarm.NodeAddr}}").stdout.strip()
             token = _sh("docker", "swarm", "join-token", "-q", "worker").stdout.strip()
             _sh(*docker, "swarm", "join", "--advertise-addr", ns.address, "--token", token, f"{manager}:2377")
             node_id = _sh(*docker, "info", "-f", "{{.Swarm.NodeID}}").stdout.strip()
-            _wait(
+            wait_until(
+                lambda: docker_out("node", "inspect", "-f", "{{.Status.State}}", node_id).strip() == "ready",
+                60,
                 "the second node ready in the swarm",
-                lambda: (
-                    _sh("docker", "node", "inspect", "-f", "{{.Status.State}}", node_id).stdout.strip()
-                    == "ready"
-                ),
             )
             yield Node(name, socket, ns.address, node_id)
         finally:

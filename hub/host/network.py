@@ -385,10 +385,10 @@ def setup(settings: Settings) -> list[str]:
     st = status(settings, this_node_only=True)
     if not st.ok:
         raise NetworkError("setup finished but checks fail: " + "; ".join(st.problems))
-    if settings.engine == "swarm":
+    if settings.engine == "swarm" and swarm.node_state(client).manager:
         done += [
             f"waiting: {problem}; no workspace starts until it is fixed"
-            for problem in status(settings).problems
+            for problem in swarm.anchor_problems(client, settings)
             if problem not in st.problems
         ]
     return done

@@ -16,7 +16,7 @@ import pytest
 
 from hub.jobs.runner import container_name
 from tests.fixtures_crate import five_safes_problems, validate_folder
-from tests.fixtures_hub import Hub, docker_exec, hub_of_its_own, own_workspace, process_pids
+from tests.fixtures_hub import Hub, docker_exec, docker_out, hub_of_its_own, own_workspace, process_pids
 from tests.fixtures_jobs import job_container, job_row, put_notebook, submit_inside, wait_status
 from tests.fixtures_kernel import notebook_bytes
 
@@ -162,9 +162,7 @@ def test_on_a_swarm_a_job_is_a_job_service_on_the_sealed_network(swarm_hub):
     spec = job_container(swarm_hub, job_id)["Spec"]
     assert "ReplicatedJob" in spec["Mode"]
     nets = [n["Target"] for n in spec["TaskTemplate"].get("Networks", [])]
-    sealed_id = subprocess_out(
-        ["docker", "network", "inspect", "-f", "{{.Id}}", swarm.sealed_network(swarm_hub.settings)]
-    )
+    sealed_id = docker_out("network", "inspect", "-f", "{{.Id}}", swarm.sealed_network(swarm_hub.settings))
     assert nets in ([sealed_id.strip()], [swarm.sealed_network(swarm_hub.settings)])
     container = spec["TaskTemplate"]["ContainerSpec"]
     assert (
@@ -175,10 +173,4 @@ def test_on_a_swarm_a_job_is_a_job_service_on_the_sealed_network(swarm_hub):
     home = swarm_hub.settings.home_dir(project, user)
     assert job.status == "done", (job.reason, (home / f"jobs/{job_id}/log.txt").read_text())
     assert (home / "out.txt").read_text() == "2022 1"  # the parameter, and no-new-privileges from the daemon
-    assert subprocess_out(["docker", "service", "ls", "-q", "--filter", f"name={name}"]).strip() == ""
-
-
-def subprocess_out(cmd: list[str]) -> str:
-    import subprocess
-
-    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert docker_out("service", "ls", "-q", "--filter", f"name={name}").strip() == ""

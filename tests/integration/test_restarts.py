@@ -23,7 +23,15 @@ import httpx
 import pytest
 
 from hub.kernel.lifecycle import process_identity
-from tests.fixtures_hub import Hub, children, docker_inspect, hub_of_its_own, own_workspace, process_pids
+from tests.fixtures_hub import (
+    Hub,
+    children,
+    docker_inspect,
+    hub_of_its_own,
+    own_workspace,
+    process_pids,
+    wait_until,
+)
 from tests.fixtures_kernel import execute, kernel_channel
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -67,19 +75,6 @@ def still_holds_state(hub: Hub, k: Kernel) -> bool:
     with ws:
         reply = execute(ws, "assert state == 42", "", seconds=ATTEMPT_SECONDS)
     return reply["status"] == "ok"
-
-
-def wait_until(check, seconds: float, what: str) -> float:
-    """Seconds until `check()` is true (errors count as not yet)."""
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        try:
-            if check():
-                return time.monotonic() - started
-        except Exception:  # the hub or proxy is still coming back: not yet
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"{what} not within {seconds}s")
 
 
 def workspace_answers(hub: Hub, k: Kernel) -> bool:

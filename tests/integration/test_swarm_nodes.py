@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import pytest
 
 from hub.jobs.runner import container_name
-from tests.fixtures_hub import GWBRIDGE_SUBNET, Hub, free_port, hub_of_its_own, own_workspace
+from tests.fixtures_hub import Hub, docker_out, free_port, hub_of_its_own, own_workspace
 from tests.fixtures_jobs import put_notebook, submit_inside, wait_status
 from tests.fixtures_kernel import notebook_bytes
+from tests.fixtures_netns import enter
 from tests.fixtures_swarm_node import Node, second_node
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -43,16 +44,11 @@ class TwoNodes:
     listener_port: int  # a TCP listener on the second node's own address (its host, not a container)
 
 
-def _docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=60).stdout
-
-
 def task_nodes(service: str) -> set[str]:
     """The nodes the service's running tasks are on."""
-    out = _docker("service", "ps", "-q", "--filter", "desired-state=running", service).split()
-    return {_docker("inspect", "-f", "{{.NodeID}}", task).strip() for task in out} - {
-        ""
-    }  # "": not placed yet
+    tasks = docker_out("service", "ps", "-q", "--filter", "desired-state=running", service).split()
+    nodes = {docker_out("inspect", "-f", "{{.NodeID}}", task).strip() for task in tasks}
+    return nodes - {""}  # "": not placed yet
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +57,8 @@ def two(tmp_path_factory, hub_image, swarm) -> Iterator[TwoNodes]:
 
     hub_started = contextlib.contextmanager(hub_of_its_own)
     with hub_started(tmp_path_factory, hub_image, "nodes", engine="swarm") as hub:
-        hub_node_id = _docker("info", "-f", "{{.Swarm.NodeID}}").strip()
-        with second_node(hub_image, GWBRIDGE_SUBNET) as node:
+        hub_node_id = docker_out("info", "-f", "{{.Swarm.NodeID}}").strip()
+        with second_node(hub_image) as node:
             own_workspace(hub, "early", start=False)
             manager_setup = network.setup(hub.settings)  # as Ansible runs it: the manager first
             # The manager's setup succeeded, yet nothing may start while the node has no firewall.
@@ -71,7 +67,7 @@ def two(tmp_path_factory, hub_image, swarm) -> Iterator[TwoNodes]:
             node.tre(["network", "setup"], env=hub.env)
             port = free_port()
             listener = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{node.name}", "python3", "-m", "http.server", str(port)],
+                [*enter(node.name), "python3", "-m", "http.server", str(port)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -106,7 +102,7 @@ def test_workspaces_stay_on_the_hubs_node_while_the_other_node_takes_tasks(two):
     # The control: a service free to go anywhere spreads onto the second node, so the placement
     # below is the spawner's constraint, not a scheduler that had nowhere else to go.
     name = f"{two.hub.settings.container_prefix}-spread"
-    _docker("service", "create", "-d", "--name", name, "--replicas", "2", "--restart-condition", "none",
+    docker_out("service", "create", "-d", "--name", name, "--replicas", "2", "--restart-condition", "none",
             two.hub.settings.image, "sleep", "120")  # fmt: skip
     try:
         deadline = time.monotonic() + 90
@@ -114,7 +110,7 @@ def test_workspaces_stay_on_the_hubs_node_while_the_other_node_takes_tasks(two):
             time.sleep(0.5)
         assert nodes == {two.hub_node_id, two.node.node_id}, nodes
     finally:
-        _docker("service", "rm", name)
+        docker_out("service", "rm", name)
     for who in ("place-a", "place-b", "place-c"):
         user, project, _ = own_workspace(two.hub, who)
         assert task_nodes(f"{two.hub.settings.container_prefix}-{user}--{project}") == {two.hub_node_id}
@@ -144,25 +140,28 @@ def test_a_job_runs_sealed_on_the_second_node_and_writes_into_the_home(two):
     targets = [
         (sealed_gateway, two.listener_port),  # the second node itself, on the job's own gateway
         (node.address, two.listener_port),  # the second node on its own address
-        (plan(hub.settings).gateway, hub.settings.hub_port),  # the hub API
+        # The hub API: the sealed network has no route to it at all (the firewall is not tested here).
+        (plan(hub.settings).gateway, hub.settings.hub_port),
     ]
     put_notebook(
         hub, user, project, "far.ipynb",
         notebook_bytes(f"targets = {targets!r}\n" + PROBE, parameters="year = 2000"),
     )  # fmt: skip
     # With the hub's node paused, the swarm can place new tasks only on the second node.
-    _docker("node", "update", "--availability", "pause", two.hub_node_id)
+    docker_out("node", "update", "--availability", "pause", two.hub_node_id)
     try:
         job_id = submit_inside(hub, user, project, "'far.ipynb', {'year': 2022}")
         running = wait_status(hub, job_id, {"running", "done", "failed"}, timeout=120)
         service = container_name(hub.settings, job_id)
         deadline = time.monotonic() + 60
-        while not (placed := _docker("service", "ps", "-q", service).split()) and time.monotonic() < deadline:
+        while (
+            not (placed := docker_out("service", "ps", "-q", service).split()) and time.monotonic() < deadline
+        ):
             time.sleep(0.3)
         assert placed, (running.status, running.reason)
-        assert _docker("inspect", "-f", "{{.NodeID}}", placed[0]).strip() == node.node_id
+        assert docker_out("inspect", "-f", "{{.NodeID}}", placed[0]).strip() == node.node_id
     finally:
-        _docker("node", "update", "--availability", "active", two.hub_node_id)
+        docker_out("node", "update", "--availability", "active", two.hub_node_id)
     job = wait_status(hub, job_id, {"done", "failed", "stopped"}, timeout=180)
     home = hub.settings.home_dir(project, user)
     assert job.status == "done", (job.reason, (home / f"jobs/{job_id}/log.txt").read_text())
