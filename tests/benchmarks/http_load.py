@@ -23,14 +23,20 @@ async def fetch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path
 
 
 async def client(
-    port: int, work: Callable[[], str | None], out: list[float], errors: list[str], headers: str
+    port: int,
+    work: Callable[[], str | None],
+    out: list[float],
+    errors: list[str],
+    headers: str | Callable[[str], str],
 ) -> None:
-    """One keep-alive connection issuing requests back to back until `work` returns None."""
+    """One keep-alive connection issuing requests back to back until `work` returns None; `headers`
+    are the same for every request, or a function of the path."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while (path := work()) is not None:
+            extra = headers(path) if callable(headers) else headers
             t0 = time.perf_counter()
-            status = await fetch(reader, writer, path, headers)
+            status = await fetch(reader, writer, path, extra)
             out.append(time.perf_counter() - t0)
             if status != 200:
                 errors.append(f"{status} {path}")

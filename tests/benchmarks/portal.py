@@ -29,16 +29,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from fastapi import Request
-
-from hub.web.sso import Identity
 from tests.benchmarks.http_load import client, summarise
 from tests.fixtures_registry import submit_applications
 
 DATASETS, MEMBERS, APPLICATIONS = 50, 30, 100
-PROJECT, LEAD = "bench-project", "lead"
+PROJECT, LEAD, CUSTODIAN = "bench-project", "lead", "custodian"
 BASE = "/services/portal"
-HEADERS = f"X-Test-User: {LEAD}\r\n"  # who the test server takes the caller to be
+SCOPE = "access:services!service=portal"  # what the hub grants a portal session's token
 TARGET_RPS, TARGET_P99_MS = 300, 150
 
 
@@ -56,7 +53,7 @@ def seed(root: Path) -> None:
     sources.mkdir(parents=True)
     with session_scope(settings) as s:
         reg.add_user(s, "admin", "admin", "Admin", is_admin=True)
-        reg.add_user(s, "admin", "custodian", "Custodian", is_custodian=True)
+        reg.add_user(s, "admin", CUSTODIAN, "Custodian", is_custodian=True)
         reg.add_user(s, "admin", LEAD, "Lead")
         for i in range(DATASETS):
             files = []
@@ -68,7 +65,7 @@ def seed(root: Path) -> None:
                     header + "\n" + "\n".join(f"{p},2000-01-0{1 + p % 9},A{p},x" for p in range(20))
                 )
                 files.append(reg.SourceFile(table, path))
-            reg.register_dataset(s, "custodian", f"dataset-{i:03d}", files, "person_id", title=f"Cohort {i}")
+            reg.register_dataset(s, CUSTODIAN, f"dataset-{i:03d}", files, "person_id", title=f"Cohort {i}")
         reg.create_project(s, "admin", PROJECT, "Bench project", LEAD, datetime.now(UTC) + timedelta(days=90))
         for m in range(MEMBERS):
             reg.add_user(s, "admin", f"member-{m:02d}", f"Member {m}")
@@ -84,11 +81,24 @@ def seed(root: Path) -> None:
     submit_applications(settings, LEAD, APPLICATIONS, datasets)
 
 
-def who(request: Request) -> Identity:
-    """The caller, from an X-Test-User header (the custodian for the queue and applications): this
-    benchmark's server process only."""
-    custodian = request.url.path.endswith("/queue") or "/applications/" in request.url.path
-    return Identity("custodian" if custodian else request.headers["x-test-user"], "", "token")
+def token(user: str) -> str:
+    return f"bench-token-of-{user}"
+
+
+def headers(path: str) -> str:
+    """Each request's session cookie, sealed as the portal seals it at sign-in: the custodian's for
+    the queue and applications, the lead's for everything else."""
+    from hub.kernel.settings import get_settings
+    from hub.web.sso import _fernet
+
+    user = CUSTODIAN if path.endswith("/queue") or "/applications/" in path else LEAD
+    if user not in _cookies:
+        session = json.dumps({"t": token(user), "c": "csrf-" + user}).encode()
+        _cookies[user] = _fernet(get_settings(), "portal").encrypt(session).decode()
+    return f"Cookie: portal-session={_cookies[user]}\r\n"
+
+
+_cookies: dict[str, str] = {}
 
 
 def application_ids(root: Path) -> list[str]:
@@ -103,14 +113,21 @@ def application_ids(root: Path) -> list[str]:
 
 
 def bench_app() -> Any:
-    """The portal as each worker builds it, with sign-in replaced by `who` (this benchmark only)."""
+    """The portal as each worker builds it, signing in as it does under JupyterHub: each request's
+    session cookie is decrypted and its token looked up in HubOAuth's cache. No hub runs here, so the
+    hub's answers are in that cache from the start, as they are for 60 s after a user's first page
+    in a worker; that first look-up (one HTTP call to the hub per user and worker) is not measured."""
+    import hashlib
+
     from hub.kernel.settings import get_settings
     from hub.portal.app import create_app
     from hub.web.serving import compile_templates
-    from hub.web.sso import current_identity
 
-    app = create_app(get_settings(), sso=False)
-    app.dependency_overrides[current_identity] = who
+    os.environ["JUPYTERHUB_OAUTH_ACCESS_SCOPES"] = json.dumps([SCOPE])
+    app = create_app(get_settings(), prefix=BASE + "/")
+    for user in (LEAD, CUSTODIAN):
+        key = "token::" + hashlib.sha256(token(user).encode()).hexdigest()  # HubAuth.user_for_token's
+        app.state.sso.hub.cache[key] = {"kind": "user", "name": user, "scopes": [SCOPE]}
     compile_templates(app.state.templates)  # as service_app does
     (Path(os.environ["BENCH_READY_DIR"]) / str(os.getpid())).touch()  # this worker is about to serve
     return app
@@ -147,7 +164,7 @@ async def run(port: int, paths: list[str], clients: int, seconds: float, cold: b
         return random.choice(paths) if time.perf_counter() < stop_at else None
 
     start = time.perf_counter()
-    await asyncio.gather(*(client(port, work, latencies, errors, HEADERS) for _ in range(clients)))
+    await asyncio.gather(*(client(port, work, latencies, errors, headers) for _ in range(clients)))
     return latencies, errors, time.perf_counter() - start
 
 
