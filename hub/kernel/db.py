@@ -119,6 +119,9 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
 
 
 _engines: dict[tuple[str, bool, int], Engine] = {}
+# One session factory per engine: each sessionmaker builds a Session class of its own, and setting
+# up that class's events cost more than a page's queries when it was built for every session.
+_session_factories: dict[Engine, sessionmaker[Session]] = {}
 _engines_lock = threading.Lock()
 
 
@@ -133,12 +136,21 @@ def engine_for(settings: Settings, *, readonly: bool = False) -> Engine:
         return _engines[key]
 
 
+def _session_factory(settings: Settings, readonly: bool) -> sessionmaker[Session]:
+    engine = engine_for(settings, readonly=readonly)
+    with _engines_lock:
+        if engine not in _session_factories:
+            _session_factories[engine] = sessionmaker(bind=engine, expire_on_commit=False)
+        return _session_factories[engine]
+
+
 def dispose_engines() -> None:
     """Close every cached engine (tests do this before dropping a temporary database)."""
     with _engines_lock:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+        _session_factories.clear()
 
 
 @contextmanager
@@ -148,17 +160,17 @@ def session_scope(settings: Settings, *, readonly: bool = False) -> Iterator[Ses
     `readonly=True` is for look-ups (spawn checks, pages, listings): on SQLite it runs on the
     shared read pool, takes no write lock and refuses writes.
     """
-    session = sessionmaker(bind=engine_for(settings, readonly=readonly), expire_on_commit=False)()
+    session = _session_factory(settings, readonly)()
     try:
         yield session
-        if readonly:
-            session.rollback()
-        else:
+        if not readonly:
             session.commit()
     except BaseException:
         session.rollback()
         raise
     finally:
+        # Closing ends a read-only session's transaction too (its connection goes back to the pool
+        # rolled back), without first expiring every object it read, as rollback() would.
         session.close()
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from hub.enforcement.workspaces import mounted_release
 from hub.kernel import audit
@@ -23,8 +23,8 @@ from hub.provisioning.builder import current_release
 from hub.provisioning.runs import latest_run
 from hub.registry import NotAllowed, get_project
 from hub.registry.errors import RegistryError
-from hub.registry.lookup import acting, find_user
-from hub.registry.models import Membership, Permit
+from hub.registry.lookup import acting
+from hub.registry.models import Membership, Permit, Project, User
 from hub.registry.vocabulary import Role
 from hub.workspaces.hub_api import HubAPI, HubDown
 
@@ -86,16 +86,22 @@ class NotYourProject(NotAllowed):
 def require_lead(settings: Settings, viewer: str, slug: str) -> None:
     """The project's lead or an administrator; anyone else learns nothing, not even that it exists."""
     with session_scope(settings, readonly=True) as s:
-        try:
-            project = get_project(s, slug)
-            _, who = acting(s, viewer, project)
-        except (RegistryError, NotAllowed):
-            who = None
-        if who is None or not (who.is_admin or Role.LEAD in who.project_roles):
-            raise NotYourProject(
-                f"There is no project {slug!r} that you lead. Leads manage their own projects here; "
-                "an administrator sees every project."
-            )
+        _led_project(s, viewer, slug)
+
+
+def _led_project(s: Session, viewer: str, slug: str) -> tuple[Project, User]:
+    """require_lead inside a session already open: the project and the viewer, once checked."""
+    try:
+        project = get_project(s, slug)
+        user, who = acting(s, viewer, project)
+    except (RegistryError, NotAllowed):
+        who = None
+    if who is None or not (who.is_admin or Role.LEAD in who.project_roles):
+        raise NotYourProject(
+            f"There is no project {slug!r} that you lead. Leads manage their own projects here; "
+            "an administrator sees every project."
+        )
+    return project, user
 
 
 def _running(settings: Settings) -> dict[tuple[str, str], datetime | None] | None:
@@ -107,27 +113,16 @@ def _running(settings: Settings) -> dict[tuple[str, str], datetime | None] | Non
 
 
 def project_page(settings: Settings, viewer: str, slug: str) -> ProjectPage:
-    require_lead(settings, viewer, slug)
-    running = _running(settings)
     with session_scope(settings, readonly=True) as s:
-        project = get_project(s, slug)
-        viewer_user = find_user(s, viewer)
-        memberships = s.execute(
-            select(Membership).where(Membership.project_id == project.id).options(joinedload(Membership.user))
-        ).scalars()
-        members = []
-        for m in sorted(memberships, key=lambda m: (m.role, m.user.username)):
-            key = (m.user.username, slug)
-            up = running is not None and key in running and m.role != Role.CHECKER
-            members.append(
-                MemberRow(
-                    m.user.username,
-                    m.role,
-                    m.created_at,
-                    (running or {}).get(key) if up else None,
-                    mounted_release(settings, m.user.username, slug) if up else None,
-                )
-            )
+        project, viewer_user = _led_project(s, viewer, slug)
+        memberships = sorted(
+            (m.role, m.user.username, m.created_at)
+            for m in s.execute(
+                select(Membership)
+                .where(Membership.project_id == project.id)
+                .options(joinedload(Membership.user))
+            ).scalars()
+        )
         permits = [
             PermitRow(
                 p.id, p.application_id, p.status, p.expires_at, [d["dataset"] for d in p.claims["datasets"]]
@@ -136,21 +131,45 @@ def project_page(settings: Settings, viewer: str, slug: str) -> ProjectPage:
                 select(Permit).where(Permit.project_id == project.id).order_by(Permit.issued_at.desc())
             ).scalars()
         ]
-        return ProjectPage(
-            project.slug,
+        title, status, expires_at, lead = (
             project.title,
             project.status,
             project.expires_at,
             project.lead.username,
-            members,
-            running is not None,
-            permits,
-            latest_run(settings, slug),
-            current_release(settings.project_dir(slug)),
-            bool(viewer_user and viewer_user.is_admin),
+        )
+        limits, rules, viewer_is_admin = (
             dict(project.limits or {}),
             dict(project.sdc_config or {}),
+            viewer_user.is_admin,
         )
+    running = _running(settings)  # asked once the lead is checked, with no database transaction open
+    members = []
+    for role, username, since in memberships:
+        up = running is not None and (username, slug) in running and role != Role.CHECKER
+        members.append(
+            MemberRow(
+                username,
+                role,
+                since,
+                (running or {}).get((username, slug)) if up else None,
+                mounted_release(settings, username, slug) if up else None,
+            )
+        )
+    return ProjectPage(
+        slug,
+        title,
+        status,
+        expires_at,
+        lead,
+        members,
+        running is not None,
+        permits,
+        latest_run(settings, slug),
+        current_release(settings.project_dir(slug)),
+        viewer_is_admin,
+        limits,
+        rules,
+    )
 
 
 def stop_workspace(settings: Settings, actor: str, slug: str, username: str) -> bool:

@@ -321,11 +321,12 @@ def _latest(session: Session) -> dict[str, Dataset]:
 # Per database: a dataset version never changes once registered (a change is a new version), so a
 # listing stays right until a version is added, which (count, highest id) tells in one small query.
 _listings: dict[str, tuple[tuple[Any, ...], dict[str, DatasetEntry]]] = {}
+_LISTING_STAMP = select(func.count(Dataset.id), func.max(Dataset.id))  # built once: every page asks it
 
 
 def _listing(session: Session) -> dict[str, DatasetEntry]:
     key = str(session.get_bind().url)
-    stamp = tuple(session.execute(select(func.count(Dataset.id), func.max(Dataset.id))).one())
+    stamp = tuple(session.execute(_LISTING_STAMP).one())
     cached = _listings.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1]

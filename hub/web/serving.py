@@ -34,5 +34,6 @@ def compile_templates(templates: Jinja2Templates) -> None:
     first visitors of a new process wait for it, and a broken template fails a visitor instead of the
     start. For the served process only: not in create_app, which every test pays."""
     env = templates.env
+    env.auto_reload = False  # a served process's templates never change under it: no stat per page
     for name in env.list_templates(extensions=["html"]):
         env.get_template(name)

@@ -218,6 +218,19 @@ def test_readonly_session_is_not_blocked_by_a_writer(registry):
         assert reader.execute(select(func.count(AuditEvent.id))).scalar_one() == 1
 
 
+def test_a_read_only_session_ends_without_expiring_what_it_read(registry, make_users):
+    make_users()
+    with session_scope(registry, readonly=True) as s:
+        admin = reg.get_user(s, ADMIN)
+    # Closed, not rolled back: what it read stays readable (a rollback would have expired it and
+    # this would raise DetachedInstanceError), and its snapshot is gone: the next reader sees news.
+    assert admin.username == ADMIN and admin.is_admin
+    with session_scope(registry) as s:
+        reg.set_user_role(s, ADMIN, CUSTODIAN, "admin")
+    with session_scope(registry, readonly=True) as s:
+        assert reg.get_user(s, CUSTODIAN).is_admin
+
+
 def test_catalog_coding_systems_and_versions(registry, make_users, tmp_path):
     from hub.registry.catalogue import catalog_jsonld
 
