@@ -14,7 +14,7 @@ import uvicorn
 from egress.web.app import DEFAULT_PREFIX, create_app
 from hub.kernel.lifecycle import die_with_parent
 from hub.kernel.settings import Settings, get_settings
-from hub.web.serving import compile_templates
+from hub.web.serving import prepare_to_serve
 
 
 def bind_address(settings: Settings) -> tuple[str, int]:
@@ -41,7 +41,7 @@ def main() -> None:
         prefix=os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or DEFAULT_PREFIX,
         public_url=os.environ.get("JUPYTERHUB_PUBLIC_URL", ""),
     )
-    compile_templates(app.state.services.templates)
+    prepare_to_serve(app.state.services.templates)
     # One process: the service keeps no state between requests that several workers would need to share,
     # but a single worker keeps SQLite writers few; the hub proxy is the only client.
     uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info", access_log=False)

@@ -24,7 +24,7 @@ from hub.registry.applications import MAX_ATTACHMENT_BYTES, NoSuchApplication, N
 from hub.registry.errors import RegistryError
 from hub.web import STATIC
 from hub.web.security import BodyLimit, CSRFRefused, SecurityHeaders
-from hub.web.serving import compile_templates, limited_threads
+from hub.web.serving import limited_threads, prepare_to_serve
 from hub.web.sso import HubSSO, NeedLogin, need_login_response, sign_in_routes
 
 HERE = Path(__file__).parent
@@ -40,7 +40,7 @@ def service_app() -> FastAPI:
         prefix=os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or DEFAULT_PREFIX,
         public_url=os.environ.get("JUPYTERHUB_PUBLIC_URL", ""),
     )
-    compile_templates(app.state.templates)
+    prepare_to_serve(app.state.templates)
     return app
 
 

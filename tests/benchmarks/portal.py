@@ -121,14 +121,14 @@ def bench_app() -> Any:
 
     from hub.kernel.settings import get_settings
     from hub.portal.app import create_app
-    from hub.web.serving import compile_templates
+    from hub.web.serving import prepare_to_serve
 
     os.environ["JUPYTERHUB_OAUTH_ACCESS_SCOPES"] = json.dumps([SCOPE])
     app = create_app(get_settings(), prefix=BASE + "/")
     for user in (LEAD, CUSTODIAN):
         key = "token::" + hashlib.sha256(token(user).encode()).hexdigest()  # HubAuth.user_for_token's
         app.state.sso.hub.cache[key] = {"kind": "user", "name": user, "scopes": [SCOPE]}
-    compile_templates(app.state.templates)  # as service_app does
+    prepare_to_serve(app.state.templates)  # as service_app does
     (Path(os.environ["BENCH_READY_DIR"]) / str(os.getpid())).touch()  # this worker is about to serve
     return app
 
