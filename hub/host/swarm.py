@@ -137,7 +137,7 @@ def ensure_swarm_network(client: docker.DockerClient, network: str) -> bool:
     return True
 
 
-def swarm_network_problems(client: docker.DockerClient, network: str, manager: bool = True) -> list[str]:
+def swarm_network_problems(client: docker.DockerClient, network: str, manager: bool) -> list[str]:
     """What is wrong with the swarm network. A worker sees a swarm network only while one of its
     tasks is attached (the sealed network not before a job runs there), so only a manager can say
     that one does not exist."""

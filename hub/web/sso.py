@@ -118,12 +118,14 @@ class HubSSO:
         if not model or model.get("kind", "user") != "user":
             raise NeedLogin("The hub did not identify a user.")
         response = RedirectResponse(safe_next(self.prefix, saved["n"]), status_code=302)
-        session = {"t": token, "c": secrets.token_urlsafe(32)}
-        self._cookie(
-            response, self.session_cookie, self.fernet.encrypt(json.dumps(session).encode()).decode()
-        )
+        self._cookie(response, self.session_cookie, self.sealed_session(token, secrets.token_urlsafe(32)))
         response.delete_cookie(self.state_cookie, path=self.cookie_path, secure=self.secure)
         return response
+
+    def sealed_session(self, token: str, csrf: str) -> str:
+        """The session cookie's value: the hub-issued token and the session's CSRF secret, encrypted
+        with this service's key (`identify` reads it back)."""
+        return self.fernet.encrypt(json.dumps({"t": token, "c": csrf}).encode()).decode()
 
     def logout(self) -> Response:
         response = RedirectResponse(self.hub.hub_host + self.hub.hub_prefix + "logout", status_code=302)

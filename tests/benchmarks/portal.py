@@ -88,17 +88,17 @@ def token(user: str) -> str:
 def headers(path: str) -> str:
     """Each request's session cookie, sealed as the portal seals it at sign-in: the custodian's for
     the queue and applications, the lead's for everything else."""
-    from hub.kernel.settings import get_settings
-    from hub.web.sso import _fernet
-
     user = CUSTODIAN if path.endswith("/queue") or "/applications/" in path else LEAD
     if user not in _cookies:
-        session = json.dumps({"t": token(user), "c": "csrf-" + user}).encode()
-        _cookies[user] = _fernet(get_settings(), "portal").encrypt(session).decode()
-    return f"Cookie: portal-session={_cookies[user]}\r\n"
+        from hub.kernel.settings import get_settings
+        from hub.web.sso import HubSSO
+
+        sso = HubSSO(get_settings(), BASE + "/", service="portal")
+        _cookies[user] = f"Cookie: {sso.session_cookie}={sso.sealed_session(token(user), 'csrf-' + user)}\r\n"
+    return _cookies[user]
 
 
-_cookies: dict[str, str] = {}
+_cookies: dict[str, str] = {}  # each user's Cookie header line
 
 
 def application_ids(root: Path) -> list[str]:
