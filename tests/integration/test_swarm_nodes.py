@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import pytest
 
 from hub.jobs.runner import container_name
-from tests.fixtures_hub import Hub, docker_out, free_port, hub_of_its_own, own_workspace
+from tests.fixtures_hub import Hub, docker_out, free_port, hub_of_its_own, own_workspace, wait_until
 from tests.fixtures_jobs import put_notebook, submit_inside, wait_status
 from tests.fixtures_kernel import notebook_bytes
 from tests.fixtures_netns import enter
@@ -153,13 +153,16 @@ def test_a_job_runs_sealed_on_the_second_node_and_writes_into_the_home(two):
         job_id = submit_inside(hub, user, project, "'far.ipynb', {'year': 2022}")
         running = wait_status(hub, job_id, {"running", "done", "failed"}, timeout=120)
         service = container_name(hub.settings, job_id)
-        deadline = time.monotonic() + 60
-        while (
-            not (placed := docker_out("service", "ps", "-q", service).split()) and time.monotonic() < deadline
-        ):
-            time.sleep(0.3)
-        assert placed, (running.status, running.reason)
-        assert docker_out("inspect", "-f", "{{.NodeID}}", placed[0]).strip() == node.node_id
+        placed_on: list[str] = []
+
+        def assigned() -> bool:
+            # A task exists before the scheduler assigns it a node: until then its NodeID is empty.
+            tasks = docker_out("service", "ps", "-q", service).split()
+            placed_on[:] = [docker_out("inspect", "-f", "{{.NodeID}}", tasks[0]).strip()] if tasks else []
+            return bool(placed_on and placed_on[0])
+
+        wait_until(assigned, 60, f"a node for job {job_id} ({running.status}: {running.reason})")
+        assert placed_on == [node.node_id]
     finally:
         docker_out("node", "update", "--availability", "active", two.hub_node_id)
     job = wait_status(hub, job_id, {"done", "failed", "stopped"}, timeout=180)
