@@ -11,6 +11,7 @@ from hub.kernel.lifecycle import die_with_parent
 from hub.kernel.settings import get_settings
 from hub.portal.app import service_app
 from hub.provisioning.runs import fail_orphaned_runs
+from hub.web.serving import serve_in_workers
 
 
 def main() -> None:
@@ -36,7 +37,9 @@ def main() -> None:
         return
     # Each worker builds its own app (service_app); they share nothing but the registry, so a page
     # drawn by one shows what another changed. Workers start more slowly: each imports everything.
-    uvicorn.run("hub.portal.app:service_app", factory=True, workers=settings.portal_workers, **where)
+    serve_in_workers(
+        uvicorn.Config("hub.portal.app:service_app", factory=True, workers=settings.portal_workers, **where)
+    )
 
 
 if __name__ == "__main__":

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
+import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
+import uvicorn
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import configure_mappers
+from uvicorn.config import STARTUP_FAILURE
 
 
 def limited_threads(threads: int) -> Callable[[Any], AbstractAsyncContextManager[None]]:
@@ -41,3 +47,76 @@ def prepare_to_serve(templates: Jinja2Templates) -> None:
     env.auto_reload = False  # a served process's templates never change under it: no stat per page
     for name in env.list_templates(extensions=["html"]):
         env.get_template(name)
+
+
+def serve_in_workers(config: uvicorn.Config) -> None:
+    """Serve `config` (an app given as an import string) in `config.workers` processes, each
+    listening on a socket of its own, until SIGTERM or SIGINT.
+
+    uvicorn's own workers share one listening socket, and whichever wakes first accepts a whole burst
+    of new keep-alive connections: 44 of 50 once, and that worker then served 88 % of the pages while
+    the other idled (tests/benchmarks/portal.py). With SO_REUSEPORT the kernel spreads connections
+    over the workers' sockets instead. The sockets are bound here and outlive their workers: a worker
+    that dies is replaced on its socket, and the connections waiting there are its successor's.
+    """
+    if _port_in_use(config.host, config.port):
+        # Sockets with SO_REUSEPORT would share a port another of our processes holds, silently.
+        raise SystemExit(f"error: {config.host}:{config.port} is in use: stop the process that holds it")
+    sockets = [_shared_port_socket(config.host, config.port, config.backlog) for _ in range(config.workers)]
+    spawn = multiprocessing.get_context("spawn")  # a clean interpreter per worker, as uvicorn's
+
+    def start(sock: socket.socket) -> multiprocessing.process.BaseProcess:
+        worker = spawn.Process(target=_serve_one, args=(config, sock))
+        worker.start()
+        return worker
+
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    workers = [start(sock) for sock in sockets]
+    failed = False
+    while not stopping.wait(0.5):
+        for i, worker in enumerate(workers):
+            if worker.is_alive():
+                continue
+            if worker.exitcode == STARTUP_FAILURE:  # the app cannot start: every restart would fail too
+                failed = True
+                stopping.set()
+                break
+            workers[i] = start(sockets[i])
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join()
+    if failed:
+        raise SystemExit("error: a worker could not start the app: see its error above")
+
+
+def _serve_one(config: uvicorn.Config, sock: socket.socket) -> None:
+    config.configure_logging()
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    """Whether a socket listens on the port (connections left in TIME_WAIT by a restart do not count)."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _shared_port_socket(host: str, port: int, backlog: int) -> socket.socket:
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # only processes of our uid may join
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock

@@ -134,17 +134,21 @@ def bench_app() -> Any:
 
 
 def serve(port: int, workers: int) -> None:
-    """As `python -m hub.portal` serves it: `workers` processes of uvicorn, each with its own app."""
+    """As `python -m hub.portal` serves it: `workers` uvicorn processes, each with its own app and socket."""
     import uvicorn
 
-    uvicorn.run(
-        "tests.benchmarks.portal:bench_app",
-        factory=True,
-        workers=workers,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
+    from hub.web.serving import serve_in_workers
+
+    serve_in_workers(
+        uvicorn.Config(
+            "tests.benchmarks.portal:bench_app",
+            factory=True,
+            workers=workers,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
     )
 
 
