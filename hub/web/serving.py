@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import socket
-import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -70,18 +70,20 @@ def serve_in_workers(config: uvicorn.Config) -> None:
         worker.start()
         return worker
 
-    stopping = threading.Event()
+    stop: list[int] = []  # the signal that asked us to stop (a plain list: a handler must take no lock)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+        signal.signal(sig, lambda signum, _frame: stop.append(signum))
     workers = [start(sock) for sock in sockets]
     failed = False
-    while not stopping.wait(0.5):
+    while not failed:
+        time.sleep(0.5)
+        if stop:
+            break
         for i, worker in enumerate(workers):
             if worker.is_alive():
                 continue
             if worker.exitcode == STARTUP_FAILURE:  # the app cannot start: every restart would fail too
                 failed = True
-                stopping.set()
                 break
             workers[i] = start(sockets[i])
     for worker in workers:

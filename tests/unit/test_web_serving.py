@@ -136,6 +136,16 @@ def burst(port: int, connections: int = 50) -> Counter:
     return asyncio.run(all_of_them())
 
 
+def stderr_once_ended(process: subprocess.Popen, seconds: float = 30) -> str:
+    """What `process` wrote to stderr by the time it ended (killed, test failing, if it does not)."""
+    try:
+        return process.communicate(timeout=seconds)[1]
+    except subprocess.TimeoutExpired:
+        process.kill()  # a supervisor left running would hold the port and its workers
+        process.communicate()
+        raise AssertionError(f"still running after {seconds} s") from None
+
+
 @pytest.fixture
 def two_workers():
     port = free_port()
@@ -186,7 +196,7 @@ def test_a_port_already_in_use_is_refused_not_shared(two_workers):
     would silently take half the first one's visitors."""
     port, first = two_workers
     second = start_workers(port)
-    _, err = second.communicate(timeout=30)
+    err = stderr_once_ended(second)
     assert second.returncode != 0
     assert f"127.0.0.1:{port} is in use" in err
     assert one_worker_each(port, first.pid)
@@ -199,6 +209,6 @@ def test_a_worker_that_cannot_start_the_app_stops_the_supervisor():
          f"serve_in_workers(uvicorn.Config('tests.unit.no_such_module:app', workers=2, port={port}))"],
         cwd=REPO, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    _, err = server.communicate(timeout=60)
+    err = stderr_once_ended(server)
     assert server.returncode != 0
     assert "could not start the app" in err
