@@ -41,7 +41,7 @@ def main() -> None:
         prefix=os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or DEFAULT_PREFIX,
         public_url=os.environ.get("JUPYTERHUB_PUBLIC_URL", ""),
     )
-    prepare_to_serve(app.state.services.templates)
+    prepare_to_serve(app, app.state.services.templates, settings)
     # One process: the service keeps no state between requests that several workers would need to share,
     # but a single worker keeps SQLite writers few; the hub proxy is the only client.
     uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info", access_log=False)

@@ -40,7 +40,7 @@ def service_app() -> FastAPI:
         prefix=os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or DEFAULT_PREFIX,
         public_url=os.environ.get("JUPYTERHUB_PUBLIC_URL", ""),
     )
-    prepare_to_serve(app.state.templates)
+    prepare_to_serve(app, app.state.templates, app.state.settings)
     return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import signal
@@ -13,9 +14,14 @@ from typing import Any
 
 import anyio.to_thread
 import uvicorn
+from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import configure_mappers
+from starlette.routing import NoMatchFound
 from uvicorn.config import STARTUP_FAILURE
+
+from hub.kernel.db import engine_for
+from hub.kernel.settings import Settings
 
 
 def limited_threads(threads: int) -> Callable[[Any], AbstractAsyncContextManager[None]]:
@@ -37,22 +43,32 @@ def limited_threads(threads: int) -> Callable[[Any], AbstractAsyncContextManager
     return lifespan
 
 
-def prepare_to_serve(templates: Jinja2Templates) -> None:
-    """Do before the first request what a new process would otherwise do on its first pages: set up
-    the ORM's mappers (one pass over every model, 0.1 s) and compile every page's template (0.1 s
-    for the portal's). Otherwise the first visitors of a new process wait for it, and a broken
-    template or relationship fails a visitor instead of the start. Neither caches any page or query
-    result. For the served process only: not in create_app, which every test pays.
+def prepare_to_serve(app: FastAPI, templates: Jinja2Templates, settings: Settings) -> None:
+    """Do before the first request what a new process would otherwise do on its first pages: open
+    the registry (loading its database driver, 8 ms), set up the ORM's mappers (one pass over every
+    model, 0.1 s), compile every page's template (0.1 s for the portal's) and set up every route.
+    Otherwise the first visitors of a new process wait for it, and a registry that cannot be opened,
+    a broken template or a broken relationship fails a visitor instead of the start. None of it
+    caches any page or query result. For the served process only: not in create_app, which every
+    test pays.
 
     Last, everything built so far (modules, models, templates: 230,000 objects in a portal worker)
     lives as long as the process, so it is frozen out of the garbage collector's sight. Each full
     collection walked all of it, 105 to 157 ms with every page waiting, four times in 15 s of load;
     frozen, a full collection takes 4 to 11 ms (tests/benchmarks/portal.py, gc callbacks)."""
+    engine_for(settings)
+    with engine_for(settings, readonly=True).connect():  # pages read through this one
+        pass
     configure_mappers()
     env = templates.env
     env.auto_reload = False  # a served process's templates never change under it: no stat per page
     for name in env.list_templates(extensions=["html"]):
         env.get_template(name)
+    # FastAPI sets up an included router's routes (their dependencies and form models: 15 ms for
+    # the portal's) when the first request reaches that router. Looking up the URL of a route that
+    # no router has walks every route, and so sets each one up now.
+    with contextlib.suppress(NoMatchFound):
+        app.url_path_for("no route has this name")
     gc.collect()  # what start-up left as garbage goes now, not frozen with the rest
     gc.freeze()
 

@@ -128,7 +128,7 @@ def bench_app() -> Any:
     for user in (LEAD, CUSTODIAN):
         key = "token::" + hashlib.sha256(token(user).encode()).hexdigest()  # HubAuth.user_for_token's
         app.state.sso.hub.cache[key] = {"kind": "user", "name": user, "scopes": [SCOPE]}
-    prepare_to_serve(app.state.templates)  # as service_app does
+    prepare_to_serve(app, app.state.templates, get_settings())  # as service_app does
     (Path(os.environ["BENCH_READY_DIR"]) / str(os.getpid())).touch()  # this worker is about to serve
     return app
 
