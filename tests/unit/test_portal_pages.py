@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +15,7 @@ from fastapi.testclient import TestClient
 from hub import registry as reg
 from hub.kernel.audit import AuditEvent
 from hub.kernel.db import session_scope
+from hub.kernel.settings import Settings
 from hub.portal.app import create_app
 from hub.web.security import FormMe
 from hub.web.sso import Identity, current_identity
@@ -158,74 +162,56 @@ def test_the_served_portal_compiles_every_template_before_its_first_request(regi
         prepare_to_serve(broken, broken.state.templates, registry)
 
 
-def test_a_served_process_sets_up_the_orm_before_its_first_request(registry):
-    """Its first visitors would otherwise pay for it (0.1 s, under load). Checked in a fresh process:
-    in this one, earlier tests have set the mappers up already."""
-    import os
-    import subprocess
-    import sys
-
-    check = (
-        "from sqlalchemy import inspect\n"
-        "from hub.kernel.settings import get_settings\n"
-        "from hub.portal.app import create_app\n"
-        "from hub.registry.models import Application\n"
-        "from hub.web.serving import prepare_to_serve\n"
-        "app = create_app(get_settings(), sso=False)\n"
-        "before = inspect(Application).configured\n"
-        "prepare_to_serve(app, app.state.templates, get_settings())\n"
-        "print(before, inspect(Application).configured)\n"
-    )
-    env = {**os.environ, "TRE_ROOT": str(registry.root)}
-    out = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "True"]
-
-
-def test_a_served_process_keeps_what_it_built_at_start_out_of_the_garbage_collectors_sight(registry):
-    """Each full collection walked every module, model and template (105 to 157 ms per collection
-    under load, every page waiting). Checked in a fresh process: pytest's own objects are not."""
-    import os
-    import subprocess
-    import sys
-
+def served_process(registry: Settings, before: str, after: str) -> list[str]:
+    """What a fresh process prints: it builds the portal, runs `before`, prepares to serve as a
+    served process does, then runs `after` (each a line of Python). Fresh, because this test
+    process has long set up what a new one has not."""
     check = (
         "import gc\n"
         "from hub.kernel.settings import get_settings\n"
         "from hub.portal.app import create_app\n"
         "from hub.web.serving import prepare_to_serve\n"
         "app = create_app(get_settings(), sso=False)\n"
-        "seen = lambda: any(o is app for o in gc.get_objects())\n"
-        "before = seen()\n"
+        f"{before}\n"
         "prepare_to_serve(app, app.state.templates, get_settings())\n"
-        "print(before, seen(), gc.get_freeze_count() > 100_000)\n"
+        f"{after}\n"
     )
     env = {**os.environ, "TRE_ROOT": str(registry.root)}
-    out = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "False", "True"]
+    return subprocess.run(
+        [sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+
+
+def test_a_served_process_sets_up_the_orm_before_its_first_request(registry):
+    """Its first visitors would otherwise pay for it (0.1 s, under load)."""
+    mapped = "inspect(Application).configured"
+    imports = "from sqlalchemy import inspect\nfrom hub.registry.models import Application\n"
+    assert served_process(registry, f"{imports}before = {mapped}", f"print(before, {mapped})") == [
+        "False",
+        "True",
+    ]
+
+
+def test_a_served_process_keeps_what_it_built_at_start_out_of_the_garbage_collectors_sight(registry):
+    """Each full collection walked every module, model and template (105 to 157 ms per collection
+    under load, every page waiting)."""
+    seen = "any(o is app for o in gc.get_objects())"
+    out = served_process(
+        registry, f"before = {seen}", f"print(before, {seen}, gc.get_freeze_count() > 100_000)"
+    )
+    assert out == ["True", "False", "True"]
 
 
 def test_a_served_process_sets_up_every_route_before_its_first_request(registry):
     """FastAPI sets up an included router's routes (dependencies, form models) when the first
-    request reaches that router: 15 ms of a new worker's first page. Checked in a fresh process."""
-    import os
-    import subprocess
-    import sys
-
-    check = (
-        "import fastapi.routing as routing\n"
-        "from fastapi.testclient import TestClient\n"
-        "from hub.kernel.settings import get_settings\n"
-        "from hub.portal.app import create_app\n"
-        "from hub.web.serving import prepare_to_serve\n"
-        "app = create_app(get_settings(), sso=False)\n"
-        "prepare_to_serve(app, app.state.templates, get_settings())\n"
-        "calls = []\n"
-        "setup = routing._populate_api_route_state\n"
-        "routing._populate_api_route_state = lambda *a, **k: calls.append(a) or setup(*a, **k)\n"
-        "status = TestClient(app, follow_redirects=False).get('/services/portal/queue').status_code\n"
-        "print(status, len(calls))\n"
+    request reaches that router: 15 ms of a new worker's first page."""
+    count_route_setups = (
+        "import fastapi.routing as routing; calls = []; setup = routing._populate_api_route_state; "
+        "routing._populate_api_route_state = lambda *a, **k: calls.append(a) or setup(*a, **k)"
     )
-    env = {**os.environ, "TRE_ROOT": str(registry.root)}
-    out = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True)
-    status, routes_set_up = out.stdout.split()
-    assert status != "404" and routes_set_up == "0", out.stdout
+    first_page = (
+        "from fastapi.testclient import TestClient; "
+        "print(TestClient(app, follow_redirects=False).get('/services/portal/queue').status_code, len(calls))"
+    )
+    status, routes_set_up = served_process(registry, "pass", count_route_setups + "\n" + first_page)
+    assert status != "404" and routes_set_up == "0", (status, routes_set_up)
