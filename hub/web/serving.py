@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import multiprocessing
 import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any
 
 import anyio.to_thread
@@ -67,7 +66,7 @@ def prepare_to_serve(app: FastAPI, templates: Jinja2Templates, settings: Setting
     # FastAPI sets up an included router's routes (their dependencies and form models: 15 ms for
     # the portal's) when the first request reaches that router. Looking up the URL of a route that
     # no router has walks every route, and so sets each one up now.
-    with contextlib.suppress(NoMatchFound):
+    with suppress(NoMatchFound):
         app.url_path_for("no route has this name")
     gc.collect()  # what start-up left as garbage goes now, not frozen with the rest
     gc.freeze()
