@@ -317,6 +317,16 @@ def wait_until(check: Callable[[], bool], seconds: float, what: str) -> float:
     raise AssertionError(f"{what} not within {seconds}s")
 
 
+def end_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def docker_inspect(container: str) -> dict:
     import json
 
@@ -414,6 +424,7 @@ def isolated_settings(root: Path, name: str, **overrides: Any) -> Any:
         portal_port=free_port(),
         hub_port=free_port(),
         guard_port=free_port(),
+        link_port=free_port(),
         container_prefix=f"tre{suffix}",
         **overrides,
     )

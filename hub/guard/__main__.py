@@ -12,14 +12,16 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 
 from aiohttp import web
 
 from hub.guard.app import Guard
 from hub.guard.budget import Budget
+from hub.guard.link import Passer, application, hub_door, listening_socket, serve_sites, swarm_addresses
 from hub.guard.recorder import Recorder
 from hub.guard.upstream import Upstreams
-from hub.host.network import guard_gid
+from hub.host.network import gateway_ip, guard_gid
 from hub.kernel.lifecycle import die_with_parent
 from hub.kernel.settings import Settings, get_settings
 
@@ -35,6 +37,29 @@ def take_guard_group(settings: Settings) -> None:
         os.setgid(gid)
 
 
+def stop_on_signals() -> asyncio.Event:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    return stopping
+
+
+def hub_door_site(settings: Settings, passer: Passer) -> tuple[web.Application, socket.socket] | None:
+    """On a swarm with other nodes' links: the door their hub relays use, on this node's address."""
+    if settings.engine != "swarm":
+        return None
+    node_address, _ = swarm_addresses()
+    if not node_address:  # never "": that would listen on every address
+        log.warning("this engine is in no swarm: no door for the nodes' links")
+        return None
+    log.info("hub door for the nodes' links on %s:%d", node_address, settings.link_port)
+    hub_api = f"http://{gateway_ip(settings)}:{settings.hub_port}"
+    return application(settings, hub_door(settings, passer, hub_api)), listening_socket(
+        node_address, settings.link_port
+    )
+
+
 async def serve(settings: Settings) -> None:
     budget = Budget()
     recorder = Recorder(settings, budget)
@@ -42,20 +67,18 @@ async def serve(settings: Settings) -> None:
     upstreams = Upstreams(settings)
     guard = Guard(settings, upstreams, recorder, budget)
     await guard.open()
-    loop = asyncio.get_running_loop()
+    passer = Passer(guard.link_secret)
+    await passer.open()
     upstreams.watch()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stopping = stop_on_signals()
     writer = asyncio.create_task(recorder.run(stopping.is_set))
-    runner = web.AppRunner(guard.app(), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", settings.guard_port, reuse_address=True)
-    await site.start()
+    sites = [(guard.app(), listening_socket("127.0.0.1", settings.guard_port))]
+    if door := hub_door_site(settings, passer):
+        sites.append(door)
     log.info("guard on 127.0.0.1:%d", settings.guard_port)
-    await stopping.wait()
-    await runner.cleanup()
+    await serve_sites(sites, stopping)
     await writer
+    await passer.close()
     await guard.close()
 
 

@@ -38,6 +38,7 @@ from hub.guard.routes import (
     suffix_refusal,
 )
 from hub.guard.upstream import Address, Upstreams
+from hub.host.swarm import LINK_HEADER, link_secret
 from hub.kernel import codelog
 from hub.kernel.audit_actions import AuditAction
 from hub.kernel.clock import utcnow
@@ -95,6 +96,22 @@ async def read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes | None:
     return bytes(data)
 
 
+def answer_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
+    return CIMultiDict((k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP)
+
+
+async def stream_back(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    """The upstream answer, passed on to the client as it comes."""
+    response = web.StreamResponse(status=upstream.status, headers=answer_headers(upstream))
+    if upstream.content_length is not None:
+        response.content_length = upstream.content_length
+    await response.prepare(request)
+    async for chunk in upstream.content.iter_chunked(64 * 1024):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
 @dataclass
 class _Limits:
     at: float
@@ -107,6 +124,7 @@ class Guard:
         self._limits: dict[str, _Limits] = {}
         self.client: aiohttp.ClientSession | None = None
         self.sockets: dict[Workspace, set[web.WebSocketResponse]] = {}
+        self.link_secret = link_secret(settings) if settings.engine == "swarm" else ""
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -242,15 +260,16 @@ class Guard:
             return host == f"{target.user}.{domain}"
         return host in ("127.0.0.1", "localhost", "::1", "[::1]")  # the hub's own checks
 
-    @staticmethod
-    def _headers(request: web.Request, encoded: bool = False) -> CIMultiDict[str]:
+    def _headers(self, request: web.Request, addr: Address, encoded: bool = False) -> CIMultiDict[str]:
         out: CIMultiDict[str] = CIMultiDict()
         for key, value in request.headers.items():
             low = key.lower()
-            if low in HOP_BY_HOP or (not encoded and low == "accept-encoding"):
+            if low in HOP_BY_HOP or low == LINK_HEADER.lower() or (not encoded and low == "accept-encoding"):
                 continue
             out.add(key, value)
         out["Host"] = request.host
+        if addr.through_link:
+            out[LINK_HEADER] = self.link_secret
         return out
 
     @staticmethod
@@ -266,31 +285,16 @@ class Guard:
             raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=cap + 1)
         return body
 
-    @staticmethod
-    def _answer_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
-        out: CIMultiDict[str] = CIMultiDict()
-        for key, value in upstream.headers.items():
-            if key.lower() not in HOP_BY_HOP:
-                out.add(key, value)
-        return out
-
     async def stream(self, request: web.Request, addr: Address) -> web.StreamResponse:
         """The image's static assets: passed through as they come, not counted."""
         assert self.client is not None
         async with self.client.request(
             request.method,
             self._url(addr, request),
-            headers=self._headers(request, encoded=True),
+            headers=self._headers(request, addr, encoded=True),
             allow_redirects=False,
         ) as upstream:
-            response = web.StreamResponse(status=upstream.status, headers=self._answer_headers(upstream))
-            if upstream.content_length is not None:
-                response.content_length = upstream.content_length
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_chunked(64 * 1024):
-                await response.write(chunk)
-            await response.write_eof()
-            return response
+            return await stream_back(request, upstream)
 
     async def _fetch(self, request: web.Request, addr: Address, body: bytes | None, cap: int):
         """(status, headers, body) of the upstream answer, refusing bodies over `cap` (None then)."""
@@ -298,12 +302,12 @@ class Guard:
         async with self.client.request(
             request.method,
             self._url(addr, request),
-            headers=self._headers(request),
+            headers=self._headers(request, addr),
             data=body,
             allow_redirects=False,
         ) as upstream:
             data = await read_capped(upstream.content, cap)
-            return upstream.status, self._answer_headers(upstream), data
+            return upstream.status, answer_headers(upstream), data
 
     def _send(self, target: Target, request: web.Request, limits: Limits, status: int, headers, data: bytes):
         """The answer, if it fits the day's budget (bookkeeping may use the overdraft); else the cut."""
@@ -398,7 +402,7 @@ class Guard:
             p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
         ]
         headers = CIMultiDict(
-            (k, v) for k, v in self._headers(request).items() if k.lower() not in WS_HANDSHAKE
+            (k, v) for k, v in self._headers(request, addr).items() if k.lower() not in WS_HANDSHAKE
         )
         try:
             upstream = await self.client.ws_connect(

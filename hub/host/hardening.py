@@ -14,7 +14,6 @@ from docker.types import (
     DriverConfig,
     EndpointSpec,
     Mount,
-    Placement,
     Resources,
     RestartPolicy,
     ServiceMode,
@@ -73,7 +72,6 @@ def hardened_service(
     tmp_size: str = "64m",
     args: list[str] | None = None,
     job: bool = False,
-    constraints: list[str] | None = None,
 ) -> dict[str, Any]:
     """`create_service` arguments for one task of researcher code, with `hardening` in a
     service's terms: uid 1000, no capabilities, read-only root,
@@ -99,7 +97,6 @@ def hardened_service(
             resources=resources,
             restart_policy=RestartPolicy(condition="none"),
             networks=[network] if network else [],
-            placement=Placement(constraints=constraints) if constraints else None,
         ),
         "name": name,
         "mode": ServiceMode("replicated-job" if job else "replicated", replicas=1),

@@ -27,6 +27,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import httpx
 from docker.types import (
     ContainerSpec,
     EndpointSpec,
@@ -37,10 +38,14 @@ from docker.types import (
 )
 
 from hub.host.hardening import tmp_volume
+from hub.kernel.secrets import read_or_create_secret
 from hub.kernel.settings import Settings
 
 MANAGED_LABEL = "org.tre.managed"
 ANCHOR_REPORT = re.compile(r"NoNewPrivs:\s*(\d)")
+# The guard and the nodes' links (hub.guard.link) prove themselves to each other with this header.
+LINK_HEADER = "X-TRE-Link"
+LINK_HEALTH = "/_link/health"
 
 
 class SwarmError(RuntimeError):
@@ -413,3 +418,35 @@ def remove_tmp_volume(client: docker.DockerClient, service: str, timeout: float 
             return
         except docker.errors.APIError:
             time.sleep(0.2)
+
+
+def link_secret(settings: Settings) -> str:
+    return read_or_create_secret(settings.link_secret_path).decode()
+
+
+def link_problems(client: docker.DockerClient, settings: Settings) -> list[str]:
+    """On a manager: the link of every other ready node answers, with the shared secret and this
+    TRE's network. A node without one could take a workspace the guard cannot reach."""
+    here = node_state(client).node_id
+    secret = link_secret(settings)
+    problems = []
+    for node in client.api.nodes():
+        if node["ID"] == here or node["Status"]["State"] != "ready":
+            continue
+        hostname, address = node["Description"]["Hostname"], node["Status"]["Addr"]
+        url = f"http://{address}:{settings.link_port}{LINK_HEALTH}"
+        try:
+            answer = httpx.get(url, headers={LINK_HEADER: secret}, timeout=2)
+            answer.raise_for_status()
+            network = answer.json().get("network")
+        except (httpx.HTTPError, ValueError) as exc:
+            problems.append(
+                f"node {hostname}: its guard link does not answer on {address}:{settings.link_port} "
+                f"({exc}); run `python -m hub.guard.link` there (docs/operations.md, More than one host)"
+            )
+            continue
+        if network != settings.network:
+            problems.append(
+                f"node {hostname}: its guard link serves network {network!r}, not {settings.network!r}"
+            )
+    return problems

@@ -93,6 +93,10 @@ class Settings:
     # processes of guard_group may open connections to the workspaces (the host firewall).
     guard_port: int = _setting("TRE_GUARD_PORT", 8095, int)
     guard_group: str = _setting("TRE_GUARD_GROUP", "tre-guard")
+    # On a swarm: the guard reaches workspaces on other nodes through each node's link
+    # (hub.guard.link), which listens on the node's swarm address at this port; so does the hub's
+    # node, for the links' relays of the hub API.
+    link_port: int = _setting("TRE_LINK_PORT", 8096, int)
     releases_to_keep: int = _setting("TRE_RELEASES_TO_KEEP", 2, int)
     egress_max_file_bytes: int = _setting("TRE_EGRESS_MAX_FILE_BYTES", 100 * 1024 * 1024, int)
     # Largest file a browser upload may create in a workspace.
@@ -168,6 +172,11 @@ class Settings:
     @cached_property
     def keys_dir(self) -> Path:
         return self.root / "keys"
+
+    @cached_property
+    def link_secret_path(self) -> Path:
+        """The secret the guard and the nodes' links share (every node reads the same file)."""
+        return self.keys_dir / "link.secret"
 
     @cached_property
     def projects_dir(self) -> Path:

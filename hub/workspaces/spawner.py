@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import re
 from pathlib import Path
@@ -46,12 +45,6 @@ from hub.workspaces.configured import WithTRESettings
 # Docker object names allow [a-zA-Z0-9][a-zA-Z0-9_.-]; usernames and project slugs must fit as they are,
 # and hold no "--", so the container name `tre-<user>--<project>` is readable and unambiguous.
 SAFE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_.]|-(?!-)){0,62}$")
-
-
-@functools.cache
-def this_node() -> str:
-    """This engine's swarm node id (the hub's node)."""
-    return docker.from_env(timeout=10).info()["Swarm"]["NodeID"]
 
 
 def refusal(status: int, message: str) -> web.HTTPError:
@@ -316,9 +309,9 @@ class TRESwarmSpawner(TREWorkspace, SwarmSpawner):
     (hub.host.swarm). The task joins the swarm-scoped workspace bridge of its node."""
 
     def _configure_container(self, permit: WorkspacePermit) -> None:
-        # The guard and the hub API are on the hub's node, so its workspaces are too (jobs and
-        # re-runs, which need neither, run on any node): docs/operations.md "More than one host".
-        node = this_node()
+        # Any ready node: the guard reaches a workspace on another node through that node's link,
+        # and the workspace the hub API through the link's relay (hub.guard.link); no workspace
+        # starts while a node's link is not answering (hub.host.swarm.link_problems).
         self._service_spec = hardened_service(
             self.object_name,
             self.tre_settings.image,
@@ -332,7 +325,6 @@ class TRESwarmSpawner(TREWorkspace, SwarmSpawner):
             pids=permit.limits.pids,
             labels=self._labels(permit),
             tmp_size=self.tmp_size,
-            constraints=[f"node.id=={node}"],
         )
 
     async def create_object(self) -> dict:

@@ -22,6 +22,7 @@ import pytest
 
 from tests.egress_server import REPO, free_port
 from tests.fixtures_egress import AUTHOR, CHECKER1, PROJECT
+from tests.fixtures_hub import end_process
 
 pytestmark = pytest.mark.slow
 CHP = REPO / ".node" / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -95,11 +96,7 @@ def hub(eg, tmp_path):
             time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        end_process(proc, timeout=30)
         log.close()
 
 

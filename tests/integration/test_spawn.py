@@ -45,8 +45,8 @@ def test_spawn_through_rest_api_gives_hardened_container(hub, workspaces):
         assert mounts.pop("/tmp")["Type"] == "volume"
         service = info["Config"]["Labels"]["com.docker.swarm.service.name"]
         spec = json.loads(run(["docker", "service", "inspect", service]))[0]["Spec"]
-        node = run(["docker", "info", "--format", "{{.Swarm.NodeID}}"]).strip()
-        assert spec["TaskTemplate"]["Placement"]["Constraints"] == [f"node.id=={node}"]  # the guard's node
+        # Any node: the guard reaches other nodes through their links (test_swarm_nodes).
+        assert not spec["TaskTemplate"].get("Placement", {}).get("Constraints")
         assert spec["TaskTemplate"]["RestartPolicy"]["Condition"] == "none"
     else:
         assert "/tmp" in host["Tmpfs"] and "noexec" in host["Tmpfs"]["/tmp"]

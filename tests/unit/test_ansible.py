@@ -28,3 +28,11 @@ def test_service_unit_runs_tre_hub():
     unit = (ANSIBLE / "roles/hub/templates/tre-hub.service.j2").read_text()
     assert "ExecStart={{ tre_venv }}/bin/tre hub" in unit
     assert "NoNewPrivileges=true" in unit
+
+
+def test_every_swarm_worker_runs_the_guards_link():
+    unit = (ANSIBLE / "roles/docker_host/templates/tre-link.service.j2").read_text()
+    assert "ExecStart={{ tre_venv }}/bin/python -m hub.guard.link --hub-address" in unit
+    assert "NoNewPrivileges=true" in unit
+    tasks = (ANSIBLE / "roles/docker_host/tasks/main.yml").read_text()
+    assert "src: tre-link.service.j2" in tasks
