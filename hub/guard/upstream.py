@@ -60,9 +60,12 @@ class Upstreams:
 
     def _on_another_node(self, user: str, project: str) -> Address | None:
         """The link of the node that runs the service's task, when that is not this node."""
-        tasks = self._client.api.tasks(
-            filters={"service": self.container_name(user, project), "desired-state": "running"}
-        )
+        try:
+            tasks = self._client.api.tasks(
+                filters={"service": self.container_name(user, project), "desired-state": "running"}
+            )
+        except docker.errors.NotFound:  # no such service: the workspace is not running anywhere
+            return None
         running = [t for t in tasks if t.get("Status", {}).get("State") == "running"]
         if len(running) != 1 or running[0].get("NodeID") in ("", self._node_id()):
             return None

@@ -328,7 +328,7 @@ def _swarm_problems(
     if node.manager:
         problems += swarm.anchor_problems(client, settings, node.node_id if this_node_only else None)
         if not this_node_only:
-            problems += swarm.link_problems(client, settings)
+            problems += swarm.link_problems(client, settings, node.node_id)
     return problems
 
 

@@ -85,15 +85,14 @@ class NodeState:
 
 def node_state(client: docker.DockerClient) -> NodeState:
     """This engine's place in the swarm; SwarmError when it is in none."""
-    swarm = client.info().get("Swarm") or {}
+    info = client.info()
+    swarm = info.get("Swarm") or {}
     if swarm.get("LocalNodeState") != "active":
         raise SwarmError(
             "this Docker engine is not in a swarm: run `docker swarm init` on the first node or "
             "`docker swarm join` on the others (docs/operations.md, More than one host)"
         )
-    return NodeState(
-        swarm.get("NodeID", ""), client.info().get("Name", ""), bool(swarm.get("ControlAvailable"))
-    )
+    return NodeState(swarm.get("NodeID", ""), info.get("Name", ""), bool(swarm.get("ControlAvailable")))
 
 
 def _docker_cli(args: list[str]) -> None:
@@ -424,15 +423,15 @@ def link_secret(settings: Settings) -> str:
     return read_or_create_secret(settings.link_secret_path).decode()
 
 
-def link_problems(client: docker.DockerClient, settings: Settings) -> list[str]:
-    """On a manager: the link of every other ready node answers, with the shared secret and this
-    TRE's network. A node without one could take a workspace the guard cannot reach."""
-    here = node_state(client).node_id
+def link_problems(client: docker.DockerClient, settings: Settings, here: str) -> list[str]:
+    """On a manager (node id `here`): the link of every other ready node answers, with the shared
+    secret and this TRE's network. A node without one could take a workspace the guard cannot reach."""
+    others = [n for n in client.api.nodes() if n["ID"] != here and n["Status"]["State"] == "ready"]
+    if not others:
+        return []
     secret = link_secret(settings)
     problems = []
-    for node in client.api.nodes():
-        if node["ID"] == here or node["Status"]["State"] != "ready":
-            continue
+    for node in others:
         hostname, address = node["Description"]["Hostname"], node["Status"]["Addr"]
         url = f"http://{address}:{settings.link_port}{LINK_HEALTH}"
         try:

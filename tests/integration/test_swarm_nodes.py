@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hub.jobs.runner import container_name
@@ -188,11 +189,21 @@ def test_a_workspace_on_the_second_node_is_served_through_its_link_and_recorded(
     assert refused.status_code == 403, refused.text
     hub.stop(user, project)
     assert not hub.workspace_exists(user, project)
+    # Stopped: the guard itself says so, having dropped its route to the node with the service.
+    guard_url = f"http://127.0.0.1:{hub.settings.guard_port}/user/{user}/{project}/api/status"
+
+    answers: list[tuple[int, str]] = []
+
+    def guard_says_not_running() -> bool:
+        answer = httpx.get(guard_url, headers={"Accept": "application/json"})
+        answers.append((answer.status_code, answer.headers.get("content-type", "")))
+        return answer.status_code == 503 and answers[-1][1].startswith("application/json")
+
+    wait_until(lambda: guard_says_not_running() or 500 in {a[0] for a in answers}, 10, "the guard's answer")
+    assert answers[-1][0] == 503 and 500 not in {a[0] for a in answers}, answers
 
 
 def test_the_link_answers_only_the_guard_and_no_workspace_reaches_it(two):
-    import httpx
-
     from hub.host.network import plan
     from hub.host.swarm import LINK_HEADER, LINK_HEALTH
 
