@@ -10,39 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import socket
 
 from aiohttp import web
 
 from hub.guard.app import Guard
 from hub.guard.budget import Budget
-from hub.guard.link import Passer, application, hub_door, listening_socket, serve_sites, swarm_addresses
+from hub.guard.link import Passer, application, hub_door, swarm_addresses
 from hub.guard.recorder import Recorder
+from hub.guard.sites import listening_socket, serve_sites, stop_on_signals, take_guard_group
 from hub.guard.upstream import Upstreams
-from hub.host.network import gateway_ip, guard_gid
+from hub.host.network import gateway_ip
 from hub.kernel.lifecycle import die_with_parent
 from hub.kernel.settings import Settings, get_settings
 
 log = logging.getLogger("tre.guard")
-
-
-def take_guard_group(settings: Settings) -> None:
-    gid = guard_gid(settings)
-    if gid is None:
-        raise SystemExit(f"the group {settings.guard_group} does not exist: run `tre network setup`")
-    if os.getegid() != gid:
-        os.setgroups([])
-        os.setgid(gid)
-
-
-def stop_on_signals() -> asyncio.Event:
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    return stopping
 
 
 def hub_door_site(settings: Settings, passer: Passer) -> tuple[web.Application, socket.socket] | None:

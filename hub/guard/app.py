@@ -96,6 +96,33 @@ async def read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes | None:
     return bytes(data)
 
 
+def passed_headers(request: web.Request, proof: str = "", encoded: bool = True) -> CIMultiDict[str]:
+    """The request's headers for the server behind: no hop-by-hop ones, and no link secret unless
+    `proof` adds the right one (a browser or a workspace never passes one on); `encoded` False asks
+    for an uncompressed answer (the guard reads it)."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for key, value in request.headers.items():
+        low = key.lower()
+        if low in HOP_BY_HOP or low == LINK_HEADER.lower() or (not encoded and low == "accept-encoding"):
+            continue
+        out.add(key, value)
+    out["Host"] = request.host
+    if proof:
+        out[LINK_HEADER] = proof
+    return out
+
+
+def socket_handshake(request: web.Request, proof: str = "") -> tuple[list[str], CIMultiDict[str]]:
+    """(the subprotocols the browser offers, the headers to open the websocket behind with)."""
+    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    headers = CIMultiDict(
+        (k, v)
+        for k, v in passed_headers(request, proof, encoded=False).items()
+        if k.lower() not in WS_HANDSHAKE
+    )
+    return offered, headers
+
+
 def answer_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP)
 
@@ -260,17 +287,8 @@ class Guard:
             return host == f"{target.user}.{domain}"
         return host in ("127.0.0.1", "localhost", "::1", "[::1]")  # the hub's own checks
 
-    def _headers(self, request: web.Request, addr: Address, encoded: bool = False) -> CIMultiDict[str]:
-        out: CIMultiDict[str] = CIMultiDict()
-        for key, value in request.headers.items():
-            low = key.lower()
-            if low in HOP_BY_HOP or low == LINK_HEADER.lower() or (not encoded and low == "accept-encoding"):
-                continue
-            out.add(key, value)
-        out["Host"] = request.host
-        if addr.through_link:
-            out[LINK_HEADER] = self.link_secret
-        return out
+    def _proof(self, addr: Address) -> str:
+        return self.link_secret if addr.through_link else ""
 
     @staticmethod
     def _url(addr: Address, request: web.Request) -> str:
@@ -291,7 +309,7 @@ class Guard:
         async with self.client.request(
             request.method,
             self._url(addr, request),
-            headers=self._headers(request, addr, encoded=True),
+            headers=passed_headers(request, self._proof(addr)),
             allow_redirects=False,
         ) as upstream:
             return await stream_back(request, upstream)
@@ -302,7 +320,7 @@ class Guard:
         async with self.client.request(
             request.method,
             self._url(addr, request),
-            headers=self._headers(request, addr),
+            headers=passed_headers(request, self._proof(addr), encoded=False),
             data=body,
             allow_redirects=False,
         ) as upstream:
@@ -398,12 +416,7 @@ class Guard:
         self, request: web.Request, target: Target, addr: Address, limits: Limits, read_messages: bool = True
     ) -> web.StreamResponse:
         assert self.client is not None
-        offered = [
-            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
-        ]
-        headers = CIMultiDict(
-            (k, v) for k, v in self._headers(request, addr).items() if k.lower() not in WS_HANDSHAKE
-        )
+        offered, headers = socket_handshake(request, self._proof(addr))
         try:
             upstream = await self.client.ws_connect(
                 self._url(addr, request),

@@ -24,16 +24,15 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 import docker
 from aiohttp import WSMsgType, web
-from multidict import CIMultiDict
 
-from hub.guard.app import HOP_BY_HOP, WS_HANDSHAKE, stream_back
-from hub.guard.routes import parse_target
+from hub.guard.app import passed_headers, socket_handshake, stream_back
+from hub.guard.routes import parse_target, path_trick
+from hub.guard.sites import listening_socket, serve_sites, stop_on_signals, take_guard_group
 from hub.guard.upstream import Upstreams
 from hub.host.network import gateway_ip
 from hub.host.swarm import LINK_HEADER, LINK_HEALTH, link_secret
@@ -41,13 +40,13 @@ from hub.kernel.settings import Settings, get_settings
 
 log = logging.getLogger("tre.link")
 HUB_API = "/hub/api"
-IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux: bind an address the host does not have yet
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def is_hub_api(path: str) -> bool:
-    return path == HUB_API or path.startswith(HUB_API + "/")
+def is_hub_api(raw_path: str) -> bool:
+    """`raw_path` (as it is passed on, without the query) is the hub API's and means nothing else."""
+    return path_trick(raw_path) is None and (raw_path == HUB_API or raw_path.startswith(HUB_API + "/"))
 
 
 class Passer:
@@ -72,41 +71,30 @@ class Passer:
     def authorised(self, request: web.Request) -> bool:
         return hmac.compare_digest(request.headers.get(LINK_HEADER, "").encode(), self.secret.encode())
 
-    def _headers(self, request: web.Request, prove: bool) -> CIMultiDict[str]:
-        out: CIMultiDict[str] = CIMultiDict(
-            (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP | {LINK_HEADER.lower()}
-        )
-        out["Host"] = request.host
-        if prove:
-            out[LINK_HEADER] = self.secret
-        return out
-
     async def pass_on(self, request: web.Request, url: str, prove: bool = False) -> web.StreamResponse:
         """`request` to `url`; `prove` adds the shared secret (for the next door)."""
         assert self.client is not None
-        headers = self._headers(request, prove)
+        proof = self.secret if prove else ""
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self._socket(request, url, headers)
+            return await self._socket(request, url, proof)
         body = await request.read() if request.body_exists else None
         try:
             upstream = await self.client.request(
-                request.method, url, headers=headers, data=body, allow_redirects=False
+                request.method, url, headers=passed_headers(request, proof), data=body, allow_redirects=False
             )
         except aiohttp.ClientError as exc:
             return web.Response(status=502, text=f"not reachable: {exc.__class__.__name__}")
         async with upstream:
             return await stream_back(request, upstream)
 
-    async def _socket(self, request: web.Request, url: str, headers: CIMultiDict[str]) -> web.StreamResponse:
+    async def _socket(self, request: web.Request, url: str, proof: str) -> web.StreamResponse:
         assert self.client is not None
-        offered = [
-            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
-        ]
+        offered, headers = socket_handshake(request, proof)
         try:
             upstream = await self.client.ws_connect(
                 url,
                 protocols=offered,
-                headers=CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in WS_HANDSHAKE),
+                headers=headers,
                 max_msg_size=0,
                 compress=0,
             )
@@ -174,7 +162,7 @@ def hub_relay(passer: Passer, hub_door_url: str) -> Handler:
     """For the node's workspaces: the hub API, at the hub's node's door."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        if not is_hub_api(request.path):
+        if not is_hub_api(request.rel_url.raw_path):
             return web.Response(status=404, text="only the hub API is here")
         return await passer.pass_on(request, f"{hub_door_url}{request.raw_path}", prove=True)
 
@@ -185,7 +173,7 @@ def hub_door(settings: Settings, passer: Passer, hub_api_url: str) -> Handler:
     """The guard's door for the nodes' hub relays, on the hub's node: to the hub API."""
 
     async def to_hub_api(request: web.Request) -> web.StreamResponse:
-        if not is_hub_api(request.path):
+        if not is_hub_api(request.rel_url.raw_path):
             return web.Response(status=404, text="only the hub API is here")
         return await passer.pass_on(request, f"{hub_api_url}{request.raw_path}")
 
@@ -198,30 +186,6 @@ def application(settings: Settings, handle: Handler) -> web.Application:
     return app
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on `host`, which need not be up yet (a node's bridge exists only while a
-    task is attached to it; the anchor's task attaches soon after the node joins)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
-    sock.bind((host, port))
-    sock.listen(512)
-    sock.setblocking(False)
-    return sock
-
-
-async def serve_sites(sites: list[tuple[web.Application, socket.socket]], stopping: asyncio.Event) -> None:
-    runners = []
-    for app, sock in sites:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        runners.append(runner)
-    await stopping.wait()
-    for runner in runners:
-        await runner.cleanup()
-
-
 def swarm_addresses() -> tuple[str, list[str]]:
     """This node's swarm address and the managers' addresses, from the local engine."""
     swarm = docker.from_env(timeout=10).info().get("Swarm") or {}
@@ -230,8 +194,6 @@ def swarm_addresses() -> tuple[str, list[str]]:
 
 
 async def serve(settings: Settings, node_address: str, hub_address: str) -> None:
-    from hub.guard.__main__ import stop_on_signals
-
     passer = Passer(link_secret(settings))
     await passer.open()
     upstreams = Upstreams(settings, remote_nodes=False)
@@ -254,8 +216,6 @@ async def serve(settings: Settings, node_address: str, hub_address: str) -> None
 
 
 def main(argv: list[str] | None = None) -> None:
-    from hub.guard.__main__ import take_guard_group
-
     parser = argparse.ArgumentParser(prog="python -m hub.guard.link", description=__doc__.split("\n")[0])
     parser.add_argument("--hub-address", help="the hub's node's swarm address (default: the one manager)")
     args = parser.parse_args(argv)

@@ -106,12 +106,20 @@ def is_control(rest: str) -> bool:
     return bool(_CONTROL.match(rest))
 
 
+def path_trick(path: str) -> str | None:
+    """Why `path` could mean another path to the server behind (dot segments, backslashes, encoded
+    separators), or None. A path is checked in the form it is passed on in."""
+    if "\\" in path or any(part in (".", "..") for part in path.split("/")):
+        return "a path with '.' or '..' components"
+    if _ENCODED_SEPARATOR.search(path):
+        return "an encoded '/', '\\' or '.' in the path"
+    return None
+
+
 def classify(method: str, rest: str) -> Route:
     """The route of a request below a workspace prefix (query strings are not part of `rest`)."""
-    if "\\" in rest or any(part in (".", "..") for part in rest.split("/")):
-        return Route(None, "a path with '.' or '..' components")
-    if _ENCODED_SEPARATOR.search(rest):
-        return Route(None, "an encoded '/', '\\' or '.' in the path")
+    if trick := path_trick(rest):
+        return Route(None, trick)
     for pattern, reason in _REFUSED:
         if pattern.match(rest):
             return Route(None, reason)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from hub.guard.link import Passer, application, hub_door, hub_relay, workspace_door
 from hub.guard.upstream import Address
@@ -153,9 +154,14 @@ def test_the_hub_relay_passes_the_hub_api_alone_through_the_hub_door(tmp_path):
                 "/hub/login",
                 "/hub/apix",
                 "/user/alice/p1/api/status",
+                # Climbs out of /hub/api, sent as written (`encoded`: the client normalises nothing).
                 "/hub/api/../../user/alice/p1/",
+                "/hub/api/%2e%2e/%2e%2e/hub/login",
+                "/hub/api%2f..%2f..%2fhub/login",
+                "/hub/api/.%2E/login",
+                "/hub/api/..\\..\\hub/login",
             ):
-                async with client.get(relay + path) as r:
+                async with client.get(URL(relay + path, encoded=True)) as r:
                     assert r.status == 404, path
             # The hub door itself takes only the relays (the secret), and only the hub API.
             for headers in ({}, {LINK_HEADER: "b" * 64}):
